@@ -1,0 +1,62 @@
+"""The one place that reads the environment: where the lake is, which source feeds it.
+
+Everything that differs between a laptop and production is an environment variable read
+here, once, into a typed `Settings`; resources are built from it in `definitions`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster_project import catalog
+
+ENV_LAKE_ROOT = "PERMAFROST_LAKE_ROOT"
+ENV_WAREHOUSE = "PERMAFROST_WAREHOUSE"
+ENV_SOURCE = "PERMAFROST_SOURCE"
+ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
+ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
+
+SOURCE_KINDS = ("demo",)
+DEFAULT_DEMO_SEED = 20260101
+
+
+@dataclass(frozen=True)
+class Settings:
+    lake_root: Path
+    warehouse_path: Path
+    source: str
+    demo_seed: int
+    demo_latest_month: str  # YYYY-MM
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from environment variables, with defaults that run offline on the demo."""
+    env = os.environ if environ is None else environ
+    lake_root = Path(env.get(ENV_LAKE_ROOT) or "data").expanduser().resolve()
+    warehouse = env.get(ENV_WAREHOUSE)
+    warehouse_path = Path(warehouse).expanduser().resolve() if warehouse else lake_root / "warehouse.duckdb"
+    source = (env.get(ENV_SOURCE) or "demo").strip().lower()
+    if source not in SOURCE_KINDS:
+        raise ValueError(f"{ENV_SOURCE}={source!r} is not a known source; expected one of {SOURCE_KINDS}")
+    seed_text = env.get(ENV_DEMO_SEED) or str(DEFAULT_DEMO_SEED)
+    try:
+        demo_seed = int(seed_text)
+    except ValueError as error:
+        raise ValueError(f"{ENV_DEMO_SEED}={seed_text!r} is not an integer") from error
+    latest_text = env.get(ENV_DEMO_LATEST_MONTH) or catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
+    try:
+        latest = catalog.month_start(latest_text)
+    except ValueError as error:
+        raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is not a month (YYYY-MM)") from error
+    if latest < catalog.HISTORY_START:
+        raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is before the history start 2001-01")
+    return Settings(
+        lake_root=lake_root,
+        warehouse_path=warehouse_path,
+        source=source,
+        demo_seed=demo_seed,
+        demo_latest_month=latest.strftime("%Y-%m"),
+    )

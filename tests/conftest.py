@@ -1,0 +1,33 @@
+"""Shared fixtures: every test gets its own lake and warehouse under tmp_path."""
+
+import pytest
+
+from dagster_project import settings
+from dagster_project.resources import build_resources
+
+# Short history keeps the raw-asset tests fast; the demo's realism is tested on the full span.
+TEST_LATEST_MONTH = "2003-12"
+
+
+@pytest.fixture
+def lake_env(tmp_path, monkeypatch):
+    """Environment that points the lake and warehouse at tmp_path, demo source."""
+    env = {
+        settings.ENV_LAKE_ROOT: str(tmp_path / "data"),
+        settings.ENV_SOURCE: "demo",
+        settings.ENV_DEMO_LATEST_MONTH: TEST_LATEST_MONTH,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(settings.ENV_WAREHOUSE, raising=False)
+    return env
+
+
+@pytest.fixture
+def lake_settings(lake_env) -> settings.Settings:
+    return settings.from_environment()
+
+
+@pytest.fixture
+def resources(lake_settings):
+    return build_resources(lake_settings)

@@ -1,0 +1,58 @@
+import datetime as dt
+
+import duckdb
+import polars as pl
+import pytest
+
+from dagster_project import lake
+
+
+def _frame(value: float) -> pl.DataFrame:
+    return pl.DataFrame({"band": [0, 1], "month": [dt.date(2001, 1, 1)] * 2, "t": [value, value]})
+
+
+def test_rewriting_a_partition_replaces_it(tmp_path):
+    path = tmp_path / "raw" / "x" / "2001-01.parquet"
+    lake.write_parquet_atomic(_frame(1.0), path)
+    lake.write_parquet_atomic(_frame(2.0), path)
+    back = pl.read_parquet(path)
+    assert back.height == 2
+    assert back["t"].to_list() == [2.0, 2.0]
+    assert [p.name for p in path.parent.iterdir()] == ["2001-01.parquet"]
+
+
+def test_failed_write_leaves_every_partition_as_it_was(tmp_path):
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    lake.write_partitions_atomic({first: _frame(1.0), second: _frame(1.0)})
+    before = {p: p.read_bytes() for p in (first, second)}
+
+    class Unwritable(pl.DataFrame):
+        def write_parquet(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        lake.write_partitions_atomic({first: _frame(5.0), second: Unwritable(_frame(5.0))})
+    assert {p: p.read_bytes() for p in (first, second)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+
+
+def test_views_follow_the_lake_and_readers_are_read_only(tmp_path):
+    lake.write_parquet_atomic(_frame(1.0), tmp_path / "raw" / "x" / "2001-01.parquet")
+    warehouse = tmp_path / "wh.duckdb"
+    lake.refresh_parquet_view(warehouse, "raw", "x", str(tmp_path / "raw" / "x" / "*.parquet"))
+    lake.write_parquet_atomic(_frame(3.0).with_columns(month=pl.lit(dt.date(2001, 2, 1))), tmp_path / "raw" / "x" / "2001-02.parquet")
+    with lake.read_only(warehouse) as con:
+        assert con.execute("select count(*), sum(t) from raw.x").fetchone() == (4, 8.0)
+        with pytest.raises(duckdb.Error):
+            con.execute("create table y as select 1")
+
+
+def test_reader_of_a_missing_warehouse_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="materialize the raw assets first"):
+        with lake.read_only(tmp_path / "nope.duckdb"):
+            pass
+
+
+def test_view_names_are_identifiers(tmp_path):
+    with pytest.raises(ValueError, match="identifier"):
+        lake.refresh_parquet_view(tmp_path / "wh.duckdb", "raw", "x; drop table y", "*.parquet")
