@@ -1,0 +1,1 @@
+"""Source connectors: one interface per kind of source (see base), implementations beside it."""

@@ -1,0 +1,75 @@
+"""One interface per kind of source, so an asset never knows which source it reads.
+
+Every source returns polars frames in its product's own raw schema (see `catalog`):
+reduced to the six bands, but with the product's names and units.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+
+class SourceError(ValueError):
+    """Bad or unexpected input from a source; the message names file, variable, band, month."""
+
+
+class NotPublishedError(LookupError):
+    """A month was asked for that the source has not published yet."""
+
+    def __init__(self, source: str, month: dt.date, latest: dt.date | None):
+        self.source = source
+        self.month = month
+        self.latest = latest
+        newest = latest.strftime("%Y-%m") if latest else "none"
+        super().__init__(
+            f"{source}: month {month:%Y-%m} is not published yet (newest published month: {newest})"
+        )
+
+
+@runtime_checkable
+class ReanalysisSource(Protocol):
+    """ERA5-Land monthly band means, Earth Engine MONTHLY_AGGR band names and units."""
+
+    name: str
+
+    def latest_month(self) -> dt.date:
+        """Newest month the source has published, asked at run time."""
+        ...
+
+    def read_months(self, months: list[dt.date]) -> pl.DataFrame:
+        """Rows `band` (0-5), `month` (first day), then `catalog.ERA5_LAND_BANDS`.
+
+        Raises NotPublishedError for any month after `latest_month()`.
+        """
+        ...
+
+
+@runtime_checkable
+class ClimateModelSource(Protocol):
+    """CMIP5 monthly band means, CMIP variable names and units."""
+
+    name: str
+
+    def experiments(self) -> tuple[str, ...]: ...
+
+    def read_experiment(self, experiment: str) -> pl.DataFrame:
+        """Rows `band`, `month` (first day), `calendar`, `model`, then `catalog.CMIP5_VARIABLES`."""
+        ...
+
+
+@runtime_checkable
+class StaticSource(Protocol):
+    """Per-band static geology and soil extracts."""
+
+    name: str
+
+    def read_lithology(self) -> pl.DataFrame:
+        """Rows `band`, `lithology` (catalog.LITHOLOGY_CLASSES), `area_km2` (EPSG:3338 areas)."""
+        ...
+
+    def read_soil_properties(self) -> pl.DataFrame:
+        """Rows `band`, `property`, `asset`, `stored_unit`, then b0..b200 in stored units."""
+        ...

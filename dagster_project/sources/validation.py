@@ -1,0 +1,195 @@
+"""Checks every source's raw frames pass before anything is written to the lake.
+
+A bad frame raises `SourceError` naming the source, variable, band and month, and what was
+expected; callers validate everything first and write afterwards, so the lake is unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+
+import polars as pl
+
+from dagster_project import catalog
+from dagster_project.sources.base import SourceError
+
+# Plausible physical ranges in each product's own units. A value outside is a unit or
+# sign mistake far more often than weather, so it is an error, not a warning.
+ERA5_LAND_RANGES: dict[str, tuple[float, float]] = {
+    "temperature_2m": (190.0, 330.0),
+    "skin_temperature": (190.0, 340.0),
+    "total_precipitation_sum": (0.0, 2.0),
+    "snowfall_sum": (0.0, 2.0),
+    "surface_thermal_radiation_downwards_sum": (0.0, 1.5e9),
+    "surface_solar_radiation_downwards_sum": (0.0, 1.5e9),
+    "surface_latent_heat_flux_sum": (-1.0e9, 5.0e8),
+    "surface_sensible_heat_flux_sum": (-1.0e9, 1.0e9),
+    **{f"volumetric_soil_water_layer_{i}": (0.0, 1.0) for i in range(1, 5)},
+    **{f"soil_temperature_level_{i}": (200.0, 320.0) for i in range(1, 5)},
+}
+
+CMIP5_RANGES: dict[str, tuple[float, float]] = {
+    "tas": (190.0, 330.0),
+    "ts": (190.0, 340.0),
+    "pr": (0.0, 5.0e-3),
+    "prsn": (0.0, 5.0e-3),
+    "rlds": (0.0, 600.0),
+    "rsds": (0.0, 600.0),
+    "hfls": (-300.0, 600.0),
+    "hfss": (-400.0, 600.0),
+    "mrsos": (0.0, 200.0),
+    "mrso": (0.0, 1.0e4),
+}
+
+CF_CALENDARS = {
+    "standard",
+    "gregorian",
+    "proleptic_gregorian",
+    "noleap",
+    "365_day",
+    "all_leap",
+    "366_day",
+    "360_day",
+    "julian",
+}
+
+
+def _require_columns(frame: pl.DataFrame, columns: Iterable[str], where: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SourceError(f"{where}: missing variable(s) {missing}; found columns {sorted(frame.columns)}")
+
+
+def _first_row(frame: pl.DataFrame) -> dict:
+    return frame.row(0, named=True)
+
+
+def _describe(row: Mapping[str, object]) -> str:
+    parts = []
+    if "experiment" in row:
+        parts.append(f"experiment {row['experiment']}")
+    if "band" in row:
+        parts.append(f"band {row['band']}")
+    if "month" in row and isinstance(row["month"], dt.date):
+        parts.append(f"month {row['month']:%Y-%m}")
+    return ", ".join(parts)
+
+
+def _check_bands_and_months(frame: pl.DataFrame, where: str, expected_months: list[dt.date] | None) -> None:
+    bad_band = frame.filter(~pl.col("band").is_in(list(range(catalog.N_BANDS))))
+    if bad_band.height:
+        raise SourceError(f"{where}: {_describe(_first_row(bad_band))}: band index outside 0..{catalog.N_BANDS - 1}")
+    duplicated = frame.filter(pl.struct("band", "month").is_duplicated())
+    if duplicated.height:
+        raise SourceError(f"{where}: {_describe(_first_row(duplicated))}: duplicate month for this band")
+    per_month = frame.group_by("month").agg(pl.col("band").n_unique().alias("n_bands")).sort("month")
+    wrong = per_month.filter(pl.col("n_bands") != catalog.N_BANDS)
+    if wrong.height:
+        row = _first_row(wrong)
+        raise SourceError(
+            f"{where}: month {row['month']:%Y-%m}: {row['n_bands']} bands, expected {catalog.N_BANDS}"
+        )
+    months = per_month["month"].to_list()
+    if expected_months is None and months:
+        expected_months = catalog.month_range(months[0], months[-1])
+    missing = sorted(set(expected_months or []) - set(months))
+    if missing:
+        raise SourceError(f"{where}: month {missing[0]:%Y-%m} is missing ({len(missing)} month(s) missing in all)")
+    extra = sorted(set(months) - set(expected_months or []))
+    if extra:
+        raise SourceError(f"{where}: month {extra[0]:%Y-%m} was not asked for")
+
+
+def _check_values(frame: pl.DataFrame, ranges: Mapping[str, tuple[float, float]], units: Mapping[str, str], where: str) -> None:
+    for variable, (low, high) in ranges.items():
+        column = pl.col(variable)
+        missing = frame.filter(column.is_null() | column.is_nan())
+        if missing.height:
+            raise SourceError(f"{where}: variable {variable}, {_describe(_first_row(missing))}: value is missing (NaN/null)")
+        outside = frame.filter((column < low) | (column > high))
+        if outside.height:
+            row = _first_row(outside)
+            raise SourceError(
+                f"{where}: variable {variable}, {_describe(row)}: value {row[variable]!r} outside the plausible "
+                f"range [{low:g}, {high:g}] {units[variable]} (wrong units or sign?)"
+            )
+
+
+def validate_reanalysis(frame: pl.DataFrame, months: list[dt.date], where: str) -> pl.DataFrame:
+    """Check an ERA5-Land raw frame for exactly `months`; returns it in canonical column order."""
+    _require_columns(frame, ["band", "month", *catalog.ERA5_LAND_BANDS], where)
+    frame = frame.select(
+        pl.col("band").cast(pl.Int32),
+        pl.col("month").cast(pl.Date),
+        *[pl.col(name).cast(pl.Float64) for name in catalog.ERA5_LAND_BANDS],
+    )
+    _check_bands_and_months(frame, where, [catalog.month_start(m) for m in months])
+    _check_values(frame, ERA5_LAND_RANGES, catalog.ERA5_LAND_UNITS, where)
+    return frame.sort("month", "band")
+
+
+def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str) -> pl.DataFrame:
+    """Check a CMIP5 raw frame of one experiment: calendar, continuity, bands, values."""
+    _require_columns(frame, ["band", "month", "calendar", "model", *catalog.CMIP5_VARIABLES], where)
+    frame = frame.select(
+        pl.col("band").cast(pl.Int32),
+        pl.col("month").cast(pl.Date),
+        pl.col("calendar").cast(pl.Utf8),
+        pl.col("model").cast(pl.Utf8),
+        *[pl.col(name).cast(pl.Float64) for name in catalog.CMIP5_VARIABLES],
+    )
+    if frame.is_empty():
+        raise SourceError(f"{where}: experiment {experiment} has no rows")
+    calendars = set(frame["calendar"].unique().to_list())
+    unknown = calendars - CF_CALENDARS
+    if unknown or len(calendars) != 1:
+        raise SourceError(f"{where}: experiment {experiment}: calendar {sorted(map(str, calendars))} is not one CF calendar")
+    frame = frame.with_columns(pl.lit(experiment).alias("experiment"))
+    _check_bands_and_months(frame, where, None)
+    _check_values(frame, CMIP5_RANGES, catalog.CMIP5_UNITS, where)
+    return frame.sort("month", "band")
+
+
+def validate_lithology(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    _require_columns(frame, ["band", "lithology", "area_km2"], where)
+    frame = frame.select(
+        pl.col("band").cast(pl.Int32), pl.col("lithology").cast(pl.Utf8), pl.col("area_km2").cast(pl.Float64)
+    )
+    unknown = frame.filter(~pl.col("lithology").is_in(list(catalog.LITHOLOGY_CLASSES)))
+    if unknown.height:
+        row = _first_row(unknown)
+        raise SourceError(f"{where}: band {row['band']}: unknown lithology class {row['lithology']!r}")
+    bands = set(frame["band"].unique().to_list())
+    if bands != set(range(catalog.N_BANDS)):
+        raise SourceError(f"{where}: bands {sorted(bands)} present, expected 0..{catalog.N_BANDS - 1}")
+    bad = frame.filter(pl.col("area_km2").is_null() | pl.col("area_km2").is_nan() | (pl.col("area_km2") < 0))
+    if bad.height:
+        row = _first_row(bad)
+        raise SourceError(f"{where}: variable area_km2, band {row['band']}, class {row['lithology']}: value {row['area_km2']!r} is missing or negative")
+    totals = frame.group_by("band").agg(pl.col("area_km2").sum()).filter(pl.col("area_km2") <= 0)
+    if totals.height:
+        raise SourceError(f"{where}: band {totals['band'][0]}: total lithology area is zero")
+    return frame.sort("band", "lithology")
+
+
+def validate_soil_properties(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    depth_columns = list(catalog.OPENLANDMAP_DEPTH_COLUMNS)
+    _require_columns(frame, ["band", "property", "asset", "stored_unit", *depth_columns], where)
+    frame = frame.select(
+        pl.col("band").cast(pl.Int32),
+        pl.col("property").cast(pl.Utf8),
+        pl.col("asset").cast(pl.Utf8),
+        pl.col("stored_unit").cast(pl.Utf8),
+        *[pl.col(c).cast(pl.Float64) for c in depth_columns],
+    )
+    for product in catalog.OPENLANDMAP_PRODUCTS:
+        bands = set(frame.filter(pl.col("property") == product)["band"].to_list())
+        if bands != set(range(catalog.N_BANDS)):
+            raise SourceError(f"{where}: variable {product}: bands {sorted(bands)} present, expected 0..{catalog.N_BANDS - 1}")
+    for column in depth_columns:
+        bad = frame.filter(pl.col(column).is_null() | pl.col(column).is_nan() | (pl.col(column) < 0))
+        if bad.height:
+            row = _first_row(bad)
+            raise SourceError(f"{where}: variable {row['property']} depth {column}, band {row['band']}: value {row[column]!r} is missing or negative")
+    return frame.sort("property", "band")
