@@ -1,0 +1,202 @@
+"""Raw layer: each product as its source delivers it, reduced to bands, one Parquet per partition.
+
+Assets here only fetch, validate and land; conversion to canonical names and units is the
+staging layer's job (sql/).
+"""
+
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+
+from dagster_project import catalog
+from dagster_project.partitions import cmip5_experiments, reanalysis_months
+from dagster_project.resources import LakeResource, SourcesResource, WarehouseResource
+from dagster_project.sources.base import NotPublishedError
+from dagster_project.sources.validation import (
+    validate_cmip5,
+    validate_lithology,
+    validate_reanalysis,
+    validate_soil_properties,
+)
+
+RAW = "raw"
+# DuckDB allows one writer per file: every step that writes the warehouse shares this pool.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+ERA5_LAND_DIR = "era5_land_monthly"
+CMIP5_DIR = "cmip5_monthly"
+
+
+def era5_land_partition_path(lake: LakeResource, month: dt.date):
+    return lake.path(RAW, ERA5_LAND_DIR, f"{month:%Y-%m}.parquet")
+
+
+def cmip5_partition_path(lake: LakeResource, experiment: str):
+    return lake.path(RAW, CMIP5_DIR, f"{experiment}.parquet")
+
+
+def schema_metadata(units: dict[str, str], keys: dict[str, str]) -> TableSchema:
+    columns = [TableColumn(name, type_, description="key") for name, type_ in keys.items()]
+    columns += [TableColumn(name, "float64", description=unit) for name, unit in units.items()]
+    return TableSchema(columns=columns)
+
+
+def months_label(months: list[dt.date]) -> str:
+    return f"{min(months):%Y-%m}..{max(months):%Y-%m}" if months else "none"
+
+
+def published_months(requested: list[dt.date], latest: dt.date, source: str) -> list[dt.date]:
+    """The requested months, or NotPublishedError for the first one after `latest`."""
+    unpublished = sorted(m for m in requested if m > latest)
+    if unpublished:
+        raise NotPublishedError(source, unpublished[0], latest)
+    return sorted(requested)
+
+
+@asset(
+    group_name=RAW,
+    partitions_def=reanalysis_months,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "duckdb"},
+    description="ERA5-Land monthly band means (Earth Engine MONTHLY_AGGR band names and units), one Parquet per month with six band rows.",
+)
+def era5_land_monthly(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
+) -> MaterializeResult:
+    reanalysis = sources.reanalysis()
+    requested = [dt.date.fromisoformat(key) for key in context.partition_keys]
+    months = published_months(requested, reanalysis.latest_month(), f"{reanalysis.name} ERA5-Land")
+    where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
+    frame = validate_reanalysis(reanalysis.read_months(months), months, where)
+    paths = lake.write_partitions(
+        {era5_land_partition_path(lake, month): part for (month,), part in frame.group_by("month", maintain_order=True)}
+    )
+    warehouse.refresh_parquet_view(RAW, ERA5_LAND_DIR, lake.path(RAW, ERA5_LAND_DIR, "*.parquet"))
+    context.log.info(f"wrote {len(paths)} month(s) of ERA5-Land from source {reanalysis.name}: {months_label(months)}")
+    return MaterializeResult(
+        metadata={
+            "source": reanalysis.name,
+            "rows": frame.height,
+            "bands": frame["band"].n_unique(),
+            "months": len(months),
+            "months_covered": months_label(months),
+            "dagster/column_schema": schema_metadata(catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date"}),
+            "path": MetadataValue.path(str(paths[0].parent)),
+        }
+    )
+
+
+@asset(
+    group_name=RAW,
+    partitions_def=cmip5_experiments,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "duckdb"},
+    description="CMIP5 monthly band means per experiment (CMIP variable names, units and sign conventions, model calendar).",
+)
+def cmip5_monthly(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
+) -> MaterializeResult:
+    model_source = sources.climate_model()
+    frames: dict = {}
+    covered: dict[str, str] = {}
+    for experiment in context.partition_keys:
+        where = f"{model_source.name} CMIP5 {experiment}"
+        frame = validate_cmip5(model_source.read_experiment(experiment), experiment, where)
+        frame = frame.select("experiment", *[c for c in frame.columns if c != "experiment"])
+        frames[cmip5_partition_path(lake, experiment)] = frame
+        covered[experiment] = months_label(frame["month"].unique().to_list())
+    paths = lake.write_partitions(frames)
+    warehouse.refresh_parquet_view(RAW, CMIP5_DIR, lake.path(RAW, CMIP5_DIR, "*.parquet"))
+    all_rows = pl.concat(list(frames.values()))
+    return MaterializeResult(
+        metadata={
+            "source": model_source.name,
+            "rows": all_rows.height,
+            "bands": all_rows["band"].n_unique(),
+            "experiments": ", ".join(covered),
+            "months_covered": MetadataValue.json(covered),
+            "calendar": ", ".join(sorted(all_rows["calendar"].unique().to_list())),
+            "model": ", ".join(sorted(all_rows["model"].unique().to_list())),
+            "dagster/column_schema": schema_metadata(
+                catalog.CMIP5_UNITS,
+                {"experiment": "string", "band": "int32", "month": "date", "calendar": "string", "model": "string"},
+            ),
+            "path": MetadataValue.path(str(paths[0].parent)),
+        }
+    )
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1):
+        return str(frame)
+
+
+def _static_result(frame: pl.DataFrame, path, source: str, schema: TableSchema) -> MaterializeResult:
+    return MaterializeResult(
+        metadata={
+            "source": source,
+            "rows": frame.height,
+            "bands": frame["band"].n_unique(),
+            "dagster/column_schema": schema,
+            "path": MetadataValue.path(str(path)),
+            "preview": MetadataValue.md(markdown_table(frame.head(12))),
+        }
+    )
+
+
+@asset(
+    group_name=RAW,
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "duckdb"},
+    description="USGS Geologic Map of Alaska lithology areas (km2, EPSG:3338) per band and class.",
+)
+def band_lithology(lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource) -> MaterializeResult:
+    static = sources.static()
+    frame = validate_lithology(static.read_lithology(), f"{static.name} USGS lithology")
+    path = lake.path(RAW, "band_lithology.parquet")
+    lake.write_partitions({path: frame})
+    warehouse.refresh_parquet_view(RAW, "band_lithology", path)
+    schema = TableSchema(
+        columns=[
+            TableColumn("band", "int32", description="key"),
+            TableColumn("lithology", "string", description="USGS generalised class"),
+            TableColumn("area_km2", "float64", description="km2 (EPSG:3338)"),
+        ]
+    )
+    return _static_result(frame, path, static.name, schema)
+
+
+@asset(
+    group_name=RAW,
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "duckdb"},
+    description="OpenLandMap bulk density and organic carbon per band at depths b0..b200 cm, in stored units.",
+)
+def band_soil_properties(lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource) -> MaterializeResult:
+    static = sources.static()
+    frame = validate_soil_properties(static.read_soil_properties(), f"{static.name} OpenLandMap soil")
+    path = lake.path(RAW, "band_soil_properties.parquet")
+    lake.write_partitions({path: frame})
+    warehouse.refresh_parquet_view(RAW, "band_soil_properties", path)
+    schema = TableSchema(
+        columns=[
+            TableColumn("band", "int32", description="key"),
+            TableColumn("property", "string", description="bulk_density | organic_carbon"),
+            TableColumn("asset", "string", description="Earth Engine asset id"),
+            TableColumn("stored_unit", "string", description="10 kg m-3 | 5 g kg-1"),
+        ]
+        + [TableColumn(c, "float64", description="stored units") for c in catalog.OPENLANDMAP_DEPTH_COLUMNS]
+    )
+    return _static_result(frame, path, static.name, schema)

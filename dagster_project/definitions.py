@@ -1,0 +1,15 @@
+"""The Dagster code location: assets, checks, jobs, sensors and resources from the environment."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from assets import raw
+from dagster_project import settings
+from dagster_project.resources import build_resources
+from dagster_project.sensors import era5_land_monthly_job, era5_land_new_month_sensor
+
+defs = Definitions(
+    assets=load_assets_from_modules([raw]),
+    jobs=[era5_land_monthly_job],
+    sensors=[era5_land_new_month_sensor],
+    resources=build_resources(settings.from_environment()),
+)

@@ -1,0 +1,96 @@
+"""Dagster resources: the Parquet lake, the DuckDB warehouse and the configured sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+from dagster import ConfigurableResource
+
+from dagster_project import catalog, lake
+from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
+from dagster_project.sources.base import ClimateModelSource, ReanalysisSource, StaticSource
+
+
+class LakeResource(ConfigurableResource):
+    """Root folder of the Parquet lake: one file per partition, written atomically."""
+
+    root: str
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser().resolve()
+
+    def path(self, *parts: str) -> Path:
+        return self.root_path.joinpath(*parts)
+
+    def write_partitions(self, frames: dict[Path, pl.DataFrame]) -> list[Path]:
+        return lake.write_partitions_atomic(frames)
+
+    def read(self, *parts: str) -> pl.DataFrame:
+        return pl.read_parquet(self.path(*parts))
+
+
+class WarehouseResource(ConfigurableResource):
+    """The DuckDB warehouse file: views over the lake for users, tables built by dbt."""
+
+    path: str
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
+    def refresh_parquet_view(self, schema: str, view: str, parquet_glob: Path | str) -> None:
+        lake.refresh_parquet_view(self.file, schema, view, str(parquet_glob))
+
+    def read_only(self):
+        return lake.read_only(self.file)
+
+
+class SourcesResource(ConfigurableResource):
+    """Which implementation feeds each kind of source. Only `demo` exists so far."""
+
+    kind: str = "demo"
+    demo_seed: int = DEFAULT_DEMO_SEED
+    demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
+
+    def _demo_settings(self):
+        from dagster_project.sources.demo import DemoSettings
+
+        return DemoSettings(seed=self.demo_seed, latest_month=catalog.month_start(self.demo_latest_month))
+
+    def _check_kind(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"source kind {self.kind!r} is not implemented; expected one of {SOURCE_KINDS}")
+
+    def reanalysis(self) -> ReanalysisSource:
+        self._check_kind()
+        from dagster_project.sources.demo import DemoReanalysisSource
+
+        return DemoReanalysisSource(self._demo_settings())
+
+    def climate_model(self) -> ClimateModelSource:
+        self._check_kind()
+        from dagster_project.sources.demo import DemoClimateModelSource
+
+        return DemoClimateModelSource(self._demo_settings())
+
+    def static(self) -> StaticSource:
+        self._check_kind()
+        from dagster_project.sources.demo import DemoStaticSource
+
+        return DemoStaticSource(self._demo_settings())
+
+    def latest_published_month(self) -> dt.date:
+        return self.reanalysis().latest_month()
+
+
+def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    return {
+        "lake": LakeResource(root=str(settings.lake_root)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "sources": SourcesResource(
+            kind=settings.source, demo_seed=settings.demo_seed, demo_latest_month=settings.demo_latest_month
+        ),
+    }

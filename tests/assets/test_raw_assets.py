@@ -1,0 +1,111 @@
+"""Raw assets on the demo source: atomic, idempotent, only published months, clear errors."""
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+import pytest
+from dagster import materialize
+
+from assets import raw
+from dagster_project.sources.demo import DemoReanalysisSource
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _month_rows(warehouse_path, month: str) -> int:
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        return con.execute(
+            "select count(*) from raw.era5_land_monthly where month = cast(? as date)", [month]
+        ).fetchone()[0]
+
+
+def _error_text(error: BaseException) -> str:
+    texts, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return " | ".join(texts)
+
+
+def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settings):
+    for _ in range(2):
+        result = materialize([raw.era5_land_monthly], resources=resources, partition_key="2002-05-01")
+        assert result.success
+    files = sorted((lake_settings.lake_root / "raw" / "era5_land_monthly").glob("*"))
+    assert [f.name for f in files] == ["2002-05.parquet"]
+    frame = pl.read_parquet(files[0])
+    assert frame.height == 6
+    assert sorted(frame["band"].to_list()) == list(range(6))
+    assert _month_rows(lake_settings.warehouse_path, "2002-05-01") == 6
+
+
+def test_a_range_lands_one_file_per_month_in_one_run(resources, lake_settings):
+    result = materialize(
+        [raw.era5_land_monthly], resources=resources, tags={RANGE_START: "2001-01-01", RANGE_END: "2001-12-01"}
+    )
+    assert result.success
+    files = sorted((lake_settings.lake_root / "raw" / "era5_land_monthly").glob("*.parquet"))
+    assert len(files) == 12
+    events = result.get_asset_materialization_events()
+    assert len(events) == 12  # one materialization per month partition
+    materialization = events[0].materialization
+    assert materialization.metadata["rows"].value == 72
+    assert materialization.metadata["months_covered"].value == "2001-01..2001-12"
+    schema = materialization.metadata["dagster/column_schema"].schema
+    units = {c.name: c.description for c in schema.columns}
+    assert units["temperature_2m"] == "K" and units["total_precipitation_sum"] == "m"
+
+
+def test_unpublished_month_is_refused_and_never_written(resources, lake_settings):
+    with pytest.raises(Exception) as error:
+        materialize([raw.era5_land_monthly], resources=resources, partition_key="2004-01-01")
+    assert "2004-01 is not published yet (newest published month: 2003-12)" in _error_text(error.value)
+    assert not (lake_settings.lake_root / "raw" / "era5_land_monthly").exists()
+
+
+def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypatch):
+    tags = {RANGE_START: "2001-01-01", RANGE_END: "2001-03-01"}
+    assert materialize([raw.era5_land_monthly], resources=resources, tags=tags).success
+    folder = lake_settings.lake_root / "raw" / "era5_land_monthly"
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+
+    original = DemoReanalysisSource.read_months
+
+    def corrupted(self, months):
+        frame = original(self, months)
+        hit = (pl.col("band") == 3) & (pl.col("month") == dt.date(2001, 2, 1))
+        return frame.with_columns(
+            pl.when(hit).then(float("nan")).otherwise(pl.col("soil_temperature_level_2")).alias("soil_temperature_level_2")
+        )
+
+    monkeypatch.setattr(DemoReanalysisSource, "read_months", corrupted)
+    with pytest.raises(Exception) as error:
+        materialize([raw.era5_land_monthly], resources=resources, tags=tags)
+    assert "soil_temperature_level_2, band 3, month 2001-02: value is missing" in _error_text(error.value)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+
+
+def test_cmip5_experiment_partition(resources, lake_settings):
+    result = materialize([raw.cmip5_monthly], resources=resources, partition_key="rcp45")
+    assert result.success
+    frame = pl.read_parquet(lake_settings.lake_root / "raw" / "cmip5_monthly" / "rcp45.parquet")
+    assert frame["experiment"].unique().to_list() == ["rcp45"]
+    assert frame["calendar"].unique().to_list() == ["noleap"]
+    assert frame["month"].min() == dt.date(2006, 1, 1) and frame["month"].max() == dt.date(2100, 12, 1)
+    assert frame.height == 95 * 12 * 6
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["calendar"].value == "noleap"
+
+
+def test_static_extracts_land_with_previews(resources, lake_settings):
+    result = materialize([raw.band_lithology, raw.band_soil_properties], resources=resources)
+    assert result.success
+    lithology = pl.read_parquet(lake_settings.lake_root / "raw" / "band_lithology.parquet")
+    assert lithology.height == 6 * 9
+    with duckdb.connect(str(lake_settings.warehouse_path), read_only=True) as con:
+        assert con.execute("select count(distinct band) from raw.band_soil_properties").fetchone()[0] == 6
+    for event in result.get_asset_materialization_events():
+        assert event.materialization.metadata["preview"].value.startswith("|")
