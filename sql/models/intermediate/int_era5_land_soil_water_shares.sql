@@ -1,0 +1,41 @@
+-- Share of the 0-2.89 m column's water held by each ERA5-Land layer, per band and
+-- calendar month: mean and variance over the years (the moments a Dirichlet is fitted to).
+with era5 as (
+    select * from {{ ref('stg_era5_land__monthly') }}
+),
+
+masses as (
+    -- kg m-2 of water per layer: m3 m-3 x thickness (m) x 1000 kg m-3
+    select
+        band,
+        month(month) as calendar_month,
+        w_0 * 0.07 * 1000 as mass_0,
+        w_1 * 0.21 * 1000 as mass_1,
+        w_2 * 0.72 * 1000 as mass_2,
+        w_3 * 1.89 * 1000 as mass_3
+    from era5
+),
+
+shares as (
+    select
+        band,
+        calendar_month,
+        mass_0 + mass_1 + mass_2 + mass_3 as column_mass,
+        mass_0 / (mass_0 + mass_1 + mass_2 + mass_3) as share_0,
+        mass_1 / (mass_0 + mass_1 + mass_2 + mass_3) as share_1,
+        mass_2 / (mass_0 + mass_1 + mass_2 + mass_3) as share_2,
+        mass_3 / (mass_0 + mass_1 + mass_2 + mass_3) as share_3
+    from masses
+)
+
+select
+    band,
+    calendar_month,
+    count(*) as n_years,
+    avg(column_mass) as column_mass_mean,
+    {%- for layer in range(4) %}
+    avg(share_{{ layer }}) as share_{{ layer }}_mean,
+    var_samp(share_{{ layer }}) as share_{{ layer }}_variance{{ "," if not loop.last }}
+    {%- endfor %}
+from shares
+group by band, calendar_month

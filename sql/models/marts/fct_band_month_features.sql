@@ -1,0 +1,45 @@
+-- History: one row per band and month with dynamic, static and time features and the four
+-- soil-temperature targets. Incremental: a monthly partition run replaces its window.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['band', 'month'],
+        tags=['monthly'],
+    )
+}}
+
+with era5 as (
+    select * from {{ ref('stg_era5_land__monthly') }}
+    {% if is_incremental() %}
+    where {{ in_month_window('month') }}
+    {% endif %}
+),
+
+static as (
+    select * from {{ ref('int_band_static_features_pivoted') }}
+)
+
+select
+    era5.band,
+    era5.month,
+    {{ time_features('era5.month') }},
+    era5.t_air,
+    era5.t_surface,
+    era5.p_total,
+    era5.p_snow,
+    era5.r_thermal,
+    era5.r_solar,
+    era5.q_latent,
+    era5.q_sensible,
+    era5.w_0,
+    era5.w_1,
+    era5.w_2,
+    era5.w_3,
+    static.* exclude (band),
+    era5.t_soil_0,
+    era5.t_soil_1,
+    era5.t_soil_2,
+    era5.t_soil_3
+from era5
+inner join static using (band)

@@ -1,0 +1,43 @@
+-- Scenarios: one row per RCP, band and month (historical run spliced before 2006), with the
+-- history mart's feature columns and no targets. Layer soil water w_0..w_3 is the model's
+-- total column water split by the reanalysis' mean layer shares for the band and calendar
+-- month (the expectation of the Dirichlet split that the features step samples).
+with scenarios as (
+    select * from {{ ref('int_cmip5_scenarios_spliced') }}
+),
+
+shares as (
+    select * from {{ ref('int_era5_land_soil_water_shares') }}
+),
+
+static as (
+    select * from {{ ref('int_band_static_features_pivoted') }}
+)
+
+select
+    scenarios.scenario,
+    scenarios.band,
+    scenarios.month,
+    scenarios.model,
+    scenarios.source_experiment,
+    {{ time_features('scenarios.month') }},
+    scenarios.t_air,
+    scenarios.t_surface,
+    scenarios.p_total,
+    scenarios.p_snow,
+    scenarios.r_thermal,
+    scenarios.r_solar,
+    scenarios.q_latent,
+    scenarios.q_sensible,
+    -- kg m-2 x share / (1000 kg m-3 x layer thickness m) -> m3 m-3, capped at saturation
+    least(scenarios.soil_water_total_kg_m2 * shares.share_0_mean / (1000 * 0.07), 1.0) as w_0,
+    least(scenarios.soil_water_total_kg_m2 * shares.share_1_mean / (1000 * 0.21), 1.0) as w_1,
+    least(scenarios.soil_water_total_kg_m2 * shares.share_2_mean / (1000 * 0.72), 1.0) as w_2,
+    least(scenarios.soil_water_total_kg_m2 * shares.share_3_mean / (1000 * 1.89), 1.0) as w_3,
+    scenarios.soil_water_top_kg_m2,
+    scenarios.soil_water_total_kg_m2,
+    static.* exclude (band)
+from scenarios
+inner join shares
+    on shares.band = scenarios.band and shares.calendar_month = month(scenarios.month)
+inner join static on static.band = scenarios.band
