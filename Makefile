@@ -18,6 +18,8 @@ help:
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
+	@# the dbt manifest is prepared here, when the project is built or tested, not on every load
+	@cd sql && $(RUN) dbt parse --quiet --profiles-dir .
 	@mkdir -p "$(DAGSTER_HOME)"
 	@[ -f "$(DAGSTER_HOME)/dagster.yaml" ] || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 

@@ -1,7 +1,9 @@
 """`make demo`: materialize every asset on the configured source (the offline demo by default).
 
 Runs in-process against the Dagster instance in $DAGSTER_HOME (so the UI shows the runs),
-one single-run backfill per partitioned asset, asking only for published months.
+one run per layer and partitioning, each partitioned asset as one single-run backfill that
+asks only for published months. Asset checks run with their assets; a failed blocking check
+stops the demo with the check's findings.
 
     python -m dagster_project.demo
 """
@@ -12,11 +14,9 @@ import os
 import sys
 import time
 
-from dagster import DagsterInstance, materialize
+from dagster import AssetSelection, DagsterInstance, materialize
 
-from assets import raw
 from dagster_project import catalog, settings
-from dagster_project.resources import build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -24,28 +24,32 @@ RANGE_END = "dagster/asset_partition_range_end"
 CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+def demo_stages(latest_month) -> list[tuple[str, AssetSelection, dict[str, str]]]:
+    """(label, selection, run tags) in dependency order."""
+    history = {RANGE_START: catalog.HISTORY_START.isoformat(), RANGE_END: latest_month.isoformat()}
+    experiments = {RANGE_START: catalog.CMIP5_EXPERIMENTS[0], RANGE_END: catalog.CMIP5_EXPERIMENTS[-1]}
+    return [
+        ("raw static extracts", AssetSelection.assets("band_lithology", "band_soil_properties"), {}),
+        (f"raw ERA5-Land 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("era5_land_monthly"), history),
+        ("raw CMIP5 experiments", AssetSelection.assets("cmip5_monthly"), experiments),
+        ("dbt staging, intermediate, scenario mart", AssetSelection.assets("fct_scenario_band_month_features").upstream()
+         - AssetSelection.groups("raw"), {}),
+        (f"dbt history mart 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("fct_band_month_features"), history),
+    ]
+
+
 def run_demo(instance: DagsterInstance | None = None) -> dict[str, float]:
     """Materialize the whole graph; returns seconds per stage."""
+    from dagster_project.definitions import defs
+
     config = settings.from_environment()
-    resources = build_resources(config)
+    resources = defs.resources
     latest = resources["sources"].latest_published_month()
-    stages = [
-        ("static extracts", [raw.band_lithology, raw.band_soil_properties], {}),
-        (
-            f"ERA5-Land 2001-01..{latest:%Y-%m}",
-            [raw.era5_land_monthly],
-            {RANGE_START: catalog.HISTORY_START.isoformat(), RANGE_END: latest.isoformat()},
-        ),
-        (
-            "CMIP5 experiments",
-            [raw.cmip5_monthly],
-            {RANGE_START: catalog.CMIP5_EXPERIMENTS[0], RANGE_END: catalog.CMIP5_EXPERIMENTS[-1]},
-        ),
-    ]
+    assets = list(defs.assets) + list(defs.asset_checks)
     timings: dict[str, float] = {}
-    for label, assets, tags in stages:
+    for label, selection, tags in demo_stages(latest):
         started = time.perf_counter()
-        materialize(assets, resources=resources, instance=instance, tags=tags, run_config=CONSOLE_INFO)
+        materialize(assets, selection=selection, resources=resources, instance=instance, tags=tags, run_config=CONSOLE_INFO)
         timings[label] = time.perf_counter() - started
         print(f"[demo] {label}: {timings[label]:.1f} s", flush=True)
     print(f"[demo] lake: {config.lake_root}  warehouse: {config.warehouse_path}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -86,8 +87,19 @@ class SourcesResource(ConfigurableResource):
         return self.reanalysis().latest_month()
 
 
+def dbt_executable() -> str:
+    """The dbt installed beside this interpreter (the project's venv), else `dbt` on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
 def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    from dagster_dbt import DbtCliResource
+
+    from assets.staging import dbt_project
+
     return {
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "sources": SourcesResource(

@@ -29,13 +29,14 @@ def _restore_default_signals():
 
 
 @pytest.mark.slow
-def test_dagster_dev_serves_the_raw_assets(tmp_path, lake_env):
+def test_dagster_dev_serves_the_asset_graph(tmp_path, lake_env):
     port = _free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
     dagster = Path(sys.executable).with_name("dagster")
+    # as under `uv run`: the venv's executables (dbt among them) come first on PATH
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PATH": f"{dagster.parent}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen(
         [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO,
@@ -65,8 +66,11 @@ def test_dagster_dev_serves_the_raw_assets(tmp_path, lake_env):
             time.sleep(1)
         assert process.poll() is None, "dagster dev exited early"
         assert nodes, "the UI never answered with asset nodes"
-        raw = {"/".join(n["assetKey"]["path"]) for n in nodes if n["groupName"] == "raw"}
-        assert {"era5_land_monthly", "cmip5_monthly", "band_lithology", "band_soil_properties"} <= raw
+        groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
+        for name in ("era5_land_monthly", "cmip5_monthly", "band_lithology", "band_soil_properties"):
+            assert groups[name] == "raw"
+        assert groups["stg_era5_land__monthly"] == "staging"
+        assert groups["fct_band_month_features"] == "marts"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -32,3 +32,31 @@ def test_definitions_validate_and_hold_the_raw_group(lake_env):
     cmip5 = graph.get(dg.AssetKey("cmip5_monthly"))
     assert cmip5.partitions_def.get_partition_keys() == ["historical", "rcp26", "rcp45", "rcp60", "rcp85"]
     assert [s.name for s in defs.sensors] == ["era5_land_new_month_sensor"]
+
+
+def test_expectation_checks_are_attached_to_both_marts_and_block(lake_env):
+    from dagster_project.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    gx_checks = {}
+    for key in graph.asset_check_keys:
+        if key.name.startswith("gx_"):
+            gx_checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
+    expected = {"gx_physical_ranges", "gx_water_content_fraction", "gx_lithology_fractions_sum_to_one",
+                "gx_no_missing_month", "gx_six_bands_per_month"}
+    assert gx_checks["fct_band_month_features"] == expected | {"gx_amplitude_damps_with_depth"}
+    assert gx_checks["fct_scenario_band_month_features"] == expected
+    specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
+    assert specs and all(spec.blocking for spec in specs)
+
+
+def test_dbt_lineage_runs_from_raw_assets_to_marts(lake_env):
+    from dagster_project.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    upstream = graph.get(dg.AssetKey("fct_band_month_features")).parent_keys
+    assert dg.AssetKey("stg_era5_land__monthly") in upstream
+    stg = graph.get(dg.AssetKey("stg_era5_land__monthly"))
+    assert stg.parent_keys == {dg.AssetKey("era5_land_monthly")}
+    assert graph.get(dg.AssetKey("stg_cmip5__monthly")).parent_keys == {dg.AssetKey("cmip5_monthly")}
+    assert graph.get(dg.AssetKey("fct_band_month_features")).partitions_def is not None
