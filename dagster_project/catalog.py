@@ -142,3 +142,33 @@ OPENLANDMAP_DEPTH_COLUMNS: tuple[str, ...] = tuple(f"b{d}" for d in OPENLANDMAP_
 
 # ERA5-Land soil layers (m): top and bottom of each layer.
 SOIL_LAYERS_M: tuple[tuple[float, float], ...] = ((0.0, 0.07), (0.07, 0.28), (0.28, 1.0), (1.0, 2.89))
+
+# --- canonical variables (after staging; design brief section 4) --------------------------
+
+# Monthly dynamic drivers, canonical names and units.
+DYNAMIC_FEATURES: tuple[str, ...] = (
+    "t_air",  # degC
+    "t_surface",  # degC
+    "p_total",  # m water / month
+    "p_snow",  # m water / month
+    "r_thermal",  # J m-2 / month
+    "r_solar",  # J m-2 / month
+    "q_latent",  # J m-2 / month, positive downwards
+    "q_sensible",  # J m-2 / month, positive downwards
+)
+WATER_CONTENT: tuple[str, ...] = ("w_0", "w_1", "w_2", "w_3")  # m3 m-3 per soil layer
+TARGETS: tuple[str, ...] = ("t_soil_0", "t_soil_1", "t_soil_2", "t_soil_3")  # degC per soil layer
+LITHOLOGY_FEATURES: tuple[str, ...] = tuple(f"litho_{c}" for c in LITHOLOGY_CLASSES)
+SOIL_PROPERTY_FEATURES: tuple[str, ...] = tuple(
+    f"{p}_{layer}" for p in ("bulk_density", "organic_carbon") for layer in range(len(SOIL_LAYERS_M))
+)
+STATIC_FEATURES: tuple[str, ...] = LITHOLOGY_FEATURES + SOIL_PROPERTY_FEATURES
+TIME_FEATURES: tuple[str, ...] = ("year", "month_sin", "month_cos")
+SOIL_LAYER_THICKNESS_M: tuple[float, ...] = tuple(bottom - top for top, bottom in SOIL_LAYERS_M)
+
+# History split by the month being predicted (design brief section 3).
+TRAIN_LAST_TARGET_MONTH = dt.date(2018, 12, 1)
+TEST_FIRST_TARGET_MONTH = dt.date(2019, 1, 1)
+TEST_LAST_TARGET_MONTH = dt.date(2023, 12, 1)
+PROJECTION_FIRST_MONTH = dt.date(2024, 1, 1)
+PROJECTION_LAST_MONTH = CMIP5_RCP_END

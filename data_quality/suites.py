@@ -24,11 +24,11 @@ from dagster_project import catalog
 
 DBT_PROJECT_FILE = Path(__file__).resolve().parents[1] / "sql" / "dbt_project.yml"
 
-DYNAMIC_FEATURES = ("t_air", "t_surface", "p_total", "p_snow", "r_thermal", "r_solar", "q_latent", "q_sensible")
-WATER_CONTENT = ("w_0", "w_1", "w_2", "w_3")
-TARGETS = ("t_soil_0", "t_soil_1", "t_soil_2", "t_soil_3")
-SOIL_PROPERTIES = tuple(f"{p}_{layer}" for p in ("bulk_density", "organic_carbon") for layer in range(4))
-LITHOLOGY_COLUMNS = tuple(f"litho_{c}" for c in catalog.LITHOLOGY_CLASSES)
+DYNAMIC_FEATURES = catalog.DYNAMIC_FEATURES
+WATER_CONTENT = catalog.WATER_CONTENT
+TARGETS = catalog.TARGETS
+SOIL_PROPERTIES = catalog.SOIL_PROPERTY_FEATURES
+LITHOLOGY_COLUMNS = catalog.LITHOLOGY_FEATURES
 LITHOLOGY_SUM_TOLERANCE = 1e-6
 MAX_REPORTED_ROWS = 10
 
