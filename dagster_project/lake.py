@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +16,25 @@ import duckdb
 import polars as pl
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden temporary name beside `path` that keeps its suffix (np.savez appends .npz otherwise)."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` for a temporary sibling of `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
@@ -35,7 +54,7 @@ def write_partitions_atomic(frames: dict[Path, pl.DataFrame]) -> list[Path]:
         for path, frame in frames.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp = temporary_sibling(path)
             staged.append((tmp, path))
             frame.write_parquet(tmp, compression="zstd", statistics=True)
         for tmp, path in staged:

@@ -32,6 +32,10 @@ class LakeResource(ConfigurableResource):
     def read(self, *parts: str) -> pl.DataFrame:
         return pl.read_parquet(self.path(*parts))
 
+    def write_file(self, path: Path, write) -> Path:
+        """Write any file atomically: `write(tmp_path)`, then rename into place."""
+        return lake.write_file_atomic(path, write)
+
 
 class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse file: views over the lake for users, tables built by dbt."""
@@ -47,6 +51,11 @@ class WarehouseResource(ConfigurableResource):
 
     def read_only(self):
         return lake.read_only(self.file)
+
+    def read_table(self, schema: str, table: str) -> pl.DataFrame:
+        """A whole warehouse table as a polars frame, read through a read-only connection."""
+        with self.read_only() as con:
+            return pl.from_arrow(con.sql(f'select * from "{schema}"."{table}" order by all').to_arrow_table())
 
 
 class SourcesResource(ConfigurableResource):

@@ -16,11 +16,6 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 MARTS_SCHEMA = "marts"
 
 
-def read_mart(warehouse: WarehouseResource, table: str) -> pl.DataFrame:
-    with warehouse.read_only() as con:
-        return pl.from_arrow(con.sql(f"select * from {MARTS_SCHEMA}.{table} order by all").to_arrow_table())
-
-
 def _specs(asset: AssetKey, checks: list[Check]) -> list[AssetCheckSpec]:
     return [AssetCheckSpec(name=f"gx_{c.name}", asset=asset, blocking=True, description=c.description) for c in checks]
 
@@ -41,14 +36,14 @@ SCENARIO_CHECKS = scenario_suite()
 
 @multi_asset_check(specs=_specs(HISTORY_MART, HISTORY_CHECKS), name="fct_band_month_features_expectations", pool=WAREHOUSE_POOL)
 def fct_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
-    yield from _results(HISTORY_MART, read_mart(warehouse, HISTORY_MART.path[-1]), HISTORY_CHECKS)
+    yield from _results(HISTORY_MART, warehouse.read_table(MARTS_SCHEMA, HISTORY_MART.path[-1]), HISTORY_CHECKS)
 
 
 @multi_asset_check(
     specs=_specs(SCENARIO_MART, SCENARIO_CHECKS), name="fct_scenario_band_month_features_expectations", pool=WAREHOUSE_POOL
 )
 def fct_scenario_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
-    yield from _results(SCENARIO_MART, read_mart(warehouse, SCENARIO_MART.path[-1]), SCENARIO_CHECKS)
+    yield from _results(SCENARIO_MART, warehouse.read_table(MARTS_SCHEMA, SCENARIO_MART.path[-1]), SCENARIO_CHECKS)
 
 
 asset_checks = [fct_band_month_features_expectations, fct_scenario_band_month_features_expectations]

@@ -56,3 +56,20 @@ def test_reader_of_a_missing_warehouse_says_so(tmp_path):
 def test_view_names_are_identifiers(tmp_path):
     with pytest.raises(ValueError, match="identifier"):
         lake.refresh_parquet_view(tmp_path / "wh.duckdb", "raw", "x; drop table y", "*.parquet")
+
+
+def test_any_file_is_written_atomically_and_keeps_its_suffix(tmp_path):
+    import numpy as np
+
+    target = tmp_path / "features" / "windows.npz"
+    lake.write_file_atomic(target, lambda tmp: np.savez(tmp, x=np.arange(3)))
+    assert np.load(target)["x"].tolist() == [0, 1, 2]
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        lake.write_file_atomic(target, broken)
+    assert np.load(target)["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in target.parent.iterdir()] == ["windows.npz"]
