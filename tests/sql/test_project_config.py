@@ -1,0 +1,18 @@
+import yaml
+
+from dagster_project import catalog
+from dbt_helpers import SQL_DIR
+
+
+def test_dbt_vars_agree_with_the_catalog():
+    config = yaml.safe_load((SQL_DIR / "dbt_project.yml").read_text())["vars"]
+    assert tuple(config["lithology_classes"]) == catalog.LITHOLOGY_CLASSES
+    ranged = set(config["canonical_ranges"])
+    assert set(catalog.DYNAMIC_FEATURES + catalog.WATER_CONTENT + catalog.TARGETS + catalog.SOIL_PROPERTY_FEATURES) <= ranged
+    for name, (low, high) in config["canonical_ranges"].items():
+        assert low < high, name
+
+
+def test_profile_reads_the_same_variables_as_the_dagster_resources():
+    profile = (SQL_DIR / "profiles.yml").read_text()
+    assert "PERMAFROST_WAREHOUSE" in profile and "PERMAFROST_LAKE_ROOT" in profile
