@@ -1,0 +1,264 @@
+"""Projection frames, ensemble statistics, CF-netCDF export and the late-century check.
+
+Expected values are worked out by hand on constructed frames.
+"""
+
+import datetime as dt
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+import xarray as xr
+
+from dagster_project import catalog
+from ml import projections as P
+
+MONTHS = np.arange(np.datetime64("2024-01"), np.datetime64("2025-01"))  # 12 months
+
+
+def constant_frame(scenario, model, value, bands=(0, 1), months=MONTHS, layer_step=0.0):
+    """Every band and month at `value` (+ k * layer_step for layer k)."""
+    band = np.repeat(np.asarray(bands), len(months))
+    month = np.tile(months, len(bands))
+    values = np.full((len(band), 4), float(value)) + layer_step * np.arange(4)
+    return P.projection_frame(scenario, model, band, month, values)
+
+
+# --- projection_frame -------------------------------------------------------------------
+
+
+def test_projection_frame_shape_columns_and_types():
+    band = np.array([1, 0, 1])
+    month = np.array(["2024-02", "2024-01", "2024-01"], dtype="datetime64[M]")
+    values = np.arange(12, dtype=float).reshape(3, 4)
+    frame = P.projection_frame("rcp45", "gru", band, month, values)
+    assert frame.columns == ["scenario", "model", "band", "month", *catalog.TARGETS]
+    assert frame.shape == (3, 8)
+    assert frame.schema["band"] == pl.Int64 and frame.schema["month"] == pl.Date
+    # sorted by band then month; the values travel with their rows
+    assert frame["band"].to_list() == [0, 1, 1]
+    assert frame["month"].to_list() == [dt.date(2024, 1, 1), dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
+    assert frame.row(0, named=True)["t_soil_0"] == 4.0  # input row 1
+    assert frame.row(2, named=True)["t_soil_3"] == 3.0  # input row 0
+    assert set(frame["scenario"]) == {"rcp45"} and set(frame["model"]) == {"gru"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"scenario": "rcp99"}, "unknown scenario"),
+        ({"model": "ensemble_mean"}, "reserved"),
+        ({"band": np.array([0, 7])}, "unknown bands"),
+        ({"predictions": np.ones((2, 3))}, "must be"),
+        ({"predictions": np.array([[1.0, np.nan, 1.0, 1.0], [1.0] * 4])}, "non-finite"),
+        (
+            {"target_month": np.array(["2024-01", "2024-01"], dtype="datetime64[M]"), "band": np.array([3, 3])},
+            "more than one row",
+        ),
+    ],
+)
+def test_projection_frame_rejects(kwargs, message):
+    arguments = {
+        "scenario": "rcp26",
+        "model": "tcn",
+        "band": np.array([0, 1]),
+        "target_month": np.array(["2024-01", "2024-01"], dtype="datetime64[M]"),
+        "predictions": np.ones((2, 4)),
+    }
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        P.projection_frame(**arguments)
+
+
+# --- with_ensemble ----------------------------------------------------------------------
+
+
+def test_ensemble_mean_and_spread_of_two_models():
+    frame = pl.concat([constant_frame("rcp26", "gru", 1.0, layer_step=1.0), constant_frame("rcp26", "tcn", 3.0)])
+    out = P.with_ensemble(frame)
+    assert out.columns == [*frame.columns, *P.SPREAD_COLUMNS]
+    assert out.height == frame.height + 2 * 12  # one ensemble row per band and month
+    assert out.head(frame.height).equals(out.head(frame.height).filter(pl.col("model") != "ensemble_mean"))
+    singles = out.filter(pl.col("model") != "ensemble_mean")
+    assert singles.select(P.SPREAD_COLUMNS).null_count().row(0) == (frame.height,) * 4
+    ensemble = out.filter(pl.col("model") == "ensemble_mean")
+    # layer k: gru 1 + k, tcn 3 -> mean (4 + k) / 2, population sd |3 - (1 + k)| / 2
+    for k in range(4):
+        assert ensemble[f"t_soil_{k}"].to_list() == pytest.approx([(4.0 + k) / 2] * 24)
+        assert ensemble[f"t_soil_{k}_spread"].to_list() == pytest.approx([abs(2.0 - k) / 2] * 24)
+    assert ensemble["t_soil_0"][0] == pytest.approx(2.0) and ensemble["t_soil_0_spread"][0] == pytest.approx(1.0)
+
+
+def test_ensemble_per_scenario_skips_missing_model_and_is_idempotent():
+    frame = pl.concat(
+        [
+            constant_frame("rcp26", "gru", 1.0),
+            constant_frame("rcp26", "tcn", 3.0),
+            constant_frame("rcp85", "gru", 5.0),
+            constant_frame("rcp85", "tcn", 9.0),
+            constant_frame("rcp85", "bilstm", 10.0),
+        ]
+    )
+    out = P.with_ensemble(frame)
+    ensemble = out.filter(pl.col("model") == "ensemble_mean")
+    by_scenario = ensemble.group_by("scenario").agg(pl.col("t_soil_0").mean(), pl.col("t_soil_0_spread").mean())
+    values = {row["scenario"]: row for row in by_scenario.iter_rows(named=True)}
+    assert values["rcp26"]["t_soil_0"] == pytest.approx(2.0)
+    assert values["rcp85"]["t_soil_0"] == pytest.approx(8.0)  # (5 + 9 + 10) / 3
+    assert values["rcp85"]["t_soil_0_spread"] == pytest.approx(np.sqrt((9 + 1 + 4) / 3))
+    assert P.with_ensemble(out).equals(out)
+
+
+def test_spread_is_null_with_one_model_and_rejects_duplicates():
+    out = P.with_ensemble(constant_frame("rcp45", "gru", 2.0))
+    ensemble = out.filter(pl.col("model") == "ensemble_mean")
+    assert ensemble["t_soil_0"].to_list() == [2.0] * 24
+    assert ensemble["t_soil_0_spread"].null_count() == 24
+    doubled = pl.concat([constant_frame("rcp45", "gru", 2.0), constant_frame("rcp45", "gru", 3.0)])
+    with pytest.raises(ValueError, match="more than one row"):
+        P.with_ensemble(doubled)
+
+
+# --- CF netCDF --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cf_frame():
+    """rcp26 with gru and tcn, rcp85 with gru only (tcn missing there), bands 0 and 2."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for scenario, model in (("rcp26", "gru"), ("rcp26", "tcn"), ("rcp85", "gru")):
+        band = np.repeat([0, 2], len(MONTHS))
+        month = np.tile(MONTHS, 2)
+        frames.append(P.projection_frame(scenario, model, band, month, rng.normal(size=(len(band), 4))))
+    return pl.concat(frames)
+
+
+def test_cf_netcdf_round_trip(cf_frame, tmp_path):
+    target = tmp_path / "out" / "projections.nc"
+    assert P.to_cf_netcdf(cf_frame, target) == target
+    assert sorted(os.listdir(target.parent)) == ["projections.nc"]  # no temporary left behind
+    with xr.open_dataset(target) as ds:
+        ds.load()
+    variable = ds["soil_temperature"]
+    assert variable.dims == ("scenario", "model", "band", "depth", "time")
+    assert dict(ds.sizes) == {"scenario": 2, "model": 3, "band": 2, "depth": 4, "time": 12, "bnds": 2}
+    assert variable.dtype == np.float32
+    assert variable.attrs["units"] == "degC" and variable.attrs["standard_name"] == "soil_temperature"
+    assert "time: mean" in variable.attrs["cell_methods"]
+    assert np.isnan(variable.encoding["_FillValue"])
+    assert ds["soil_temperature_spread"].dims == ("scenario", "band", "depth", "time")
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert ds.attrs["institution"] == "permafrost lakehouse"
+
+    # coordinates
+    assert ds["scenario"].values.tolist() == ["rcp26", "rcp85"]
+    assert ds["model"].values.tolist() == ["gru", "tcn", "ensemble_mean"]
+    assert ds["band"].values.tolist() == [0, 2]
+    assert ds["lat_south"].values.tolist() == [catalog.BANDS[0].south, catalog.BANDS[2].south]
+    assert ds["lat_north"].attrs["units"] == "degrees_north"
+    assert ds["depth"].values == pytest.approx([0.035, 0.175, 0.64, 1.945])
+    assert ds["depth"].attrs["positive"] == "down" and ds["depth"].attrs["axis"] == "Z"
+    assert ds["depth_bnds"].values.tolist() == [[0.0, 0.07], [0.07, 0.28], [0.28, 1.0], [1.0, 2.89]]
+    assert np.issubdtype(ds["time"].dtype, np.datetime64)  # decoded
+    assert ds["time"].values[0] == np.datetime64("2024-01-01")
+    assert ds["time"].values[-1] == np.datetime64("2024-12-01")
+    assert ds["time"].encoding["units"] == "days since 2024-01-01"
+    assert ds["time"].encoding["calendar"] == "standard"
+    np.testing.assert_array_equal(
+        ds["time_bnds"].values[1], np.array(["2024-02-01", "2024-03-01"], dtype="datetime64[ns]")
+    )
+    assert ds["time_bnds"].values[-1, 1] == np.datetime64("2025-01-01")
+
+    # values: rcp26/tcn/band 2/layer 3 in 2024-05 equals the frame's
+    row = cf_frame.filter(
+        pl.col("scenario") == "rcp26",
+        pl.col("model") == "tcn",
+        pl.col("band") == 2,
+        pl.col("month") == dt.date(2024, 5, 1),
+    )
+    cell = variable.sel(scenario="rcp26", model="tcn", band=2, time="2024-05-01").values
+    assert cell == pytest.approx(row.select(catalog.TARGETS).to_numpy()[0].astype(np.float32))
+    # every value matches, not only one cell
+    for scenario, model in (("rcp26", "gru"), ("rcp26", "tcn"), ("rcp85", "gru")):
+        rows = cf_frame.filter(pl.col("scenario") == scenario, pl.col("model") == model, pl.col("band") == 0)
+        rows = rows.sort("month")
+        block = variable.sel(scenario=scenario, model=model, band=0).values.T  # (time, depth)
+        np.testing.assert_array_equal(block, rows.select(catalog.TARGETS).to_numpy().astype(np.float32))
+    # tcn has no rcp85 run: NaN there, and the rcp85 ensemble is gru alone with no spread
+    assert np.isnan(variable.sel(scenario="rcp85", model="tcn").values).all()
+    np.testing.assert_array_equal(
+        variable.sel(scenario="rcp85", model="ensemble_mean").values, variable.sel(scenario="rcp85", model="gru").values
+    )
+    assert np.isnan(ds["soil_temperature_spread"].sel(scenario="rcp85").values).all()
+    # rcp26 spread of two models = |gru - tcn| / 2
+    gru, tcn = (variable.sel(scenario="rcp26", model=m).values for m in ("gru", "tcn"))
+    spread = ds["soil_temperature_spread"].sel(scenario="rcp26").values
+    np.testing.assert_allclose(spread, np.abs(gru - tcn) / 2, rtol=1e-5)
+
+
+def test_cf_netcdf_failed_write_leaves_no_partial_file(cf_frame, tmp_path, monkeypatch):
+    target = tmp_path / "projections.nc"
+    target.write_bytes(b"previous complete file")
+
+    def broken(self, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89HDF half written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
+    with pytest.raises(OSError, match="disk full"):
+        P.to_cf_netcdf(cf_frame, target)
+    assert target.read_bytes() == b"previous complete file"
+    assert sorted(os.listdir(tmp_path)) == ["projections.nc"]
+
+    fresh = tmp_path / "new" / "other.nc"
+    with pytest.raises(OSError):
+        P.to_cf_netcdf(cf_frame, fresh)
+    assert not fresh.exists() and os.listdir(fresh.parent) == []
+
+
+# --- late-century difference ------------------------------------------------------------
+
+
+def century_frame(scenario, model, early, late, band=0):
+    """2079-2100 monthly: `early` through 2080, `late` from 2081."""
+    months = np.arange(np.datetime64("2079-01"), np.datetime64("2101-01"))
+    values = np.where((months.astype("datetime64[Y]").astype(int) + 1970) >= 2081, late, early)
+    return P.projection_frame(
+        scenario, model, np.full(len(months), band), months, np.repeat(values[:, None], 4, axis=1).astype(float)
+    )
+
+
+def test_late_century_difference_sign_and_period():
+    frame = pl.concat(
+        [
+            # gru: rcp85 warmer late (4 vs 1) though colder before 2081 (-10 vs 0): only 2081-2100 counts
+            century_frame("rcp85", "gru", -10.0, 4.0),
+            century_frame("rcp26", "gru", 0.0, 1.0),
+            # tcn: rcp85 cooler than rcp26 late, a failed check
+            century_frame("rcp85", "tcn", 0.0, 0.5),
+            century_frame("rcp26", "tcn", 0.0, 2.0),
+            # bilstm has no rcp26: left out
+            century_frame("rcp85", "bilstm", 0.0, 3.0),
+        ]
+    )
+    out = P.late_century_difference(frame)
+    assert out.columns == ["model", "band", "warmer_mean", "cooler_mean", "difference", "n_months"]
+    assert out["model"].to_list() == ["gru", "tcn"]
+    assert out["difference"].to_list() == pytest.approx([3.0, -1.5])
+    assert out["warmer_mean"].to_list() == pytest.approx([4.0, 0.5])
+    assert out["n_months"].to_list() == [240, 240]
+    # an earlier window sees the gru sign flip
+    early = P.late_century_difference(frame, first_year=2079, last_year=2080)
+    assert early.filter(pl.col("model") == "gru")["difference"][0] == pytest.approx(-10.0)
+    # the ensemble is one more model: (4 + 0.5) / 2 - (1 + 2) / 2 = 0.75
+    with_mean = P.late_century_difference(P.with_ensemble(frame.filter(pl.col("model") != "bilstm")))
+    assert with_mean.filter(pl.col("model") == "ensemble_mean")["difference"][0] == pytest.approx(0.75)
+
+
+def test_late_century_difference_without_data_raises():
+    frame = century_frame("rcp85", "gru", 0.0, 1.0)
+    with pytest.raises(ValueError, match="no month"):
+        P.late_century_difference(frame)
