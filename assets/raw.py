@@ -18,9 +18,10 @@ from dagster import (
     asset,
 )
 
+from assets.metadata import markdown_table
 from dagster_project import catalog
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
-from dagster_project.resources import LakeResource, SourcesResource, WarehouseResource
+from dagster_project.resources import LakeResource, SourcesResource, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.sources.base import NotPublishedError
 from dagster_project.sources.validation import (
     validate_cmip5,
@@ -30,8 +31,6 @@ from dagster_project.sources.validation import (
 )
 
 RAW = "raw"
-# DuckDB allows one writer per file: every step that writes the warehouse shares this pool.
-WAREHOUSE_POOL = "duckdb_warehouse"
 
 ERA5_LAND_DIR = "era5_land_monthly"
 CMIP5_DIR = "cmip5_monthly"
@@ -136,11 +135,6 @@ def cmip5_monthly(
             "path": MetadataValue.path(str(paths[0].parent)),
         }
     )
-
-
-def markdown_table(frame: pl.DataFrame) -> str:
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1):
-        return str(frame)
 
 
 def _static_result(frame: pl.DataFrame, path, source: str, schema: TableSchema) -> MaterializeResult:

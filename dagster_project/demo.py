@@ -20,22 +20,27 @@ from dagster_project import catalog, settings
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+PARTITION = "dagster/partition"
 # Step-level DEBUG events go to the instance (and the UI); the terminal gets INFO and up.
 CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def demo_stages(latest_month) -> list[tuple[str, AssetSelection, dict[str, str]]]:
-    """(label, selection, run tags) in dependency order."""
+def demo_stages(latest_month, epochs: int) -> list[tuple[str, AssetSelection, dict[str, str], dict]]:
+    """(label, selection, run tags, run config) in dependency order."""
     history = {RANGE_START: catalog.HISTORY_START.isoformat(), RANGE_END: latest_month.isoformat()}
     experiments = {RANGE_START: catalog.CMIP5_EXPERIMENTS[0], RANGE_END: catalog.CMIP5_EXPERIMENTS[-1]}
-    return [
-        ("raw static extracts", AssetSelection.assets("band_lithology", "band_soil_properties"), {}),
-        (f"raw ERA5-Land 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("era5_land_monthly"), history),
-        ("raw CMIP5 experiments", AssetSelection.assets("cmip5_monthly"), experiments),
+    rcps = {RANGE_START: catalog.RCP_EXPERIMENTS[0], RANGE_END: catalog.RCP_EXPERIMENTS[-1]}
+    stages = [
+        ("raw static extracts", AssetSelection.assets("band_lithology", "band_soil_properties"), {}, {}),
+        (f"raw ERA5-Land 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("era5_land_monthly"), history, {}),
+        ("raw CMIP5 experiments", AssetSelection.assets("cmip5_monthly"), experiments, {}),
         ("dbt staging, intermediate, scenario mart", AssetSelection.assets("fct_scenario_band_month_features").upstream()
-         - AssetSelection.groups("raw"), {}),
-        (f"dbt history mart 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("fct_band_month_features"), history),
+         - AssetSelection.groups("raw"), {}, {}),
+        (f"dbt history mart 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("fct_band_month_features"), history, {}),
+        ("training windows", AssetSelection.assets("training_windows"), {}, {}),
+        ("bias correction and scenario windows", AssetSelection.assets("cmip5_bias_corrected", "scenario_windows"), rcps, {}),
     ]
+    return stages
 
 
 def run_demo(instance: DagsterInstance | None = None) -> dict[str, float]:
@@ -47,9 +52,18 @@ def run_demo(instance: DagsterInstance | None = None) -> dict[str, float]:
     latest = resources["sources"].latest_published_month()
     assets = list(defs.assets) + list(defs.asset_checks)
     timings: dict[str, float] = {}
-    for label, selection, tags in demo_stages(latest):
+    for label, selection, tags, run_config in demo_stages(latest, config.training_epochs):
         started = time.perf_counter()
-        materialize(assets, selection=selection, resources=resources, instance=instance, tags=tags, run_config=CONSOLE_INFO)
+        tags = dict(tags)
+        materialize(
+            assets,
+            selection=selection,
+            resources=resources,
+            instance=instance,
+            partition_key=tags.pop(PARTITION, None),
+            tags=tags,
+            run_config={**CONSOLE_INFO, **run_config},
+        )
         timings[label] = time.perf_counter() - started
         print(f"[demo] {label}: {timings[label]:.1f} s", flush=True)
     print(f"[demo] lake: {config.lake_root}  warehouse: {config.warehouse_path}", flush=True)

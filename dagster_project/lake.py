@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,29 @@ def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_directory_atomic(folder: Path, write: Callable[[Path], object]) -> Path:
+    """Fill a temporary sibling folder with `write(tmp)`, then swap it in for `folder`.
+
+    Two renames (old aside, new in) instead of one, since a folder cannot be replaced in one
+    step; the old folder is removed only after the new one is in place.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staged = temporary_sibling(folder)
+    retired = temporary_sibling(folder)
+    try:
+        staged.mkdir()
+        write(staged)
+        if folder.exists():
+            os.replace(folder, retired)
+        os.replace(staged, folder)
+    finally:
+        for leftover in (staged, retired):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+    return folder
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:

@@ -9,3 +9,8 @@ from dagster_project import catalog
 reanalysis_months = MonthlyPartitionsDefinition(start_date=catalog.HISTORY_START.isoformat())
 
 cmip5_experiments = StaticPartitionsDefinition(list(catalog.CMIP5_EXPERIMENTS))
+
+rcp_scenarios = StaticPartitionsDefinition(list(catalog.RCP_EXPERIMENTS))
+
+# Must match ml.architectures.ARCHITECTURES (a test checks; ml is not imported at load).
+architectures = StaticPartitionsDefinition(["tcn", "transformer", "conv1d_lstm", "gru", "bilstm"])

@@ -14,6 +14,11 @@ from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
 from dagster_project.sources.base import ClimateModelSource, ReanalysisSource, StaticSource
 
 
+# DuckDB allows one writer per file: every step that writes or reads the warehouse file
+# shares this pool (dagster.yaml limits each pool to one step at a time).
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
 class LakeResource(ConfigurableResource):
     """Root folder of the Parquet lake: one file per partition, written atomically."""
 
@@ -31,6 +36,10 @@ class LakeResource(ConfigurableResource):
 
     def read(self, *parts: str) -> pl.DataFrame:
         return pl.read_parquet(self.path(*parts))
+
+    def write_directory(self, folder: Path, write) -> Path:
+        """Fill a folder atomically: `write(tmp_folder)`, then swap it in."""
+        return lake.write_directory_atomic(folder, write)
 
     def write_file(self, path: Path, write) -> Path:
         """Write any file atomically: `write(tmp_path)`, then rename into place."""

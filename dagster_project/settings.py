@@ -18,6 +18,8 @@ ENV_WAREHOUSE = "PERMAFROST_WAREHOUSE"
 ENV_SOURCE = "PERMAFROST_SOURCE"
 ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
+ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
+DEFAULT_TRAINING_EPOCHS = 50
 
 SOURCE_KINDS = ("demo",)
 DEFAULT_DEMO_SEED = 20260101
@@ -30,6 +32,7 @@ class Settings:
     source: str
     demo_seed: int
     demo_latest_month: str  # YYYY-MM
+    training_epochs: int = DEFAULT_TRAINING_EPOCHS  # epochs `make demo` trains each architecture for
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,10 +56,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is not a month (YYYY-MM)") from error
     if latest < catalog.HISTORY_START:
         raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is before the history start 2001-01")
+    epochs_text = env.get(ENV_TRAINING_EPOCHS) or str(DEFAULT_TRAINING_EPOCHS)
+    if not epochs_text.isdigit() or int(epochs_text) < 1:
+        raise ValueError(f"{ENV_TRAINING_EPOCHS}={epochs_text!r} is not a positive integer")
     return Settings(
         lake_root=lake_root,
         warehouse_path=warehouse_path,
         source=source,
         demo_seed=demo_seed,
         demo_latest_month=latest.strftime("%Y-%m"),
+        training_epochs=int(epochs_text),
     )

@@ -73,3 +73,26 @@ def test_any_file_is_written_atomically_and_keeps_its_suffix(tmp_path):
         lake.write_file_atomic(target, broken)
     assert np.load(target)["x"].tolist() == [0, 1, 2]
     assert [p.name for p in target.parent.iterdir()] == ["windows.npz"]
+
+
+def test_a_folder_is_swapped_in_whole(tmp_path):
+    target = tmp_path / "models" / "gru"
+
+    def write(version):
+        def fill(folder):
+            (folder / "model.keras").write_text(version)
+            (folder / "history.json").write_text(version)
+        return fill
+
+    lake.write_directory_atomic(target, write("v1"))
+    lake.write_directory_atomic(target, write("v2"))
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"model.keras": "v2", "history.json": "v2"}
+
+    def broken(folder):
+        (folder / "model.keras").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        lake.write_directory_atomic(target, broken)
+    assert (target / "model.keras").read_text() == "v2"
+    assert [p.name for p in target.parent.iterdir()] == ["gru"]

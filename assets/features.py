@@ -1,0 +1,183 @@
+"""Features layer: bias-corrected scenarios, scenario soil water, and the 24-month windows.
+
+Thin wrappers: each asset reads the marts or the lake, calls a plain function in `ml/`, writes
+atomically to the lake and records metadata (shapes, features, statistics, diagnostics, a
+figure). Heavy imports (xsdba, matplotlib) happen inside the ml functions.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from assets.metadata import markdown_table, png_markdown
+from dagster_project.partitions import rcp_scenarios
+from dagster_project.resources import LakeResource, WAREHOUSE_POOL, WarehouseResource
+
+FEATURES = "features"
+MARTS = "marts"
+HISTORY_MART = "fct_band_month_features"
+SCENARIO_MART = "fct_scenario_band_month_features"
+
+
+class BiasCorrectionConfig(Config):
+    """How CMIP5 is mapped onto the reanalysis."""
+
+    method: str = "qdm"  # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
+    n_quantiles: int = 50
+    soil_water_seed: int = 20260101  # Dirichlet split of column water over the four layers
+
+
+def corrected_path(lake: LakeResource, scenario: str) -> Path:
+    return lake.path(FEATURES, "cmip5_bias_corrected", f"{scenario}.parquet")
+
+
+def training_paths(lake: LakeResource) -> dict[str, Path]:
+    folder = lake.path(FEATURES, "training_windows")
+    return {"train": folder / "train.npz", "test": folder / "test.npz", "stats": folder / "normalization.json"}
+
+
+def scenario_windows_path(lake: LakeResource, scenario: str) -> Path:
+    return lake.path(FEATURES, "scenario_windows", f"{scenario}.npz")
+
+
+@asset(
+    group_name=FEATURES,
+    partitions_def=rcp_scenarios,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetKey(HISTORY_MART), AssetKey(SCENARIO_MART)],
+    pool=WAREHOUSE_POOL,
+    kinds={"parquet", "xsdba"},
+    description="Each RCP's CMIP5 features quantile-mapped onto ERA5-Land per band, variable and calendar month "
+    "(2001-2023 overlap), with column soil water split over the four layers by fitted Dirichlet shares.",
+)
+def cmip5_bias_corrected(
+    context: AssetExecutionContext, config: BiasCorrectionConfig, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
+    from ml.bias_correction import bias_correct
+    from ml.figures import bias_correction_figure
+    from ml.soil_water import fit_layer_shares, split_soil_water
+
+    history = warehouse.read_table(MARTS, HISTORY_MART)
+    scenarios = warehouse.read_table(MARTS, SCENARIO_MART)
+    shares = fit_layer_shares(history)
+    diagnostics, figures, overlap, notes = [], {}, {}, []
+    for scenario in context.partition_keys:
+        raw = scenarios.filter(pl.col("scenario") == scenario)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = bias_correct(history, raw, method=config.method, n_quantiles=config.n_quantiles)
+        for warning in caught:
+            context.log.warning(str(warning.message))
+        corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
+        lake.write_partitions({corrected_path(lake, scenario): corrected})
+        figure = lake.path("figures", f"bias_correction_{scenario}.png")
+        bias_correction_figure(history, raw, corrected, band=3, path=figure)
+        figures[scenario] = figure
+        overlap[scenario] = f"{result.overlap_first:%Y-%m}..{result.overlap_last:%Y-%m} ({result.overlap_months} months)"
+        notes += result.warnings
+        diagnostics.append(result.diagnostics.with_columns(pl.lit(scenario).alias("scenario")))
+    # mean absolute difference between model and reanalysis quantiles over the overlap,
+    # before and after correction, averaged over bands and calendar months
+    summary = (
+        pl.concat(diagnostics)
+        .group_by("scenario", "variable", "unit")
+        .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
+        .sort("scenario", "variable")
+    )
+    first = context.partition_keys[0]
+    return MaterializeResult(
+        metadata={
+            "method": config.method,
+            "scenarios": ", ".join(context.partition_keys),
+            "overlap": MetadataValue.json(overlap),
+            "warnings": MetadataValue.json(notes),
+            "quantile_mapping_diagnostics": MetadataValue.md(markdown_table(summary)),
+            "figure": png_markdown(figures[first], f"reanalysis, raw and corrected {first}, band 3"),
+            "figure_paths": MetadataValue.json({k: str(v) for k, v in figures.items()}),
+            "path": MetadataValue.path(str(corrected_path(lake, first).parent)),
+        }
+    )
+
+
+def target_span(windows) -> str:
+    """First..last month predicted, or 'none' for an empty set (a history that ends before 2019)."""
+    if len(windows) == 0:
+        return "none"
+    return f"{windows.target_month.min()}..{windows.target_month.max()}"
+
+
+def _stats_table(stats) -> str:
+    frame = pl.DataFrame({"feature": list(stats.feature_names), "mean": stats.mean, "std": stats.std})
+    return markdown_table(frame, float_precision=4)
+
+
+@asset(
+    group_name=FEATURES,
+    deps=[AssetKey(HISTORY_MART)],
+    pool=WAREHOUSE_POOL,
+    kinds={"numpy"},
+    description="24-month input windows -> next month's four soil temperatures per band; train targets up to "
+    "2018-12, test 2019-01..2023-12; z-score statistics from training windows only, stored beside them.",
+)
+def training_windows(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
+    from ml.windows import build_training_windows
+
+    history = warehouse.read_table(MARTS, HISTORY_MART)
+    train, test, stats = build_training_windows(history)
+    paths = training_paths(lake)
+    lake.write_file(paths["train"], train.save)
+    lake.write_file(paths["test"], test.save)
+    lake.write_file(paths["stats"], lambda tmp: Path(tmp).write_text(json.dumps(stats.to_dict(), indent=2)))
+    return MaterializeResult(
+        metadata={
+            "train_shape": MetadataValue.json(list(train.x.shape)),
+            "test_shape": MetadataValue.json(list(test.x.shape)),
+            "train_targets": target_span(train),
+            "test_targets": target_span(test),
+            "features": MetadataValue.json(list(stats.feature_names)),
+            "normalization": MetadataValue.md(_stats_table(stats)),
+            "path": MetadataValue.path(str(paths["train"].parent)),
+        }
+    )
+
+
+@asset(
+    group_name=FEATURES,
+    partitions_def=rcp_scenarios,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[AssetKey("cmip5_bias_corrected"), AssetKey("training_windows")],
+    kinds={"numpy"},
+    description="Windows predicting 2024-01..2100-12 for each RCP from its bias-corrected series, normalised "
+    "with the training statistics.",
+)
+def scenario_windows(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
+    from ml.windows import NormalizationStats, build_scenario_windows
+
+    stats = NormalizationStats.from_dict(json.loads(training_paths(lake)["stats"].read_text()))
+    shapes = {}
+    for scenario in context.partition_keys:
+        corrected = pl.read_parquet(corrected_path(lake, scenario))
+        windows = build_scenario_windows(corrected, stats)
+        lake.write_file(scenario_windows_path(lake, scenario), windows.save)
+        shapes[scenario] = {
+            "shape": list(windows.x.shape),
+            "targets": target_span(windows),
+        }
+    return MaterializeResult(
+        metadata={
+            "windows": MetadataValue.json(shapes),
+            "features": MetadataValue.json(list(stats.feature_names)),
+            "path": MetadataValue.path(str(scenario_windows_path(lake, context.partition_keys[0]).parent)),
+        }
+    )

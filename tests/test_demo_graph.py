@@ -1,0 +1,74 @@
+"""`make demo` end to end on the demo source: every asset materializes and every check passes."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+
+from dagster_project import settings
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_graph")
+    patch = pytest.MonkeyPatch()
+    patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
+    patch.delenv(settings.ENV_WAREHOUSE, raising=False)
+    patch.delenv(settings.ENV_DEMO_LATEST_MONTH, raising=False)
+    from dagster_project.demo import run_demo
+
+    instance = DagsterInstance.ephemeral()
+    timings = run_demo(instance)
+    yield root / "data", instance, timings
+    patch.undo()
+
+
+@pytest.mark.slow
+def test_every_asset_materializes_and_every_check_passes(demo_run):
+    lake, instance, timings = demo_run
+    from dagster_project.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert instance.get_latest_materialization_event(key) is not None, key.to_user_string()
+    failed = []
+    for check_key in graph.asset_check_keys:
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key]).get(check_key)
+        assert record is not None, f"check never ran: {check_key.to_user_string()}"
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is None or not evaluation.passed:
+            failed.append(check_key.to_user_string())
+    assert failed == []
+
+
+@pytest.mark.slow
+def test_windows_land_with_their_statistics(demo_run):
+    lake, _, _ = demo_run
+    from ml.windows import NormalizationStats, WindowSet
+
+    folder = lake / "features" / "training_windows"
+    train, test = WindowSet.load(folder / "train.npz"), WindowSet.load(folder / "test.npz")
+    stats = NormalizationStats.from_dict(json.loads((folder / "normalization.json").read_text()))
+    assert train.x.shape[1:] == test.x.shape[1:] == (24, len(stats.feature_names))
+    assert str(train.target_month.max()) == "2018-12" and str(test.target_month.min()) == "2019-01"
+    assert len(test) == 6 * 60
+    for scenario in ("rcp26", "rcp45", "rcp60", "rcp85"):
+        windows = WindowSet.load(lake / "features" / "scenario_windows" / f"{scenario}.npz")
+        assert len(windows) == 6 * (2100 - 2024 + 1) * 12
+        assert np.isfinite(windows.x).all()
+
+
+@pytest.mark.slow
+def test_bias_corrected_scenarios_keep_their_order(demo_run):
+    lake, _, _ = demo_run
+    late = {}
+    for scenario in ("rcp26", "rcp45", "rcp60", "rcp85"):
+        frame = pl.read_parquet(lake / "features" / "cmip5_bias_corrected" / f"{scenario}.parquet")
+        late[scenario] = frame.filter(pl.col("year") >= 2081).group_by("band").agg(pl.col("t_air").mean()).sort("band")["t_air"]
+        assert (frame["p_total"] >= 0).all()
+    for band in range(6):
+        values = [late[s][band] for s in ("rcp26", "rcp45", "rcp60", "rcp85")]
+        assert values == sorted(values), (band, values)
+    assert (lake / "figures" / "bias_correction_rcp26.png").stat().st_size > 10_000
