@@ -16,11 +16,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, 
 
 from dagster_project import settings
 from dagster_project.partitions import reanalysis_months
-from dagster_project.resources import LakeResource, WarehouseResource
+from dagster_project.resources import LakeResource, WAREHOUSE_POOL, WarehouseResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "sql"
 MONTHLY_TAG = "tag:monthly"
-WAREHOUSE_POOL = "duckdb_warehouse"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` re-parses the project on load; everywhere else the manifest is prepared

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue, multi_asset_check
 
-from dagster_project.resources import WarehouseResource
+from dagster_project.resources import WAREHOUSE_POOL, WarehouseResource
 from data_quality.suites import Check, history_suite, run_checks, scenario_suite
 
-WAREHOUSE_POOL = "duckdb_warehouse"
 MARTS_SCHEMA = "marts"
 
 
