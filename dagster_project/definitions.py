@@ -2,14 +2,14 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import features, raw, staging
+from assets import features, models, raw, staging
 from dagster_project import settings
 from dagster_project.resources import build_resources
 from dagster_project.sensors import era5_land_monthly_job, era5_land_new_month_sensor
 from data_quality.checks import asset_checks
 
 defs = Definitions(
-    assets=load_assets_from_modules([raw, staging, features]),
+    assets=load_assets_from_modules([raw, staging, features, models]),
     asset_checks=asset_checks,
     jobs=[era5_land_monthly_job],
     sensors=[era5_land_new_month_sensor],

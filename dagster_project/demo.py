@@ -17,6 +17,7 @@ import time
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from dagster_project import catalog, settings
+from dagster_project.partitions import architectures
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -30,6 +31,7 @@ def demo_stages(latest_month, epochs: int) -> list[tuple[str, AssetSelection, di
     history = {RANGE_START: catalog.HISTORY_START.isoformat(), RANGE_END: latest_month.isoformat()}
     experiments = {RANGE_START: catalog.CMIP5_EXPERIMENTS[0], RANGE_END: catalog.CMIP5_EXPERIMENTS[-1]}
     rcps = {RANGE_START: catalog.RCP_EXPERIMENTS[0], RANGE_END: catalog.RCP_EXPERIMENTS[-1]}
+    training = {"ops": {"trained_models": {"config": {"epochs": epochs}}}}
     stages = [
         ("raw static extracts", AssetSelection.assets("band_lithology", "band_soil_properties"), {}, {}),
         (f"raw ERA5-Land 2001-01..{latest_month:%Y-%m}", AssetSelection.assets("era5_land_monthly"), history, {}),
@@ -40,6 +42,18 @@ def demo_stages(latest_month, epochs: int) -> list[tuple[str, AssetSelection, di
         ("training windows", AssetSelection.assets("training_windows"), {}, {}),
         ("bias correction and scenario windows", AssetSelection.assets("cmip5_bias_corrected", "scenario_windows"), rcps, {}),
     ]
+    for architecture in architectures.get_partition_keys():
+        stages.append(
+            (f"train {architecture} ({epochs} epochs)", AssetSelection.assets("trained_models"), {PARTITION: architecture}, training)
+        )
+    stages.append(
+        (
+            "evaluation, projections, active layer, explanations",
+            AssetSelection.assets("model_evaluation", "soil_temperature_projections", "active_layer_thickness", "feature_importance"),
+            {},
+            {},
+        )
+    )
     return stages
 
 

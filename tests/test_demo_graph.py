@@ -17,6 +17,8 @@ def demo_run(tmp_path_factory):
     patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
     patch.delenv(settings.ENV_WAREHOUSE, raising=False)
     patch.delenv(settings.ENV_DEMO_LATEST_MONTH, raising=False)
+    # a few epochs keep the suite short; `make demo` trains for 50
+    patch.setenv(settings.ENV_TRAINING_EPOCHS, "3")
     from dagster_project.demo import run_demo
 
     instance = DagsterInstance.ephemeral()
@@ -72,3 +74,32 @@ def test_bias_corrected_scenarios_keep_their_order(demo_run):
         values = [late[s][band] for s in ("rcp26", "rcp45", "rcp60", "rcp85")]
         assert values == sorted(values), (band, values)
     assert (lake / "figures" / "bias_correction_rcp26.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_evaluation_lists_every_model_and_baseline(demo_run):
+    lake, _, _ = demo_run
+    table = pl.read_parquet(lake / "evaluation" / "model_evaluation.parquet")
+    overall = table.filter(pl.col("scope") == "overall")
+    assert set(overall["model"]) == {"tcn", "transformer", "conv1d_lstm", "gru", "bilstm", "climatology", "persistence", "ridge"}
+    assert overall["rmse"].is_finite().all() and (overall["rmse"] > 0).all()
+    per_band_layer = table.filter(pl.col("scope") == "band_layer")
+    assert per_band_layer.height == 8 * 6 * 4
+
+
+@pytest.mark.slow
+def test_projections_exports_and_active_layer(demo_run):
+    import xarray as xr
+
+    lake, _, _ = demo_run
+    projections = pl.read_parquet(lake / "projections" / "soil_temperature_projections.parquet")
+    assert projections["month"].min().isoformat() == "2024-01-01"
+    assert projections["month"].max().isoformat() == "2100-12-01"
+    assert "ensemble_mean" in set(projections["model"])
+    with xr.open_dataset(lake / "projections" / "soil_temperature_projections.nc") as dataset:
+        assert dict(dataset["soil_temperature"].sizes) == {"scenario": 4, "model": 6, "band": 6, "depth": 4, "time": 924}
+        assert dataset["soil_temperature"].attrs["units"] == "degC"
+    alt = pl.read_parquet(lake / "projections" / "active_layer_thickness.parquet")
+    assert {"reanalysis", "rcp26", "rcp85"} <= set(alt["scenario"])
+    importance = pl.read_parquet(lake / "evaluation" / "feature_importance.parquet")
+    assert importance.group_by("model").len()["len"].to_list() == [33] * 5
