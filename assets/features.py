@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 from dagster import (
+    AllPartitionMapping,
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
@@ -55,7 +57,8 @@ def scenario_windows_path(lake: LakeResource, scenario: str) -> Path:
     group_name=FEATURES,
     partitions_def=rcp_scenarios,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[AssetKey(HISTORY_MART), AssetKey(SCENARIO_MART)],
+    # every scenario is mapped with the whole history: all monthly partitions of the mart
+    deps=[AssetDep(HISTORY_MART, partition_mapping=AllPartitionMapping()), AssetKey(SCENARIO_MART)],
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "xsdba"},
     description="Each RCP's CMIP5 features quantile-mapped onto ERA5-Land per band, variable and calendar month "

@@ -18,6 +18,7 @@ from dagster import AssetSelection, DagsterInstance, materialize
 
 from dagster_project import catalog, settings
 from dagster_project.partitions import architectures
+from dagster_project.resources import build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -62,7 +63,8 @@ def run_demo(instance: DagsterInstance | None = None) -> dict[str, float]:
     from dagster_project.definitions import defs
 
     config = settings.from_environment()
-    resources = defs.resources
+    # resources from the environment now, not the ones built when definitions were imported
+    resources = build_resources(config)
     latest = resources["sources"].latest_published_month()
     assets = list(defs.assets) + list(defs.asset_checks)
     timings: dict[str, float] = {}
