@@ -4,3 +4,9 @@
     sin(2 * pi() * month({{ month }}) / 12.0) as month_sin,
     cos(2 * pi() * month({{ month }}) / 12.0) as month_cos
 {%- endmacro %}
+
+{# Thickness (m) of ERA5-Land soil layer `layer` (0-3), from var('soil_layers_m'). #}
+{% macro layer_thickness_m(layer) -%}
+    {%- set bounds = var('soil_layers_m')[layer] -%}
+    {{ (bounds[1] - bounds[0]) | round(6) }}
+{%- endmacro %}

@@ -9,10 +9,9 @@ masses as (
     select
         band,
         month(month) as calendar_month,
-        w_0 * 0.07 * 1000 as mass_0,
-        w_1 * 0.21 * 1000 as mass_1,
-        w_2 * 0.72 * 1000 as mass_2,
-        w_3 * 1.89 * 1000 as mass_3
+        {%- for layer in range(4) %}
+        w_{{ layer }} * {{ layer_thickness_m(layer) }} * 1000 as mass_{{ layer }}{{ "," if not loop.last }}
+        {%- endfor %}
     from era5
 ),
 

@@ -19,7 +19,11 @@ segments as (
 ),
 
 layers as (
-    select * from (values (0, 0.0, 7.0), (1, 7.0, 28.0), (2, 28.0, 100.0), (3, 100.0, 289.0)) as t(layer, top_cm, bottom_cm)
+    select * from (values
+        {%- for top, bottom in var('soil_layers_m') %}
+        ({{ loop.index0 }}, {{ (top * 100) | round(3) }}, {{ (bottom * 100) | round(3) }}){{ "," if not loop.last }}
+        {%- endfor %}
+    ) as t(layer, top_cm, bottom_cm)
 ),
 
 layer_overlaps as (

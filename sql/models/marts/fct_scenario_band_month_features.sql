@@ -30,10 +30,9 @@ select
     scenarios.q_latent,
     scenarios.q_sensible,
     -- kg m-2 x share / (1000 kg m-3 x layer thickness m) -> m3 m-3, capped at saturation
-    least(scenarios.soil_water_total_kg_m2 * shares.share_0_mean / (1000 * 0.07), 1.0) as w_0,
-    least(scenarios.soil_water_total_kg_m2 * shares.share_1_mean / (1000 * 0.21), 1.0) as w_1,
-    least(scenarios.soil_water_total_kg_m2 * shares.share_2_mean / (1000 * 0.72), 1.0) as w_2,
-    least(scenarios.soil_water_total_kg_m2 * shares.share_3_mean / (1000 * 1.89), 1.0) as w_3,
+    {%- for layer in range(4) %}
+    least(scenarios.soil_water_total_kg_m2 * shares.share_{{ layer }}_mean / (1000 * {{ layer_thickness_m(layer) }}), 1.0) as w_{{ layer }},
+    {%- endfor %}
     scenarios.soil_water_top_kg_m2,
     scenarios.soil_water_total_kg_m2,
     static.* exclude (band)
