@@ -34,9 +34,6 @@ class LakeResource(ConfigurableResource):
     def write_partitions(self, frames: dict[Path, pl.DataFrame]) -> list[Path]:
         return lake.write_partitions_atomic(frames)
 
-    def read(self, *parts: str) -> pl.DataFrame:
-        return pl.read_parquet(self.path(*parts))
-
     def write_directory(self, folder: Path, write) -> Path:
         """Fill a folder atomically: `write(tmp_folder)`, then swap it in."""
         return lake.write_directory_atomic(folder, write)

@@ -63,6 +63,16 @@ def _save(figure, path: Path | str) -> Path:
         plt.close(figure)
 
 
+def _label_band_layer_axis(axis, row: int, layer: int, band: int) -> None:
+    """Zero line, layer title on the top row, band label on the first column of a band x layer grid."""
+    axis.axhline(0.0, color="grey", lw=0.5, ls=":")
+    if row == 0:
+        axis.set_title(f"layer {layer}: {LAYER_LABELS[layer]}", fontsize="medium")
+    if layer == 0:
+        axis.set_ylabel(f"{_band_label(band)}\n(degC)", fontsize="small")
+    axis.tick_params(labelsize="x-small")
+
+
 def _band_rows() -> list[int]:
     return [b.index for b in catalog.BANDS]
 
@@ -126,12 +136,7 @@ def observed_vs_predicted_figure(
                 axis.plot(x, observed[selected, k], color=OBSERVED_COLOUR, lw=1.6, label="observed (ERA5-Land)")
                 for i, (name, values) in enumerate(predicted.items()):
                     axis.plot(x, values[selected, k], color=colours[i % len(colours)], lw=1.0, label=name)
-            axis.axhline(0.0, color="grey", lw=0.5, ls=":")
-            if r == 0:
-                axis.set_title(f"layer {k}: {LAYER_LABELS[k]}", fontsize="medium")
-            if k == 0:
-                axis.set_ylabel(f"{_band_label(b)}\n(degC)", fontsize="small")
-            axis.tick_params(labelsize="x-small")
+            _label_band_layer_axis(axis, r, k, b)
     for axis in axes[-1]:
         axis.set_xticks(range(1, 13), list("JFMAMJJASOND"))
         axis.set_xlim(0.5, 12.5)
@@ -232,12 +237,7 @@ def projection_figure(projections: pl.DataFrame, scenario: str, path: Path | str
                 axis.plot(years, centre, color=ENSEMBLE_COLOUR, lw=1.6, label="ensemble mean")
             else:
                 axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
-            axis.axhline(0.0, color="grey", lw=0.5, ls=":")
-            if r == 0:
-                axis.set_title(f"layer {k}: {LAYER_LABELS[k]}", fontsize="medium")
-            if k == 0:
-                axis.set_ylabel(f"{_band_label(b)}\n(degC)", fontsize="small")
-            axis.tick_params(labelsize="x-small")
+            _label_band_layer_axis(axis, r, k, b)
     _legend(figure, axes)
     first, last = annual["year"].min(), annual["year"].max()
     for axis in axes[-1]:
