@@ -4,7 +4,8 @@ Plain Python (no Dagster): a suite is a list of named checks, each a set of expe
 the mart itself or on a frame derived from it (months per band, bands per month, annual
 amplitude per layer). `run_checks` validates them and reports, for every failed check, the
 band, month and value of the first failing rows. Ranges come from the dbt project's
-`canonical_ranges` var, the one definition shared with the dbt tests.
+`canonical_ranges` var (passed in: `dagster_project.dbt.canonical_ranges()`), the one
+definition shared with the dbt tests.
 """
 
 from __future__ import annotations
@@ -13,16 +14,10 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
-
-from dagster_project import catalog
-
-DBT_PROJECT_FILE = Path(__file__).resolve().parents[1] / "sql" / "dbt_project.yml"
+from sources import catalog
 
 DYNAMIC_FEATURES = catalog.DYNAMIC_FEATURES
 WATER_CONTENT = catalog.WATER_CONTENT
@@ -33,10 +28,7 @@ LITHOLOGY_SUM_TOLERANCE = 1e-6
 MAX_REPORTED_ROWS = 10
 
 
-@lru_cache(maxsize=1)
-def canonical_ranges() -> dict[str, tuple[float, float]]:
-    config = yaml.safe_load(DBT_PROJECT_FILE.read_text())
-    return {name: (float(low), float(high)) for name, (low, high) in config["vars"]["canonical_ranges"].items()}
+Ranges = dict[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -107,14 +99,13 @@ def lithology_sum(frame: pl.DataFrame) -> pl.DataFrame:
 # --- suites ------------------------------------------------------------------------------
 
 
-def _between(gxe, columns, ranges=None):
-    ranges = ranges or canonical_ranges()
+def _between(gxe, columns, ranges: Ranges):
     return [
         gxe.ExpectColumnValuesToBeBetween(column=c, min_value=ranges[c][0], max_value=ranges[c][1]) for c in columns
     ] + [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
 
 
-def _common_checks(history: bool) -> list[Check]:
+def _common_checks(history: bool, ranges: Ranges) -> list[Check]:
     keys = ("scenario", "band", "month") if not history else ("band", "month")
     month_keys = ("scenario", "month") if not history else ("month",)
     band_keys = ("scenario", "band", "month") if not history else ("band", "month")
@@ -122,7 +113,7 @@ def _common_checks(history: bool) -> list[Check]:
         Check(
             "physical_ranges",
             "every dynamic feature and soil property within its physical range (canonical units), none missing",
-            lambda gxe: _between(gxe, [*DYNAMIC_FEATURES, *SOIL_PROPERTIES] + ([*TARGETS] if history else [])),
+            lambda gxe: _between(gxe, [*DYNAMIC_FEATURES, *SOIL_PROPERTIES] + ([*TARGETS] if history else []), ranges),
             index_columns=keys,
         ),
         Check(
@@ -164,10 +155,10 @@ def _common_checks(history: bool) -> list[Check]:
     ]
 
 
-def history_suite() -> list[Check]:
-    """Checks of `fct_band_month_features` (with targets)."""
+def history_suite(ranges: Ranges) -> list[Check]:
+    """Checks of `fct_band_month_features` (with targets); `ranges` are the canonical ranges."""
     return [
-        *_common_checks(history=True),
+        *_common_checks(history=True, ranges=ranges),
         Check(
             "amplitude_damps_with_depth",
             "the annual amplitude of soil temperature is smaller in each deeper layer than the one above",
@@ -183,9 +174,9 @@ def history_suite() -> list[Check]:
     ]
 
 
-def scenario_suite() -> list[Check]:
-    """Checks of `fct_scenario_band_month_features` (no targets)."""
-    return _common_checks(history=False)
+def scenario_suite(ranges: Ranges) -> list[Check]:
+    """Checks of `fct_scenario_band_month_features` (no targets); `ranges` are the canonical ranges."""
+    return _common_checks(history=False, ranges=ranges)
 
 
 # --- runner ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from dagster_project import catalog
+from sources import catalog
 
 MID_DEPTHS_M: tuple[float, ...] = tuple(0.5 * (top + bottom) for top, bottom in catalog.SOIL_LAYERS_M)
 MONTHS_PER_YEAR = 12
@@ -83,9 +83,7 @@ def active_layer_thickness(
         raise ValueError(
             f"{len(temperature_columns)} temperature columns given, expected one per soil layer ({len(MID_DEPTHS_M)})"
         )
-    missing = [c for c in ("month", *temperature_columns, *group_columns) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks columns {missing}")
+    catalog.require_columns(frame, ("month", *temperature_columns, *group_columns), "soil-temperature frame")
     if "year" in group_columns:
         raise ValueError("'year' is derived from month; do not pass it as a group column")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from dagster_project import catalog
+from sources import catalog
 
 TARGETS: tuple[str, ...] = catalog.TARGETS
 # Ridge penalties tried by RidgeBaseline.fit(alpha="auto"); inputs are z-scored, so the
@@ -37,21 +37,13 @@ ALPHA_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1
 VALIDATION_FRACTION = 0.2
 
 
-def _month(value: dt.date | str | np.datetime64) -> np.datetime64:
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[M]")
-    return np.datetime64(catalog.month_start(value), "M")
-
-
 def _months(values: np.ndarray | Sequence) -> np.ndarray:
     return np.asarray(values).astype("datetime64[M]")
 
 
 def _history_arrays(history: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(band int64, month datetime64[M], targets (n, 4) float64) of the rows with every target."""
-    missing = [c for c in ("band", "month", *TARGETS) if c not in history.columns]
-    if missing:
-        raise ValueError(f"history lacks columns {missing}")
+    catalog.require_columns(history, ("band", "month", *TARGETS), "history")
     rows = history.select("band", "month", *TARGETS).drop_nulls().filter(
         pl.all_horizontal(pl.col(c).is_not_nan() for c in TARGETS)
     )
@@ -105,7 +97,7 @@ def climatology(
     history: pl.DataFrame, train_last: dt.date | str | np.datetime64 = catalog.TRAIN_LAST_TARGET_MONTH
 ) -> ClimatologyBaseline:
     """Climatology from the history rows whose month is on or before ``train_last``."""
-    last = _month(train_last)
+    last = catalog.month64(train_last)
     band, month, values = _history_arrays(history)
     keep = month <= last
     band, month, values = band[keep], month[keep], values[keep]

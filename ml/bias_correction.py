@@ -15,7 +15,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from dagster_project.catalog import DYNAMIC_FEATURES, WATER_CONTENT
+from sources.catalog import DYNAMIC_FEATURES, WATER_CONTENT, require_columns
 from ml.soil_water import SOIL_WATER_TOTAL, column_water_kg_m2
 
 ADDITIVE: tuple[str, ...] = ("t_air", "t_surface", "r_thermal", "r_solar", "q_latent", "q_sensible")
@@ -81,8 +81,8 @@ def bias_correct(
     """
     if method not in METHODS:
         raise ValueError(f"unknown bias-correction method {method!r}; expected one of {sorted(METHODS)}")
-    _require_columns(reference, ("band", "month", *DYNAMIC_FEATURES, *WATER_CONTENT), "reference")
-    _require_columns(scenario, ("band", "month", *CORRECTED), "scenario")
+    require_columns(reference, ("band", "month", *DYNAMIC_FEATURES, *WATER_CONTENT), "bias-correction reference frame")
+    require_columns(scenario, ("band", "month", *CORRECTED), "bias-correction scenario frame")
     name = _scenario_name(scenario)
     reference = reference.with_columns(column_water_kg_m2().alias(SOIL_WATER_TOTAL))
 
@@ -120,12 +120,6 @@ def bias_correct(
 
 
 # --- inputs ------------------------------------------------------------------------------
-
-
-def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], frame_name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{frame_name} frame lacks columns {missing} needed for bias correction")
 
 
 def _scenario_name(scenario: pl.DataFrame) -> str:

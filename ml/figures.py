@@ -1,24 +1,126 @@
-"""PNG figures of the method's steps; matplotlib (Agg) is imported inside each function."""
+"""PNG figures of the method and its results, after the paper's Figures 4-11.
+
+* ``bias_correction_figure``: one band's reanalysis, raw and corrected model series (Figure 11);
+* ``observed_vs_predicted_figure``: bands x layers of one test year, observed and each model
+  (Figure 4);
+* ``projection_figure``: bands x layers of annual-mean soil temperature 2024-2100 for one
+  RCP, one line per model, ensemble mean and spread (Figures 5-9);
+* ``feature_importance_figure``: top features by mean |SHAP| (Figure 10);
+* ``active_layer_figure``: active-layer thickness per band over time, by scenario.
+
+One backend and one resolution for all: a bare ``matplotlib.figure.Figure`` (Agg, imported
+inside each function, so importing this module costs nothing and pyplot's global state is
+never touched) saved at ``DPI``. A model has the same colour in every figure
+(``model_colour``). Each function writes the PNG to ``path`` and returns it; making the
+write atomic (a temporary path, renamed into place with the asset's other outputs) is the
+caller's job.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from dagster_project.catalog import WATER_CONTENT, add_months
-from dagster_project.lake import write_file_atomic
+from ml.active_layer import MID_DEPTHS_M
 from ml.bias_correction import DEFAULT_OVERLAP, UNITS
+from ml.projections import ENSEMBLE_MODEL
+from sources import catalog
 
+DPI = 100
+OBSERVED_COLOUR = "black"
+ENSEMBLE_COLOUR = "black"
 REANALYSIS_COLOUR = "tab:green"
 RAW_COLOUR = "tab:red"
 CORRECTED_COLOUR = "tab:blue"
-YEARS_AFTER_OVERLAP = 5  # the figure runs a few years past the overlap, into the projection
+YEARS_AFTER_OVERLAP = 5  # the bias-correction figure runs a few years past the overlap
+SCENARIO_COLOURS: dict[str, str] = {
+    "historical": "tab:gray",
+    "rcp26": "tab:blue",
+    "rcp45": "tab:green",
+    "rcp60": "tab:orange",
+    "rcp85": "tab:red",
+}
+# One colour per model in every figure, so a model is recognised across figures (a note once
+# named the wrong model because two figures coloured them differently).
+MODEL_COLOURS: dict[str, str] = {
+    "tcn": "tab:blue",
+    "transformer": "tab:orange",
+    "conv1d_lstm": "tab:green",
+    "gru": "tab:red",
+    "bilstm": "tab:purple",
+    "ridge": "tab:brown",
+    "climatology": "tab:gray",
+    "persistence": "tab:olive",
+}
+_EXTRA_COLOURS = ("tab:pink", "tab:cyan", "gold", "navy", "teal", "maroon")
+# active-layer flags other than "ok" (ml.active_layer): marker, meaning
+FLAG_MARKERS: dict[str, tuple[str, str]] = {
+    "all_thawed": ("^", "all layers thaw (ALT is a lower bound)"),
+    "none_thawed": ("v", "top layer never thaws"),
+    "multiple_crossings": ("D", "several 0 degC crossings"),
+    "incomplete": ("x", "incomplete year (no ALT)"),
+}
+LAYER_LABELS: tuple[str, ...] = tuple(f"{top:g}-{bottom:g} m" for top, bottom in catalog.SOIL_LAYERS_M)
+
+
+def model_colour(model: str) -> str:
+    """The colour of ``model`` in every figure; names outside MODEL_COLOURS get a stable pick."""
+    if model in MODEL_COLOURS:
+        return MODEL_COLOURS[model]
+    return _EXTRA_COLOURS[sum(map(ord, model)) % len(_EXTRA_COLOURS)]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def save_png(figure, path: Path | str) -> Path:
+    """Write ``figure`` as PNG at ``DPI`` to ``path`` (any name: the format is explicit)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def _label_band_layer_axis(axis, row: int, layer: int, band: int) -> None:
+    """Zero line, layer title on the top row, band label on the first column of a band x layer grid."""
+    axis.axhline(0.0, color="grey", lw=0.5, ls=":")
+    if row == 0:
+        axis.set_title(f"layer {layer}: {LAYER_LABELS[layer]}", fontsize="medium")
+    if layer == 0:
+        axis.set_ylabel(f"{_band_label(band)}\n(degC)", fontsize="small")
+    axis.tick_params(labelsize="x-small")
+
+
+def _band_rows() -> list[int]:
+    return [b.index for b in catalog.BANDS]
+
+
+def _band_label(band: int) -> str:
+    b = catalog.BANDS[band]
+    return f"band {band}\n{b.south:.1f}-{b.north:.1f}N"
+
+
+def _as_months(month) -> np.ndarray:
+    if isinstance(month, pl.Series):
+        month = month.to_numpy()
+    return np.asarray(month).astype("datetime64[M]")
+
+
+def _band_layer_grid(title_rows: int, n_layers: int):
+    figure = _figure(3.2 * n_layers, 1.9 * title_rows)
+    axes = figure.subplots(title_rows, n_layers, sharex=True, squeeze=False)
+    return figure, axes
 
 
 def _unit(variable: str) -> str:
-    return "m3 m-3" if variable in WATER_CONTENT else UNITS.get(variable, "")
+    return "m3 m-3" if variable in catalog.WATER_CONTENT else UNITS.get(variable, "")
 
 
 def _band_series(frame: pl.DataFrame, band: int, variable: str, first: date, last: date) -> pl.DataFrame:
@@ -46,15 +148,11 @@ def bias_correction_figure(
     """Monthly series of one band, as the paper's Figure 11: reanalysis (green), raw model
     (red) and bias-corrected model (blue), one panel per variable, over the overlap and
     YEARS_AFTER_OVERLAP years after it. For the w_k panels `corrected` must already carry the
-    split soil water (ml.soil_water.split_soil_water); bias_correct leaves w_k as they came.
-    Written to a temporary file, then renamed onto `path`."""
-    # A bare Figure renders PNG with Agg and leaves pyplot's global state and backend alone.
-    from matplotlib.figure import Figure
-
-    first, last = overlap[0], add_months(overlap[1], 12 * YEARS_AFTER_OVERLAP)
+    split soil water (ml.soil_water.split_soil_water); bias_correct leaves w_k as they came."""
+    first, last = overlap[0], catalog.add_months(overlap[1], 12 * YEARS_AFTER_OVERLAP)
     scenario = raw["scenario"][0] if "scenario" in raw.columns and raw.height else "scenario"
     height = 2.4 * len(variables)
-    figure = Figure(figsize=(10, height))
+    figure = _figure(10, height)
     axes = figure.subplots(len(variables), 1, sharex=True, squeeze=False)
     for axis, variable in zip(axes[:, 0], variables, strict=True):
         for frame, colour, label in (
@@ -70,5 +168,269 @@ def bias_correction_figure(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=3, fontsize="small")
     figure.tight_layout(rect=(0, 0, 1, 0.94))
+    return save_png(figure, path)
 
-    return write_file_atomic(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+
+def observed_vs_predicted_figure(
+    month,
+    band,
+    observed: np.ndarray,
+    predicted: Mapping[str, np.ndarray],
+    year: int,
+    path: Path | str,
+) -> Path:
+    """Observed (black) and each model's predicted monthly soil temperature through ``year``.
+
+    A grid of the six bands (rows, south at the top) by the four soil layers (columns), as
+    the paper's Figure 4 for the last test year. ``month`` (n,) is the month each row
+    predicts (datetime64[M], dates or a polars Date Series), ``band`` (n,) its band,
+    ``observed`` (n, 4) and each ``predicted[model]`` (n, 4) degC in the same row order.
+    Raises if ``year`` has no rows or a shape does not match.
+    """
+    months = _as_months(month)
+    bands = np.asarray(band).astype(np.int64)
+    observed = np.asarray(observed, dtype=np.float64)
+    n_layers = len(catalog.TARGETS)
+    if months.shape != bands.shape or observed.shape != (bands.shape[0], n_layers):
+        raise ValueError(f"month {months.shape}, band {bands.shape}, observed {observed.shape} do not match")
+    predicted = {name: np.asarray(values, dtype=np.float64) for name, values in predicted.items()}
+    for name, values in predicted.items():
+        if values.shape != observed.shape:
+            raise ValueError(f"predicted[{name!r}] has shape {values.shape}, observed {observed.shape}")
+    in_year = months.astype("datetime64[Y]").astype(np.int64) + 1970 == year
+    if not in_year.any():
+        raise ValueError(f"no rows in {year}")
+
+    rows = _band_rows()
+    figure, axes = _band_layer_grid(len(rows), n_layers)
+    for r, b in enumerate(rows):
+        selected = np.flatnonzero(in_year & (bands == b))
+        selected = selected[np.argsort(months[selected], kind="stable")]
+        x = months[selected].astype(np.int64) % 12 + 1  # calendar month 1-12
+        for k in range(n_layers):
+            axis = axes[r, k]
+            if selected.size == 0:
+                axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
+            else:
+                axis.plot(x, observed[selected, k], color=OBSERVED_COLOUR, lw=1.6, label="observed (ERA5-Land)")
+                for name, values in predicted.items():
+                    axis.plot(x, values[selected, k], color=model_colour(name), lw=1.0, label=name)
+            _label_band_layer_axis(axis, r, k, b)
+    for axis in axes[-1]:
+        axis.set_xticks(range(1, 13), list("JFMAMJJASOND"))
+        axis.set_xlim(0.5, 12.5)
+        axis.set_xlabel(f"month of {year}", fontsize="small")
+    _legend(figure, axes)
+    figure.suptitle(f"Observed and predicted soil temperature, {year}", x=0.02, ha="left")
+    # fixed margins: tight_layout measures every tick label of the 24 panels and costs seconds
+    figure.subplots_adjust(left=0.09, right=0.99, bottom=0.07, top=0.92, wspace=0.25, hspace=0.15)
+    return save_png(figure, path)
+
+
+def _legend(figure, axes, anchor: tuple[float, float] = (0.99, 0.99), loc: str = "upper right") -> None:
+    handles, labels = {}, []
+    for axis in axes.ravel():
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if handles:
+        figure.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc=loc,
+            bbox_to_anchor=anchor,
+            ncol=min(len(labels), 6),
+            fontsize="small",
+            frameon=False,
+        )
+
+
+def _annual_members(projections: pl.DataFrame, scenario: str) -> pl.DataFrame:
+    """Annual means (years with 12 months) per model, band and year of the single-model rows."""
+    catalog.require_columns(projections, ("scenario", "model", "band", "month", *catalog.TARGETS), "projection frame")
+    rows = projections.filter(pl.col("scenario") == scenario, pl.col("model") != ENSEMBLE_MODEL)
+    if rows.height == 0:
+        available = sorted(projections["scenario"].unique().to_list())
+        raise ValueError(f"no single-model projections for {scenario!r}; scenarios present: {available}")
+    return (
+        rows.with_columns(
+            pl.col("month").cast(pl.Date).dt.year().alias("year"),
+            *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in catalog.TARGETS),
+        )
+        .group_by("model", "band", "year")
+        .agg(pl.len().alias("_n"), *(pl.col(c).mean() for c in catalog.TARGETS))
+        .filter(pl.col("_n") == 12)
+        .drop("_n")
+        .sort("model", "band", "year")
+    )
+
+
+def projection_figure(projections: pl.DataFrame, scenario: str, path: Path | str) -> Path:
+    """Annual-mean soil temperature of one scenario, bands (rows) x layers (columns).
+
+    One thin line per model, the ensemble mean in black and a shaded band of +- one
+    standard deviation across models. Both are computed here from the models' ANNUAL means
+    (the spread of annual means, not the mean of monthly spreads), so ``ensemble_mean`` rows
+    in ``projections`` are ignored and the figure is the same with or without them. Only
+    complete years (12 months) are drawn.
+    """
+    annual = _annual_members(projections, scenario)
+    if annual.height == 0:
+        raise ValueError(f"{scenario!r} has no complete year to draw")
+    ensemble = (
+        annual.group_by("band", "year")
+        .agg(
+            pl.len().alias("n_models"),
+            *(pl.col(c).mean().alias(c) for c in catalog.TARGETS),
+            *(pl.col(c).std(ddof=0).alias(f"{c}_spread") for c in catalog.TARGETS),
+        )
+        .sort("band", "year")
+    )
+    models = sorted(annual["model"].unique().to_list())
+
+    rows, n_layers = _band_rows(), len(catalog.TARGETS)
+    figure, axes = _band_layer_grid(len(rows), n_layers)
+    for r, b in enumerate(rows):
+        members = annual.filter(pl.col("band") == b)
+        mean = ensemble.filter(pl.col("band") == b)
+        for k, column in enumerate(catalog.TARGETS):
+            axis = axes[r, k]
+            for model in models:
+                series = members.filter(pl.col("model") == model)
+                axis.plot(series["year"], series[column], color=model_colour(model), lw=0.8, alpha=0.8, label=model)
+            if mean.height:
+                years = mean["year"].to_numpy()
+                centre = mean[column].to_numpy()
+                spread = np.nan_to_num(mean[f"{column}_spread"].to_numpy().astype(np.float64))
+                axis.fill_between(
+                    years, centre - spread, centre + spread, color="grey", alpha=0.3, lw=0, label="ensemble +- 1 sd"
+                )
+                axis.plot(years, centre, color=ENSEMBLE_COLOUR, lw=1.6, label="ensemble mean")
+            else:
+                axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
+            _label_band_layer_axis(axis, r, k, b)
+    _legend(figure, axes)
+    first, last = annual["year"].min(), annual["year"].max()
+    for axis in axes[-1]:
+        axis.set_xlabel("year", fontsize="small")
+    figure.suptitle(f"Projected annual-mean soil temperature, {scenario}, {first}-{last}", x=0.02, ha="left")
+    figure.subplots_adjust(left=0.09, right=0.99, bottom=0.07, top=0.92, wspace=0.25, hspace=0.15)
+    return save_png(figure, path)
+
+
+def feature_importance_figure(importance: pl.DataFrame, model: str, path: Path | str, top: int = 15) -> Path:
+    """Horizontal bars of the ``top`` features by mean |SHAP|, largest at the top (Figure 10).
+
+    ``importance`` has columns ``feature`` and ``mean_abs_shap``; a feature listed more than
+    once (e.g. per band or layer) is refused: aggregate it first, the choice of sum or mean
+    is the caller's. NaN or null values are dropped.
+    """
+    catalog.require_columns(importance, ("feature", "mean_abs_shap"), "importance frame")
+    duplicated = importance["feature"].is_duplicated()
+    if duplicated.any():
+        raise ValueError(f"features listed more than once: {sorted(set(importance['feature'].filter(duplicated)))}")
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    ranked = (
+        importance.select(pl.col("feature").cast(pl.Utf8), pl.col("mean_abs_shap").cast(pl.Float64).fill_nan(None))
+        .drop_nulls()
+        .sort(["mean_abs_shap", "feature"], descending=[True, False])
+        .head(top)
+    )
+    if ranked.height == 0:
+        raise ValueError("no feature importance to draw")
+
+    figure = _figure(7.5, 0.35 * ranked.height + 1.5)
+    axis = figure.subplots()
+    positions = np.arange(ranked.height)[::-1]  # largest at the top
+    axis.barh(positions, ranked["mean_abs_shap"].to_numpy(), color="tab:blue")
+    axis.set_yticks(positions, ranked["feature"].to_list(), fontsize="small")
+    axis.set_xlabel("mean |SHAP| (degC)")
+    axis.set_title(f"Feature importance, {model} (top {ranked.height})")
+    axis.grid(axis="x", lw=0.4, alpha=0.5)
+    figure.tight_layout()
+    return save_png(figure, path)
+
+
+def _flag_markers(axis, x, y, marker: str, colour: str, label: str = "_nolegend_") -> None:
+    if marker == "x":  # an unfilled marker: its colour is its edge
+        axis.scatter(x, y, marker=marker, s=22, color=colour, linewidths=0.9, label=label, zorder=3)
+    else:
+        axis.scatter(
+            x, y, marker=marker, s=22, facecolors="none", edgecolors=colour, linewidths=0.9, label=label, zorder=3
+        )
+
+
+def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None = None) -> Path:
+    """Active-layer thickness per year, one panel per band, one line per scenario.
+
+    ``alt`` has ``scenario, band, year, alt_m, flag`` (``ml.active_layer`` output with the
+    scenario as a group column). Depth grows downwards on the y axis. Years flagged other
+    than ``"ok"`` are marked (FLAG_MARKERS): ``all_thawed`` at the deepest mid-depth (a lower
+    bound, drawn as a dotted line too), ``incomplete`` years (no ALT) at the surface.
+    If ``alt`` has a ``model`` column with several models, ``model`` picks one (default
+    ``"ensemble_mean"`` when present, otherwise it must be given).
+    """
+    catalog.require_columns(alt, ("scenario", "band", "year", "alt_m", "flag"), "active-layer frame")
+    title_model = model
+    if "model" in alt.columns:
+        models = alt["model"].unique().to_list()
+        if model is None:
+            if len(models) > 1 and ENSEMBLE_MODEL not in models:
+                raise ValueError(f"alt holds models {sorted(models)}; pick one with model=")
+            model = ENSEMBLE_MODEL if ENSEMBLE_MODEL in models else models[0] if models else None
+        title_model = model
+        alt = alt.filter(pl.col("model") == model)
+    elif model is not None:
+        raise ValueError(f"model={model!r} given but alt has no model column")
+    if alt.height == 0:
+        raise ValueError("no active-layer thickness to draw")
+    scenarios = [s for s in SCENARIO_COLOURS if s in alt["scenario"].unique().to_list()]
+    scenarios += sorted(set(alt["scenario"].unique().to_list()) - set(scenarios))
+    deepest = max(MID_DEPTHS_M)
+
+    rows = _band_rows()
+    n_cols = 3
+    n_rows = -(-len(rows) // n_cols)
+    figure = _figure(4.2 * n_cols, 3.0 * n_rows)
+    axes = figure.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False)
+    alt = alt.with_columns(pl.col("alt_m").cast(pl.Float64).fill_nan(None)).sort("scenario", "band", "year")
+    seen_flags: set[str] = set()
+    for axis, b in zip(axes.ravel(), rows, strict=False):
+        band_rows = alt.filter(pl.col("band") == b)
+        for scenario in scenarios:
+            series = band_rows.filter(pl.col("scenario") == scenario)
+            if series.height == 0:
+                continue
+            colour = SCENARIO_COLOURS.get(scenario) or model_colour(scenario)
+            years = series["year"].to_numpy()
+            depth = series["alt_m"].to_numpy().astype(np.float64)  # null -> NaN: a gap in the line
+            axis.plot(years, depth, color=colour, lw=1.1, label=scenario)
+            flags = series["flag"].to_numpy()
+            for flag, (marker, meaning) in FLAG_MARKERS.items():
+                hit = flags == flag
+                if hit.any():
+                    y = np.where(np.isnan(depth[hit]), 0.0, depth[hit])
+                    _flag_markers(axis, years[hit], y, marker, colour)
+                    seen_flags.add(flag)
+        axis.axhline(deepest, color="grey", lw=0.6, ls=":")
+        axis.set_title(_band_label(b).replace("\n", ", "), fontsize="medium")
+        axis.tick_params(labelsize="x-small")
+    for axis in axes.ravel()[len(rows):]:
+        axis.set_visible(False)
+    for flag, (marker, meaning) in FLAG_MARKERS.items():  # neutral legend entries for the marks
+        if flag in seen_flags:
+            _flag_markers(axes[0, 0], [], [], marker, "grey", label=meaning)
+    axes[0, 0].invert_yaxis()  # shared y: depth grows downwards on every panel
+    for axis in axes[:, 0]:
+        axis.set_ylabel("active-layer thickness (m)")
+    for axis in axes[-1]:
+        axis.set_xlabel("year")
+    _legend(figure, axes, anchor=(0.5, 0.92), loc="upper center")
+    suffix = f", {title_model}" if title_model else ""
+    figure.suptitle(
+        f"Active-layer thickness by scenario{suffix} (dotted: deepest layer mid-depth)", x=0.02, ha="left"
+    )
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.1, top=0.8, wspace=0.08, hspace=0.25)
+    return save_png(figure, path)

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from dagster_project import catalog
-from dagster_project.lake import write_file_atomic
+from sources import catalog
 from ml.active_layer import MID_DEPTHS_M
 
 ENSEMBLE_MODEL = "ensemble_mean"
@@ -111,9 +110,7 @@ def _check_unique(frame: pl.DataFrame) -> None:
 
 
 def _check_columns(frame: pl.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"projection frame lacks columns {missing}; has {frame.columns}")
+    catalog.require_columns(frame, columns, "projection frame")
 
 
 def with_ensemble(projections: pl.DataFrame) -> pl.DataFrame:
@@ -371,9 +368,10 @@ def to_cf_netcdf(projections: pl.DataFrame, path: Path | str) -> Path:
         dataset[name].encoding["coordinates"] = None
     encoding["time"] = {"dtype": "int64", "_FillValue": None}
 
-    return write_file_atomic(
-        path, lambda tmp: dataset.to_netcdf(tmp, mode="w", format="NETCDF4", engine="netcdf4", encoding=encoding)
-    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.to_netcdf(path, mode="w", format="NETCDF4", engine="netcdf4", encoding=encoding)
+    return path
 
 
 def late_century_difference(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from dagster_project.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT
+from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, require_columns
 
 SOIL_WATER_TOTAL = "soil_water_total_kg_m2"  # CMIP mrso after staging, kg m-2
 WATER_DENSITY_KG_M3 = 1000.0
@@ -24,17 +24,13 @@ MIN_PRECISION = 1.0
 MAX_PRECISION = 1.0e6
 
 
-def layer_water_kg_m2() -> list[pl.Expr]:
-    """Water mass per ERA5-Land layer (kg m-2) from volumetric content w_k (m3 m-3)."""
-    return [
+def column_water_kg_m2() -> pl.Expr:
+    """Total column water (kg m-2) over the four layers, 0-2.89 m, from volumetric content w_k
+    (m3 m-3) x layer thickness x water density: comparable with CMIP mrso."""
+    return pl.sum_horizontal(
         pl.col(w) * (thickness * WATER_DENSITY_KG_M3)
         for w, thickness in zip(WATER_CONTENT, SOIL_LAYER_THICKNESS_M, strict=True)
-    ]
-
-
-def column_water_kg_m2() -> pl.Expr:
-    """Total column water (kg m-2) over the four layers, 0-2.89 m: comparable with CMIP mrso."""
-    return pl.sum_horizontal(layer_water_kg_m2())
+    )
 
 
 @dataclass
@@ -49,19 +45,6 @@ class DirichletShares:
         return self.alpha / self.alpha.sum(axis=-1, keepdims=True)
 
 
-def _layer_shares(reference: pl.DataFrame) -> pl.DataFrame:
-    missing = [c for c in ("band", "month", *WATER_CONTENT) if c not in reference.columns]
-    if missing:
-        raise ValueError(f"reference frame lacks columns {missing} needed for soil water layer shares")
-    masses = layer_water_kg_m2()
-    total = pl.sum_horizontal(masses)
-    return reference.select(
-        "band",
-        pl.col("month").dt.month().alias("calendar_month"),
-        *[(mass / total).alias(f"share_{k}") for k, mass in enumerate(masses)],
-    ).drop_nulls()
-
-
 def _precision(mean: np.ndarray, variance: np.ndarray) -> float:
     """Method-of-moments alpha_0 from one cell's share means and variances (one per layer).
 
@@ -74,29 +57,25 @@ def _precision(mean: np.ndarray, variance: np.ndarray) -> float:
     return float(np.clip(np.median(per_layer), MIN_PRECISION, MAX_PRECISION))
 
 
-def fit_layer_shares(reference: pl.DataFrame) -> DirichletShares:
-    """Fit Dirichlet layer shares per band and calendar month to ERA5-Land (method of moments).
+def fit_layer_shares(moments: pl.DataFrame) -> DirichletShares:
+    """Fit Dirichlet layer shares per band and calendar month (method of moments).
 
-    A share is w_k * thickness_k * 1000 / column total. Every band 0..N_BANDS-1 and calendar
-    month must be present.
+    ``moments`` is the reanalysis' share of column water per layer, as the dbt model
+    ``int_era5_land_soil_water_shares`` computes it (the one place it is computed): one row per
+    ``band`` and ``calendar_month`` (1-12) with ``share_k_mean`` and ``share_k_variance`` (sample
+    variance over the years; null for a single year) for k = 0..3. Every band 0..N_BANDS-1 and
+    calendar month must be present.
     """
-    share_columns = [f"share_{k}" for k in range(N_LAYERS)]
-    stats = (
-        _layer_shares(reference)
-        .group_by("band", "calendar_month")
-        .agg(
-            pl.len().alias("n"),
-            *[pl.col(c).mean().alias(f"mean_{c}") for c in share_columns],
-            *[pl.col(c).var(ddof=1).fill_null(0.0).alias(f"var_{c}") for c in share_columns],
-        )
-    )
+    mean_columns = [f"share_{k}_mean" for k in range(N_LAYERS)]
+    variance_columns = [f"share_{k}_variance" for k in range(N_LAYERS)]
+    require_columns(moments, ("band", "calendar_month", *mean_columns, *variance_columns), "soil-water share moments")
     alpha = np.full((N_BANDS, 12, N_LAYERS), np.nan)
-    for row in stats.iter_rows(named=True):
+    for row in moments.iter_rows(named=True):
         band, month = int(row["band"]), int(row["calendar_month"])
         if not 0 <= band < N_BANDS:
-            raise ValueError(f"reference has band {band}; expected bands 0..{N_BANDS - 1}")
-        mean = np.array([row[f"mean_{c}"] for c in share_columns])
-        variance = np.array([row[f"var_{c}"] for c in share_columns])
+            raise ValueError(f"soil-water share moments have band {band}; expected bands 0..{N_BANDS - 1}")
+        mean = np.array([row[c] for c in mean_columns], dtype=np.float64)
+        variance = np.array([0.0 if row[c] is None else row[c] for c in variance_columns], dtype=np.float64)
         alpha[band, month - 1] = mean * _precision(mean, variance)
     empty = np.argwhere(np.isnan(alpha[..., 0]))
     if len(empty):
@@ -116,9 +95,7 @@ def split_soil_water(
     w_k = fraction_k * total / (1000 * thickness_k), clipped to [0, 1]; one fraction vector per
     row, drawn in row order from numpy's default_rng(seed), so a seed reproduces the split.
     """
-    missing = [c for c in ("band", "month", total_column) if c not in scenario.columns]
-    if missing:
-        raise ValueError(f"scenario frame lacks columns {missing} needed to split soil water")
+    require_columns(scenario, ("band", "month", total_column), "scenario frame to split soil water")
     total = scenario[total_column].cast(pl.Float64).to_numpy()
     if np.isnan(total).any() or scenario[total_column].null_count():
         raise ValueError(f"scenario column {total_column} has missing values; cannot split soil water")

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from ml.architectures import OUTPUT_LAYER, InputSpec, build_model, compile_model, load_model
+from ml.training_config import TrainingConfig
 from ml.windows import NormalizationStats, WindowSet
 
 MODEL_FILE = "model.keras"
@@ -46,30 +47,6 @@ TRAINING_FILE = "training.json"
 MIXED_PRECISION = "mixed_float16"
 FULL_PRECISION = "float32"
 PREDICT_BATCH_SIZE = 1024
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How a model is fitted (the paper trains 50 epochs)."""
-
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 20260101
-    patience: int = 10
-    validation_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainingConfig.{name} must be a positive int, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"TrainingConfig.learning_rate must be positive, got {self.learning_rate!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"TrainingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
-            )
 
 
 @dataclass
@@ -92,6 +69,9 @@ class TrainedModel:
     config: TrainingConfig
     precision: str = FULL_PRECISION
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # who wrote the saved folder (e.g. the orchestrator's run id), so a reader can tell a
+    # folder it was told about from a stale one
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_epoch(self) -> int:
@@ -127,17 +107,6 @@ def precision_policy(device: str) -> str:
     if device not in ("gpu", "cpu"):
         raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
     return MIXED_PRECISION if device == "gpu" else FULL_PRECISION
-
-
-def configure_precision(device: str) -> str:
-    """Set Keras' global dtype policy for ``device`` (see ``precision_policy``); returns its name.
-
-    ``train_model`` does not rely on this global: it builds under the policy and restores the
-    previous one (``build_for_precision``), so later builds in the process are unaffected.
-    """
-    policy = precision_policy(device)
-    keras.config.set_dtype_policy(policy)
-    return policy
 
 
 def build_for_precision(
@@ -285,6 +254,7 @@ def save_trained(trained: TrainedModel, folder: Path) -> None:
             "best_epoch": trained.best_epoch,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
+            "provenance": trained.provenance,
         },
     )
 
@@ -307,6 +277,7 @@ def load_trained(folder: Path) -> TrainedModel:
         config=TrainingConfig(**training["config"]),
         precision=training.get("precision", FULL_PRECISION),
         hyperparameters=training.get("hyperparameters", {}),
+        provenance=training.get("provenance", {}),
     )
 
 

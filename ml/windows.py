@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dagster_project import catalog
+from sources import catalog
 
 DEFAULT_WINDOW = 24
 SIGNAL = "z"
@@ -107,10 +107,6 @@ class NormalizationStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NormalizationStats:
         return cls(**{field: data[field] for field in cls.__dataclass_fields__})
-
-    def normalize_inputs(self, x: np.ndarray) -> np.ndarray:
-        """Raw inputs (..., F) in feature_names order -> float32 z-scores."""
-        return _zscore(x, self.mean, self.std)
 
     def normalize_targets(self, y: np.ndarray) -> np.ndarray:
         """Soil temperatures (..., 4) in degC -> float32 z-scores."""
@@ -291,10 +287,10 @@ def build_training_windows(
     TEST_FIRST_TARGET_MONTH..TEST_LAST_TARGET_MONTH. Rows after the test period are unused.
     """
     _check_window(window)
-    last_used = _month(catalog.TEST_LAST_TARGET_MONTH)
+    last_used = catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
     bands = _read_bands(history, MONTHLY_FEATURES, TARGETS, "history", last_month=last_used)
-    train_last = _month(catalog.TRAIN_LAST_TARGET_MONTH)
-    test_first = _month(catalog.TEST_FIRST_TARGET_MONTH)
+    train_last = catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    test_first = catalog.month64(catalog.TEST_FIRST_TARGET_MONTH)
 
     train_ranges, test_ranges = {}, {}
     for b in bands:
@@ -336,7 +332,7 @@ def build_scenario_windows(
     if window != stats.window:
         raise ValueError(f"window {window} differs from the {stats.window} the statistics were built for")
     scenario = _one_scenario(scenario, name)
-    first, last = _month(first_target), _month(last_target)
+    first, last = catalog.month64(first_target), catalog.month64(last_target)
     if last < first:
         raise ValueError(f"last_target {last} is before first_target {first}")
     needed_first, needed_last = first - window, last - 1
@@ -354,12 +350,6 @@ def build_scenario_windows(
 
 
 # --- internals ----------------------------------------------------------------------------
-
-
-def _month(value: dt.date | str | np.datetime64) -> np.datetime64:
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[M]")
-    return np.datetime64(catalog.month_start(value), "M")
 
 
 def _one_scenario(frame: pl.DataFrame, name: str | None) -> pl.DataFrame:
@@ -387,9 +377,7 @@ def _read_bands(
 ) -> list[_Band]:
     """Validate and split a band x month table into consecutive per-band arrays."""
     value_columns = list(features) + list(targets or ())
-    missing = [c for c in ("band", "month", *value_columns) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} frame is missing column(s) {missing}")
+    catalog.require_columns(frame, ("band", "month", *value_columns), f"{what} frame")
     if frame.is_empty():
         raise ValueError(f"{what} frame has no rows")
     for key in ("band", "month"):

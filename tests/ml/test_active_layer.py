@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project import catalog
+from sources import catalog
 from ml import active_layer
 
 # mid-depths of 0-0.07, 0.07-0.28, 0.28-1.00, 1.00-2.89 m

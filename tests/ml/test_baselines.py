@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project import catalog
+from sources import catalog
 from ml import baselines
 
 MONTHS = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"), dtype="datetime64[M]")  # 276

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.catalog import DYNAMIC_FEATURES, N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
+from sources.catalog import DYNAMIC_FEATURES, N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 from ml.bias_correction import ADDITIVE, CORRECTED, MULTIPLICATIVE, bias_correct
 
 REPO = Path(__file__).resolve().parents[2]

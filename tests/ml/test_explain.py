@@ -9,7 +9,7 @@ import pytest
 
 from ml import training
 from ml.explain import _draw, feature_importance
-from ml.training import TrainingConfig
+from ml.training_config import TrainingConfig
 from ml.windows import NormalizationStats, WindowSet
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import xarray as xr
 
-from dagster_project import catalog
+from sources import catalog
 from ml import projections as P
 
 MONTHS = np.arange(np.datetime64("2024-01"), np.datetime64("2025-01"))  # 12 months
@@ -196,27 +196,6 @@ def test_cf_netcdf_round_trip(cf_frame, tmp_path):
     gru, tcn = (variable.sel(scenario="rcp26", model=m).values for m in ("gru", "tcn"))
     spread = ds["soil_temperature_spread"].sel(scenario="rcp26").values
     np.testing.assert_allclose(spread, np.abs(gru - tcn) / 2, rtol=1e-5)
-
-
-def test_cf_netcdf_failed_write_leaves_no_partial_file(cf_frame, tmp_path, monkeypatch):
-    target = tmp_path / "projections.nc"
-    target.write_bytes(b"previous complete file")
-
-    def broken(self, path, *args, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"\x89HDF half written")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
-    with pytest.raises(OSError, match="disk full"):
-        P.to_cf_netcdf(cf_frame, target)
-    assert target.read_bytes() == b"previous complete file"
-    assert sorted(os.listdir(tmp_path)) == ["projections.nc"]
-
-    fresh = tmp_path / "new" / "other.nc"
-    with pytest.raises(OSError):
-        P.to_cf_netcdf(cf_frame, fresh)
-    assert not fresh.exists() and os.listdir(fresh.parent) == []
 
 
 # --- late-century difference ------------------------------------------------------------

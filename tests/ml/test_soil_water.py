@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
+from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 from ml.soil_water import MAX_PRECISION, DirichletShares, fit_layer_shares, split_soil_water
 
 THICKNESS = np.asarray(SOIL_LAYER_THICKNESS_M)
@@ -44,9 +44,24 @@ def reference() -> pl.DataFrame:
     return _reference(month_range(date(2001, 1, 1), date(2023, 12, 1)), seed=5, precision=TRUE_PRECISION)
 
 
+def _moments(reference: pl.DataFrame) -> pl.DataFrame:
+    """What the dbt model int_era5_land_soil_water_shares computes: per band and calendar
+    month, the mean and sample variance over the years of each layer's share of column water."""
+    mass = [pl.col(w) * t * 1000 for w, t in zip(WATER_CONTENT, THICKNESS, strict=True)]
+    shares = reference.select(
+        "band",
+        pl.col("month").dt.month().alias("calendar_month"),
+        *[(m / pl.sum_horizontal(mass)).alias(f"share_{k}") for k, m in enumerate(mass)],
+    )
+    return shares.group_by("band", "calendar_month").agg(
+        *[pl.col(f"share_{k}").mean().alias(f"share_{k}_mean") for k in range(4)],
+        *[pl.col(f"share_{k}").var(ddof=1).alias(f"share_{k}_variance") for k in range(4)],
+    )
+
+
 @pytest.fixture(scope="module")
 def shares(reference) -> DirichletShares:
-    return fit_layer_shares(reference)
+    return fit_layer_shares(_moments(reference))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +120,7 @@ def test_fitted_precision_is_near_the_generating_one(shares):
 
 def test_constant_shares_give_a_finite_tight_fit():
     steady = _reference(month_range(date(2001, 1, 1), date(2005, 12, 1)), seed=1, precision=None)
-    fitted = fit_layer_shares(steady)
+    fitted = fit_layer_shares(_moments(steady))
     assert np.isfinite(fitted.alpha).all()
     assert fitted.alpha.sum(axis=-1).max() <= MAX_PRECISION * (1 + 1e-9)
     np.testing.assert_allclose(fitted.mean, _true_mean_shares(), atol=1e-9)
@@ -113,7 +128,7 @@ def test_constant_shares_give_a_finite_tight_fit():
 
 def test_missing_band_month_cell_raises(reference):
     with pytest.raises(ValueError, match="band 3 month 2"):
-        fit_layer_shares(reference.filter(~((pl.col("band") == 3) & (pl.col("month").dt.month() == 2))))
+        fit_layer_shares(_moments(reference).filter(~((pl.col("band") == 3) & (pl.col("calendar_month") == 2))))
 
 
 def test_split_fractions_sum_to_one_and_water_is_bounded(scenario, shares):

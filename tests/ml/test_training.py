@@ -9,7 +9,7 @@ import pytest
 from ml import training
 from ml.architectures import InputSpec
 from ml.metrics import r2
-from ml.training import TrainingConfig
+from ml.training_config import TrainingConfig
 from ml.windows import NormalizationStats, WindowSet
 
 # Keras' TensorFlow backend calls np.array(tensor, copy=False) internally; not ours to fix.
@@ -90,17 +90,11 @@ def test_device_and_precision_on_this_machine(trained):
     assert keras.backend.standardize_dtype(trained.model.outputs[0].dtype) == "float32"
 
 
-def test_configure_precision_mixed_only_on_gpu():
-    previous = keras.config.dtype_policy()
-    try:
-        assert training.configure_precision("cpu") == "float32"
-        assert keras.config.dtype_policy().name == "float32"
-        assert training.configure_precision("gpu") == "mixed_float16"
-        assert keras.config.dtype_policy().name == "mixed_float16"
-        with pytest.raises(ValueError, match="device"):
-            training.configure_precision("tpu")
-    finally:
-        keras.config.set_dtype_policy(previous)
+def test_precision_policy_mixed_only_on_gpu():
+    assert training.precision_policy("cpu") == "float32"
+    assert training.precision_policy("gpu") == "mixed_float16"
+    with pytest.raises(ValueError, match="device"):
+        training.precision_policy("tpu")
 
 
 def test_mixed_precision_model_still_outputs_float32():

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project import catalog
+from sources import catalog
 from ml import windows as W
 
 RNG_SEED = 20240101

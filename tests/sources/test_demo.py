@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project import catalog
-from dagster_project.sources import base, demo, validation
+from sources import catalog
+from sources import base, demo, validation
 
 KELVIN = 273.15
 HISTORY = catalog.month_range(catalog.HISTORY_START, dt.date(2023, 12, 1))

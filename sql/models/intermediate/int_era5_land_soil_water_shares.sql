@@ -1,5 +1,7 @@
 -- Share of the 0-2.89 m column's water held by each ERA5-Land layer, per band and
--- calendar month: mean and variance over the years (the moments a Dirichlet is fitted to).
+-- calendar month: mean and variance over the years. The one place these moments are
+-- computed: the scenario mart splits column water by the means, and the features step fits
+-- its Dirichlet layer shares to means and variances (ml.soil_water.fit_layer_shares).
 with era5 as (
     select * from {{ ref('stg_era5_land__monthly') }}
 ),
@@ -19,7 +21,6 @@ shares as (
     select
         band,
         calendar_month,
-        mass_0 + mass_1 + mass_2 + mass_3 as column_mass,
         mass_0 / (mass_0 + mass_1 + mass_2 + mass_3) as share_0,
         mass_1 / (mass_0 + mass_1 + mass_2 + mass_3) as share_1,
         mass_2 / (mass_0 + mass_1 + mass_2 + mass_3) as share_2,
@@ -30,8 +31,6 @@ shares as (
 select
     band,
     calendar_month,
-    count(*) as n_years,
-    avg(column_mass) as column_mass_mean,
     {%- for layer in range(4) %}
     avg(share_{{ layer }}) as share_{{ layer }}_mean,
     var_samp(share_{{ layer }}) as share_{{ layer }}_variance{{ "," if not loop.last }}

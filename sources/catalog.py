@@ -6,7 +6,14 @@ Plain Python (no Dagster import) so sources, assets, ml/ and tests share one def
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
+
+# Seed of everything random in the product (demo weather, training, soil-water splits) unless
+# configured otherwise: same seed, same result.
+DEFAULT_SEED = 20260101
 
 # --- space -------------------------------------------------------------------------------
 
@@ -58,6 +65,13 @@ def month_start(value: dt.date | str) -> dt.date:
     return dt.date(value.year, value.month, 1)
 
 
+def month64(value: dt.date | str | np.datetime64) -> np.datetime64:
+    """The month of `value` as numpy datetime64[M] (the arrays of ml/ key months this way)."""
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[M]")
+    return np.datetime64(month_start(value), "M")
+
+
 def add_months(month: dt.date, n: int) -> dt.date:
     index = month.year * 12 + (month.month - 1) + n
     return dt.date(index // 12, index % 12 + 1, 1)
@@ -68,6 +82,13 @@ def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
     first, last = month_start(first), month_start(last)
     count = (last.year - first.year) * 12 + (last.month - first.month) + 1
     return [add_months(first, i) for i in range(max(count, 0))]
+
+
+def require_columns(frame, columns: Iterable[str], what: str, error: type[Exception] = ValueError) -> None:
+    """Raise `error` naming `what` and the missing columns when `frame` lacks any of `columns`."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise error(f"{what}: missing column(s) {missing}; found {sorted(frame.columns)}")
 
 
 # --- raw schemas: each product's own names and units --------------------------------------

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from dagster_project import catalog
-from dagster_project.sources.base import NotPublishedError, SourceError
+from sources import catalog
+from sources.base import NotPublishedError, SourceError
 
 SOURCE_NAME = "demo"
 CMIP_MODEL = "DEMO-ESM1"
@@ -120,7 +120,7 @@ HEAT_CAPACITY_ICE = 1.9e6
 class DemoSettings:
     """What makes one demo world: the seed and how far the reanalysis is 'published'."""
 
-    seed: int = 20260101
+    seed: int = catalog.DEFAULT_SEED
     latest_month: dt.date = catalog.DEFAULT_LATEST_MONTH  # newest "published" reanalysis month
     cmip_historical_start: dt.date = dt.date(1950, 1, 1)
 

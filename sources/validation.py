@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 
 import polars as pl
 
-from dagster_project import catalog
-from dagster_project.sources.base import SourceError
+from sources import catalog
+from sources.base import SourceError
 
 # Plausible physical ranges in each product's own units. A value outside is a unit or
 # sign mistake far more often than weather, so it is an error, not a warning.
@@ -56,9 +56,7 @@ CF_CALENDARS = {
 
 
 def _require_columns(frame: pl.DataFrame, columns: Iterable[str], where: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SourceError(f"{where}: missing variable(s) {missing}; found columns {sorted(frame.columns)}")
+    catalog.require_columns(frame, columns, where, SourceError)
 
 
 def _first_row(frame: pl.DataFrame) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml import model_figures as F
+from ml import figures as F
 from ml import projections as P
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -66,7 +66,7 @@ def test_feature_importance_figure(tmp_path):
     importance = pl.DataFrame({"feature": features, "mean_abs_shap": np.linspace(0.01, 1.0, 25)})
     target = tmp_path / "fig10.png"
     assert_png(F.feature_importance_figure(importance, "gru", target), target)
-    with pytest.raises(ValueError, match="lacks columns"):
+    with pytest.raises(ValueError, match=r"missing column\(s\) \[.mean_abs_shap.\]"):
         F.feature_importance_figure(importance.rename({"mean_abs_shap": "shap"}), "gru", tmp_path / "bad.png")
     with pytest.raises(ValueError, match="more than once"):
         F.feature_importance_figure(pl.concat([importance, importance.head(1)]), "gru", tmp_path / "bad.png")

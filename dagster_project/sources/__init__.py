@@ -1,1 +1,0 @@
-"""Source connectors: one interface per kind of source (see base), implementations beside it."""
