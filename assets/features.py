@@ -8,6 +8,7 @@ figure). Heavy imports (xsdba, matplotlib) happen inside the ml functions.
 import json
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 from dagster import (
@@ -22,35 +23,22 @@ from dagster import (
     asset,
 )
 
-from assets.metadata import markdown_table, png_markdown
+from dagster_project.lake import HISTORY_MART, SCENARIO_MART, SOIL_WATER_SHARES
+from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import rcp_scenarios
-from dagster_project.resources import LakeResource, WAREHOUSE_POOL, WarehouseResource
+from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
+from sources import catalog
 
 FEATURES = "features"
-MARTS = "marts"
-HISTORY_MART = "fct_band_month_features"
-SCENARIO_MART = "fct_scenario_band_month_features"
 
 
 class BiasCorrectionConfig(Config):
     """How CMIP5 is mapped onto the reanalysis."""
 
-    method: str = "qdm"  # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
+    # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
+    method: Literal["qdm", "eqm"] = "qdm"
     n_quantiles: int = 50
-    soil_water_seed: int = 20260101  # Dirichlet split of column water over the four layers
-
-
-def corrected_path(lake: LakeResource, scenario: str) -> Path:
-    return lake.path(FEATURES, "cmip5_bias_corrected", f"{scenario}.parquet")
-
-
-def training_paths(lake: LakeResource) -> dict[str, Path]:
-    folder = lake.path(FEATURES, "training_windows")
-    return {"train": folder / "train.npz", "test": folder / "test.npz", "stats": folder / "normalization.json"}
-
-
-def scenario_windows_path(lake: LakeResource, scenario: str) -> Path:
-    return lake.path(FEATURES, "scenario_windows", f"{scenario}.npz")
+    soil_water_seed: int = catalog.DEFAULT_SEED  # Dirichlet split of column water over the four layers
 
 
 @asset(
@@ -58,7 +46,11 @@ def scenario_windows_path(lake: LakeResource, scenario: str) -> Path:
     partitions_def=rcp_scenarios,
     backfill_policy=BackfillPolicy.single_run(),
     # every scenario is mapped with the whole history: all monthly partitions of the mart
-    deps=[AssetDep(HISTORY_MART, partition_mapping=AllPartitionMapping()), AssetKey(SCENARIO_MART)],
+    deps=[
+        AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
+        AssetKey(SCENARIO_MART.name),
+        AssetKey(SOIL_WATER_SHARES.name),
+    ],
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "xsdba"},
     description="Each RCP's CMIP5 features quantile-mapped onto ERA5-Land per band, variable and calendar month "
@@ -71,25 +63,30 @@ def cmip5_bias_corrected(
     from ml.figures import bias_correction_figure
     from ml.soil_water import fit_layer_shares, split_soil_water
 
-    history = warehouse.read_table(MARTS, HISTORY_MART)
-    scenarios = warehouse.read_table(MARTS, SCENARIO_MART)
-    shares = fit_layer_shares(history)
+    history = warehouse.read_table(HISTORY_MART)
+    scenarios = warehouse.read_table(SCENARIO_MART)
+    shares = fit_layer_shares(warehouse.read_table(SOIL_WATER_SHARES))
     diagnostics, figures, overlap, notes = [], {}, {}, []
-    for scenario in context.partition_keys:
-        raw = scenarios.filter(pl.col("scenario") == scenario)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = bias_correct(history, raw, method=config.method, n_quantiles=config.n_quantiles)
-        for warning in caught:
-            context.log.warning(str(warning.message))
-        corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
-        lake.write_partitions({corrected_path(lake, scenario): corrected})
-        figure = lake.path("figures", f"bias_correction_{scenario}.png")
-        bias_correction_figure(history, raw, corrected, band=3, path=figure)
-        figures[scenario] = figure
-        overlap[scenario] = f"{result.overlap_first:%Y-%m}..{result.overlap_last:%Y-%m} ({result.overlap_months} months)"
-        notes += result.warnings
-        diagnostics.append(result.diagnostics.with_columns(pl.lit(scenario).alias("scenario")))
+    # every scenario of the run lands together, or none does
+    with lake.batch() as batch:
+        for scenario in context.partition_keys:
+            raw = scenarios.filter(pl.col("scenario") == scenario)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = bias_correct(history, raw, method=config.method, n_quantiles=config.n_quantiles)
+            for warning in caught:
+                context.log.warning(str(warning.message))
+            corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
+            batch.parquet(lake.layout.bias_corrected(scenario), corrected)
+            figures[scenario] = batch.file(
+                lake.layout.figure(f"bias_correction_{scenario}"),
+                lambda tmp, raw=raw, corrected=corrected: bias_correction_figure(history, raw, corrected, 3, path=tmp),
+            )
+            overlap[scenario] = (
+                f"{result.overlap_first:%Y-%m}..{result.overlap_last:%Y-%m} ({result.overlap_months} months)"
+            )
+            notes += result.warnings
+            diagnostics.append(result.diagnostics.with_columns(pl.lit(scenario).alias("scenario")))
     # mean absolute difference between model and reanalysis quantiles over the overlap,
     # before and after correction, averaged over bands and calendar months
     summary = (
@@ -108,7 +105,7 @@ def cmip5_bias_corrected(
             "quantile_mapping_diagnostics": MetadataValue.md(markdown_table(summary)),
             "figure": png_markdown(figures[first], f"reanalysis, raw and corrected {first}, band 3"),
             "figure_paths": MetadataValue.json({k: str(v) for k, v in figures.items()}),
-            "path": MetadataValue.path(str(corrected_path(lake, first).parent)),
+            "path": MetadataValue.path(str(lake.layout.bias_corrected(first).parent)),
         }
     )
 
@@ -127,7 +124,7 @@ def _stats_table(stats) -> str:
 
 @asset(
     group_name=FEATURES,
-    deps=[AssetKey(HISTORY_MART)],
+    deps=[AssetKey(HISTORY_MART.name)],
     pool=WAREHOUSE_POOL,
     kinds={"numpy"},
     description="24-month input windows -> next month's four soil temperatures per band; train targets up to "
@@ -136,12 +133,13 @@ def _stats_table(stats) -> str:
 def training_windows(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
     from ml.windows import build_training_windows
 
-    history = warehouse.read_table(MARTS, HISTORY_MART)
+    history = warehouse.read_table(HISTORY_MART)
     train, test, stats = build_training_windows(history)
-    paths = training_paths(lake)
-    lake.write_file(paths["train"], train.save)
-    lake.write_file(paths["test"], test.save)
-    lake.write_file(paths["stats"], lambda tmp: Path(tmp).write_text(json.dumps(stats.to_dict(), indent=2)))
+    files = lake.layout.training_windows()
+    with lake.batch() as batch:
+        batch.file(files.train, train.save)
+        batch.file(files.test, test.save)
+        batch.file(files.stats, lambda tmp: Path(tmp).write_text(json.dumps(stats.to_dict(), indent=2)))
     return MaterializeResult(
         metadata={
             "train_shape": MetadataValue.json(list(train.x.shape)),
@@ -150,7 +148,7 @@ def training_windows(context: AssetExecutionContext, lake: LakeResource, warehou
             "test_targets": target_span(test),
             "features": MetadataValue.json(list(stats.feature_names)),
             "normalization": MetadataValue.md(_stats_table(stats)),
-            "path": MetadataValue.path(str(paths["train"].parent)),
+            "path": MetadataValue.path(str(files.folder)),
         }
     )
 
@@ -167,20 +165,18 @@ def training_windows(context: AssetExecutionContext, lake: LakeResource, warehou
 def scenario_windows(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
     from ml.windows import NormalizationStats, build_scenario_windows
 
-    stats = NormalizationStats.from_dict(json.loads(training_paths(lake)["stats"].read_text()))
+    stats = NormalizationStats.from_dict(json.loads(lake.layout.training_windows().stats.read_text()))
     shapes = {}
-    for scenario in context.partition_keys:
-        corrected = pl.read_parquet(corrected_path(lake, scenario))
-        windows = build_scenario_windows(corrected, stats)
-        lake.write_file(scenario_windows_path(lake, scenario), windows.save)
-        shapes[scenario] = {
-            "shape": list(windows.x.shape),
-            "targets": target_span(windows),
-        }
+    with lake.batch() as batch:
+        for scenario in context.partition_keys:
+            corrected = pl.read_parquet(lake.layout.bias_corrected(scenario))
+            windows = build_scenario_windows(corrected, stats)
+            batch.file(lake.layout.scenario_windows(scenario), windows.save)
+            shapes[scenario] = {"shape": list(windows.x.shape), "targets": target_span(windows)}
     return MaterializeResult(
         metadata={
             "windows": MetadataValue.json(shapes),
             "features": MetadataValue.json(list(stats.feature_names)),
-            "path": MetadataValue.path(str(scenario_windows_path(lake, context.partition_keys[0]).parent)),
+            "path": MetadataValue.path(str(lake.layout.scenario_windows(context.partition_keys[0]).parent)),
         }
     )

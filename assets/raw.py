@@ -18,30 +18,25 @@ from dagster import (
     asset,
 )
 
-from assets.metadata import markdown_table
-from dagster_project import catalog
+from sources import catalog
+from dagster_project import lake as layout
+from dagster_project.metadata import markdown_table
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
-from dagster_project.resources import LakeResource, SourcesResource, WAREHOUSE_POOL, WarehouseResource
-from dagster_project.sources.base import NotPublishedError
-from dagster_project.sources.validation import (
+from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
+from sources.base import NotPublishedError
+from sources.validation import (
     validate_cmip5,
     validate_lithology,
     validate_reanalysis,
     validate_soil_properties,
 )
 
-RAW = "raw"
-
-ERA5_LAND_DIR = "era5_land_monthly"
-CMIP5_DIR = "cmip5_monthly"
+RAW = layout.RAW_SCHEMA
 
 
-def era5_land_partition_path(lake: LakeResource, month: dt.date):
-    return lake.path(RAW, ERA5_LAND_DIR, f"{month:%Y-%m}.parquet")
-
-
-def cmip5_partition_path(lake: LakeResource, experiment: str):
-    return lake.path(RAW, CMIP5_DIR, f"{experiment}.parquet")
+def refresh_raw_view(warehouse: WarehouseResource, lake: LakeResource, asset: str) -> None:
+    """The view `raw.<asset>` over every Parquet file the asset has landed."""
+    warehouse.refresh_parquet_view(layout.Table(RAW, asset), lake.layout.raw_glob(asset))
 
 
 def schema_metadata(units: dict[str, str], keys: dict[str, str]) -> TableSchema:
@@ -79,9 +74,12 @@ def era5_land_monthly(
     where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
     frame = validate_reanalysis(reanalysis.read_months(months), months, where)
     paths = lake.write_partitions(
-        {era5_land_partition_path(lake, month): part for (month,), part in frame.group_by("month", maintain_order=True)}
+        {
+            lake.layout.era5_land_month(month): part
+            for (month,), part in frame.group_by("month", maintain_order=True)
+        }
     )
-    warehouse.refresh_parquet_view(RAW, ERA5_LAND_DIR, lake.path(RAW, ERA5_LAND_DIR, "*.parquet"))
+    refresh_raw_view(warehouse, lake, layout.ERA5_LAND)
     context.log.info(f"wrote {len(paths)} month(s) of ERA5-Land from source {reanalysis.name}: {months_label(months)}")
     return MaterializeResult(
         metadata={
@@ -114,10 +112,10 @@ def cmip5_monthly(
         where = f"{model_source.name} CMIP5 {experiment}"
         frame = validate_cmip5(model_source.read_experiment(experiment), experiment, where)
         frame = frame.select("experiment", *[c for c in frame.columns if c != "experiment"])
-        frames[cmip5_partition_path(lake, experiment)] = frame
+        frames[lake.layout.cmip5_experiment(experiment)] = frame
         covered[experiment] = months_label(frame["month"].unique().to_list())
     paths = lake.write_partitions(frames)
-    warehouse.refresh_parquet_view(RAW, CMIP5_DIR, lake.path(RAW, CMIP5_DIR, "*.parquet"))
+    refresh_raw_view(warehouse, lake, layout.CMIP5)
     all_rows = pl.concat(list(frames.values()))
     return MaterializeResult(
         metadata={
@@ -137,7 +135,31 @@ def cmip5_monthly(
     )
 
 
-def _static_result(frame: pl.DataFrame, path, source: str, schema: TableSchema) -> MaterializeResult:
+LITHOLOGY_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("band", "int32", description="key"),
+        TableColumn("lithology", "string", description="USGS generalised class"),
+        TableColumn("area_km2", "float64", description="km2 (EPSG:3338)"),
+    ]
+)
+SOIL_PROPERTIES_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("band", "int32", description="key"),
+        TableColumn("property", "string", description="bulk_density | organic_carbon"),
+        TableColumn("asset", "string", description="Earth Engine asset id"),
+        TableColumn("stored_unit", "string", description="10 kg m-3 | 5 g kg-1"),
+    ]
+    + [TableColumn(c, "float64", description="stored units") for c in catalog.OPENLANDMAP_DEPTH_COLUMNS]
+)
+
+
+def land_static(
+    asset: str, frame: pl.DataFrame, source: str, schema: TableSchema, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Write a validated one-file static extract, refresh its view, describe it."""
+    path = lake.layout.raw_table(asset)
+    lake.write_partitions({path: frame})
+    refresh_raw_view(warehouse, lake, asset)
     return MaterializeResult(
         metadata={
             "source": source,
@@ -159,17 +181,7 @@ def _static_result(frame: pl.DataFrame, path, source: str, schema: TableSchema) 
 def band_lithology(lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource) -> MaterializeResult:
     static = sources.static()
     frame = validate_lithology(static.read_lithology(), f"{static.name} USGS lithology")
-    path = lake.path(RAW, "band_lithology.parquet")
-    lake.write_partitions({path: frame})
-    warehouse.refresh_parquet_view(RAW, "band_lithology", path)
-    schema = TableSchema(
-        columns=[
-            TableColumn("band", "int32", description="key"),
-            TableColumn("lithology", "string", description="USGS generalised class"),
-            TableColumn("area_km2", "float64", description="km2 (EPSG:3338)"),
-        ]
-    )
-    return _static_result(frame, path, static.name, schema)
+    return land_static(layout.LITHOLOGY, frame, static.name, LITHOLOGY_SCHEMA, lake, warehouse)
 
 
 @asset(
@@ -178,19 +190,9 @@ def band_lithology(lake: LakeResource, warehouse: WarehouseResource, sources: So
     kinds={"parquet", "duckdb"},
     description="OpenLandMap bulk density and organic carbon per band at depths b0..b200 cm, in stored units.",
 )
-def band_soil_properties(lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource) -> MaterializeResult:
+def band_soil_properties(
+    lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
+) -> MaterializeResult:
     static = sources.static()
     frame = validate_soil_properties(static.read_soil_properties(), f"{static.name} OpenLandMap soil")
-    path = lake.path(RAW, "band_soil_properties.parquet")
-    lake.write_partitions({path: frame})
-    warehouse.refresh_parquet_view(RAW, "band_soil_properties", path)
-    schema = TableSchema(
-        columns=[
-            TableColumn("band", "int32", description="key"),
-            TableColumn("property", "string", description="bulk_density | organic_carbon"),
-            TableColumn("asset", "string", description="Earth Engine asset id"),
-            TableColumn("stored_unit", "string", description="10 kg m-3 | 5 g kg-1"),
-        ]
-        + [TableColumn(c, "float64", description="stored units") for c in catalog.OPENLANDMAP_DEPTH_COLUMNS]
-    )
-    return _static_result(frame, path, static.name, schema)
+    return land_static(layout.SOIL_PROPERTIES, frame, static.name, SOIL_PROPERTIES_SCHEMA, lake, warehouse)

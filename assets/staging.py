@@ -8,23 +8,20 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure, TimeWindow
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 
 from dagster_project import settings
+from dagster_project.dbt import dbt_project
 from dagster_project.partitions import reanalysis_months
-from dagster_project.resources import LakeResource, WAREHOUSE_POOL, WarehouseResource
+from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "sql"
 MONTHLY_TAG = "tag:monthly"
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# `dagster dev` re-parses the project on load; everywhere else the manifest is prepared
-# when the project is built or tested (`make` runs `dbt parse`), not on every load.
-dbt_project.prepare_if_dev()
+# The manifest is parsed here when missing or older than the SQL (dagster_project.dbt).
+DBT_PROJECT = dbt_project()
 
 
 def dbt_build_args(time_window: TimeWindow | None) -> list[str]:
@@ -39,7 +36,7 @@ def dbt_build_args(time_window: TimeWindow | None) -> list[str]:
 @contextmanager
 def dbt_environment(lake: LakeResource, warehouse: WarehouseResource) -> Iterator[None]:
     """Point the dbt subprocess at this run's lake and warehouse (dbt reads the same variables)."""
-    wanted = {settings.ENV_LAKE_ROOT: str(lake.root_path), settings.ENV_WAREHOUSE: str(warehouse.file)}
+    wanted = {settings.ENV_LAKE_ROOT: str(lake.layout.root), settings.ENV_WAREHOUSE: str(warehouse.file)}
     previous = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:
@@ -86,33 +83,35 @@ def run_dbt_build(invocation: DbtCliInvocation):
         raise Failure(description="dbt build errors:\n" + "\n".join(errors))
 
 
+def build_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource):
+    """`dbt build` of the selected models (and their tests), for the run's months if partitioned."""
+    window = context.partition_time_window if context.assets_def.partitions_def is not None else None
+    with dbt_environment(lake, warehouse):
+        yield from run_dbt_build(dbt.cli(dbt_build_args(window), context=context, raise_on_error=False))
+
+
+# Both definitions load the same project, name their assets the same way and write the same file.
+SHARED = {
+    "manifest": DBT_PROJECT.manifest_path,
+    "project": DBT_PROJECT,
+    "dagster_dbt_translator": translator,
+    "pool": WAREHOUSE_POOL,
+}
+
+
 @dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
+    **SHARED,
     select=MONTHLY_TAG,
     name="dbt_monthly_models",
     partitions_def=reanalysis_months,
     backfill_policy=BackfillPolicy.single_run(),
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
 )
 def dbt_monthly_models(
     context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource
 ):
-    with dbt_environment(lake, warehouse):
-        yield from run_dbt_build(
-            dbt.cli(dbt_build_args(context.partition_time_window), context=context, raise_on_error=False)
-        )
+    yield from build_models(context, dbt, lake, warehouse)
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    exclude=MONTHLY_TAG,
-    name="dbt_models",
-    dagster_dbt_translator=translator,
-    pool=WAREHOUSE_POOL,
-)
+@dbt_assets(**SHARED, exclude=MONTHLY_TAG, name="dbt_models")
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource):
-    with dbt_environment(lake, warehouse):
-        yield from run_dbt_build(dbt.cli(dbt_build_args(None), context=context, raise_on_error=False))
+    yield from build_models(context, dbt, lake, warehouse)

@@ -1,16 +1,19 @@
-"""Parquet lake and DuckDB warehouse primitives: atomic, idempotent writes and read-only readers.
+"""The lake: where everything lands (`LakeLayout`), all-or-nothing writes, DuckDB views and readers.
 
-Plain functions (no Dagster) so sources, assets and tests use the same code path.
+Plain functions and classes (no Dagster), so sources, assets and tests share one code path.
+Every path of the lake is built by `LakeLayout`; nothing else joins lake paths.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -19,75 +22,269 @@ import polars as pl
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def temporary_sibling(path: Path) -> Path:
-    """A hidden temporary name beside `path` that keeps its suffix (np.savez appends .npz otherwise)."""
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
+# --- where things land --------------------------------------------------------------------
 
 
-def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` for a temporary sibling of `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+@dataclass(frozen=True)
+class Table:
+    """A table or view in the DuckDB warehouse."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
 
 
-def write_directory_atomic(folder: Path, write: Callable[[Path], object]) -> Path:
-    """Fill a temporary sibling folder with `write(tmp)`, then swap it in for `folder`.
+# Warehouse tables the Python assets read or create (dbt owns the rest of the marts' schema).
+HISTORY_MART = Table("marts", "fct_band_month_features")
+SCENARIO_MART = Table("marts", "fct_scenario_band_month_features")
+SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
+MODEL_EVALUATION_VIEW = Table("evaluation", "model_evaluation")
 
-    Two renames (old aside, new in) instead of one, since a folder cannot be replaced in one
-    step; the old folder is removed only after the new one is in place.
+# Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
+RAW_SCHEMA = "raw"
+ERA5_LAND = "era5_land_monthly"
+CMIP5 = "cmip5_monthly"
+LITHOLOGY = "band_lithology"
+SOIL_PROPERTIES = "band_soil_properties"
+
+
+@dataclass(frozen=True)
+class TrainingWindowFiles:
+    folder: Path
+    train: Path
+    test: Path
+    stats: Path
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Every path of the lake below `root`, one method per thing that lands.
+
+    `outputs(asset, partition)` says what each asset writes, so a test can check that no two
+    assets write the same path (and the README's tables can be checked against it).
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staged = temporary_sibling(folder)
-    retired = temporary_sibling(folder)
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    # raw: each product as its source delivers it
+    def raw_folder(self, asset: str) -> Path:
+        return self.root / RAW_SCHEMA / asset
+
+    def era5_land_month(self, month: dt.date) -> Path:
+        return self.raw_folder(ERA5_LAND) / f"{month:%Y-%m}.parquet"
+
+    def cmip5_experiment(self, experiment: str) -> Path:
+        return self.raw_folder(CMIP5) / f"{experiment}.parquet"
+
+    def raw_table(self, asset: str) -> Path:
+        """One-file raw extracts (lithology, soil properties)."""
+        return self.root / RAW_SCHEMA / f"{asset}.parquet"
+
+    def raw_glob(self, asset: str) -> str:
+        """What the raw view `raw.<asset>` (and the dbt source) reads."""
+        if asset in (ERA5_LAND, CMIP5):
+            return str(self.raw_folder(asset) / "*.parquet")
+        return str(self.raw_table(asset))
+
+    # features
+    def bias_corrected(self, scenario: str) -> Path:
+        return self.root / "features" / "cmip5_bias_corrected" / f"{scenario}.parquet"
+
+    def training_windows(self) -> TrainingWindowFiles:
+        folder = self.root / "features" / "training_windows"
+        return TrainingWindowFiles(folder, folder / "train.npz", folder / "test.npz", folder / "normalization.json")
+
+    def scenario_windows(self, scenario: str) -> Path:
+        return self.root / "features" / "scenario_windows" / f"{scenario}.npz"
+
+    # models, evaluation, projections
+    def model_folder(self, architecture: str) -> Path:
+        return self.root / "models" / architecture
+
+    def model_evaluation(self) -> Path:
+        return self.root / "evaluation" / "model_evaluation.parquet"
+
+    def feature_importance(self) -> Path:
+        return self.root / "evaluation" / "feature_importance.parquet"
+
+    def projections(self, suffix: str = "parquet") -> Path:
+        return self.root / "projections" / f"soil_temperature_projections.{suffix}"
+
+    def active_layer(self) -> Path:
+        return self.root / "projections" / "active_layer_thickness.parquet"
+
+    def figure(self, name: str) -> Path:
+        return self.root / "figures" / f"{name}.png"
+
+    def default_warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def outputs(self, asset: str, partition: str | None = None, names: tuple[str, ...] = ()) -> list[Path]:
+        """The files (or folders) `asset` writes for `partition`.
+
+        `names` lists per-run names where the asset writes one file per item of a set that
+        is not its partition (the models evaluated, the scenarios projected).
+        """
+        windows = self.training_windows()
+        by_asset: dict[str, Callable[[], list[Path]]] = {
+            ERA5_LAND: lambda: [self.era5_land_month(dt.date.fromisoformat(partition))],
+            CMIP5: lambda: [self.cmip5_experiment(partition)],
+            LITHOLOGY: lambda: [self.raw_table(LITHOLOGY)],
+            SOIL_PROPERTIES: lambda: [self.raw_table(SOIL_PROPERTIES)],
+            "cmip5_bias_corrected": lambda: [
+                self.bias_corrected(partition),
+                self.figure(f"bias_correction_{partition}"),
+            ],
+            "training_windows": lambda: [windows.train, windows.test, windows.stats],
+            "scenario_windows": lambda: [self.scenario_windows(partition)],
+            "trained_models": lambda: [self.model_folder(partition)],
+            "model_evaluation": lambda: [self.model_evaluation(), self.figure("observed_vs_predicted")],
+            "soil_temperature_projections": lambda: [
+                self.projections("parquet"),
+                self.projections("nc"),
+                *(self.figure(f"projections_{name}") for name in names),
+            ],
+            "active_layer_thickness": lambda: [self.active_layer(), self.figure("active_layer_thickness")],
+            "feature_importance": lambda: [
+                self.feature_importance(),
+                *(self.figure(f"feature_importance_{name}") for name in names),
+            ],
+        }
+        if asset not in by_asset:
+            raise KeyError(f"the lake layout does not know asset {asset!r}")
+        return by_asset[asset]()
+
+    @classmethod
+    def assets(cls) -> tuple[str, ...]:
+        """Assets that write into the lake (the dbt assets write only to the warehouse)."""
+        return (
+            ERA5_LAND,
+            CMIP5,
+            LITHOLOGY,
+            SOIL_PROPERTIES,
+            "cmip5_bias_corrected",
+            "training_windows",
+            "scenario_windows",
+            "trained_models",
+            "model_evaluation",
+            "soil_temperature_projections",
+            "active_layer_thickness",
+            "feature_importance",
+        )
+
+
+# --- all-or-nothing writes ----------------------------------------------------------------
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden temporary name beside `path`, ending in `.tmp` so no reader's `*.parquet` glob
+    (nor any other suffix pattern) matches a leftover."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+class AtomicBatch:
+    """Files and folders written to temporaries, renamed into place together on `commit`.
+
+    Each writer gets a temporary sibling of its target (a rename within one folder is atomic).
+    Nothing is renamed until every writer has succeeded, so a failure in any of them leaves
+    every target as it was; `discard` removes whatever was staged.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, bool]] = []  # (temporary, target, is_folder)
+        self._targets: set[Path] = set()
+
+    def _stage(self, target: Path, is_folder: bool) -> Path:
+        target = Path(target)
+        if target in self._targets:
+            raise ValueError(f"{target} is written twice in one batch")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_sibling(target)
+        self._staged.append((tmp, target, is_folder))
+        self._targets.add(target)
+        return tmp
+
+    def file(self, target: Path, write: Callable[[Path], object]) -> Path:
+        """`write(tmp)` writes the whole file at the temporary path it is given."""
+        write(self._stage(target, is_folder=False))
+        return Path(target)
+
+    def parquet(self, target: Path, frame: pl.DataFrame) -> Path:
+        return self.file(target, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+
+    def folder(self, target: Path, write: Callable[[Path], object]) -> Path:
+        """`write(tmp)` fills an empty temporary folder that replaces `target` as a whole."""
+        tmp = self._stage(target, is_folder=True)
+        tmp.mkdir()
+        write(tmp)
+        return Path(target)
+
+    @property
+    def targets(self) -> list[Path]:
+        return [target for _, target, _ in self._staged]
+
+    def commit(self) -> list[Path]:
+        """Rename every staged temporary onto its target.
+
+        A folder cannot be replaced in one step: the old one is renamed aside first and
+        removed only after the new one is in place.
+        """
+        retired: list[Path] = []
+        try:
+            for tmp, target, is_folder in self._staged:
+                if is_folder and target.exists():
+                    aside = temporary_sibling(target)
+                    os.replace(target, aside)
+                    retired.append(aside)
+                os.replace(tmp, target)
+        finally:
+            for folder in retired:
+                shutil.rmtree(folder, ignore_errors=True)
+        return self.targets
+
+    def discard(self) -> None:
+        for tmp, _, _ in self._staged:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
+                tmp.unlink()
+
+
+@contextmanager
+def atomic_batch() -> Iterator[AtomicBatch]:
+    """Stage writes in the block; commit them together when it ends, discard them if it raises."""
+    batch = AtomicBatch()
     try:
-        staged.mkdir()
-        write(staged)
-        if folder.exists():
-            os.replace(folder, retired)
-        os.replace(staged, folder)
+        yield batch
+        batch.commit()
     finally:
-        for leftover in (staged, retired):
-            if leftover.exists():
-                shutil.rmtree(leftover)
-    return folder
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Write one Parquet file atomically: a crash leaves the old file or the new, never half."""
-    return write_partitions_atomic({Path(path): frame})[0]
+        batch.discard()
 
 
 def write_partitions_atomic(frames: dict[Path, pl.DataFrame]) -> list[Path]:
     """Write partition files so that a failed write changes none of them.
 
-    Every file is first written to a temporary name beside its target; only when all writes
-    succeeded are they renamed into place (a rename within one folder is atomic). Writing a
-    partition again replaces its file: idempotent, never appends.
+    Writing a partition again replaces its file: idempotent, never appends.
     """
-    staged: list[tuple[Path, Path]] = []
-    try:
+    with atomic_batch() as batch:
         for path, frame in frames.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temporary_sibling(path)
-            staged.append((tmp, path))
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            if tmp.exists():
-                tmp.unlink()
-    return [path for _, path in staged]
+            batch.parquet(path, frame)
+    return batch.targets
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` for a temporary sibling of `path`, then rename it into place."""
+    with atomic_batch() as batch:
+        batch.file(path, write)
+    return Path(path)
+
+
+# --- the DuckDB warehouse -----------------------------------------------------------------
 
 
 def _quote_identifier(name: str) -> str:
@@ -100,14 +297,14 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def refresh_parquet_view(warehouse_path: Path, schema: str, view: str, parquet_glob: str) -> None:
-    """(Re)create `schema.view` over the Parquet files matching `parquet_glob` (absolute)."""
+def refresh_parquet_view(warehouse_path: Path, table: Table, parquet_glob: str) -> None:
+    """(Re)create view `table` over the Parquet files matching `parquet_glob` (absolute)."""
     warehouse_path = Path(warehouse_path)
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(warehouse_path)) as con:
-        con.execute(f"create schema if not exists {_quote_identifier(schema)}")
+        con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
         con.execute(
-            f"create or replace view {_quote_identifier(schema)}.{_quote_identifier(view)} as "
+            f"create or replace view {_quote_identifier(table.schema)}.{_quote_identifier(table.name)} as "
             f"select * from read_parquet({_quote_literal(parquet_glob)}, union_by_name = true)"
         )
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import polars as pl
 from dagster import ConfigurableResource
 
-from dagster_project import catalog, lake
+from dagster_project import dbt, lake
+from sources import catalog
 from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
-from dagster_project.sources.base import ClimateModelSource, ReanalysisSource, StaticSource
+from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
 
 
 # DuckDB allows one writer per file: every step that writes or reads the warehouse file
@@ -20,27 +20,21 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 
 
 class LakeResource(ConfigurableResource):
-    """Root folder of the Parquet lake: one file per partition, written atomically."""
+    """Root folder of the Parquet lake; `layout` says where everything lands in it."""
 
     root: str
 
     @property
-    def root_path(self) -> Path:
-        return Path(self.root).expanduser().resolve()
+    def layout(self) -> lake.LakeLayout:
+        return lake.LakeLayout(Path(self.root))
 
-    def path(self, *parts: str) -> Path:
-        return self.root_path.joinpath(*parts)
+    def batch(self):
+        """All-or-nothing writes: `with lake.batch() as batch: batch.parquet(...)`; every file
+        of the block is renamed into place only after all were written."""
+        return lake.atomic_batch()
 
     def write_partitions(self, frames: dict[Path, pl.DataFrame]) -> list[Path]:
         return lake.write_partitions_atomic(frames)
-
-    def write_directory(self, folder: Path, write) -> Path:
-        """Fill a folder atomically: `write(tmp_folder)`, then swap it in."""
-        return lake.write_directory_atomic(folder, write)
-
-    def write_file(self, path: Path, write) -> Path:
-        """Write any file atomically: `write(tmp_path)`, then rename into place."""
-        return lake.write_file_atomic(path, write)
 
 
 class WarehouseResource(ConfigurableResource):
@@ -52,16 +46,17 @@ class WarehouseResource(ConfigurableResource):
     def file(self) -> Path:
         return Path(self.path).expanduser().resolve()
 
-    def refresh_parquet_view(self, schema: str, view: str, parquet_glob: Path | str) -> None:
-        lake.refresh_parquet_view(self.file, schema, view, str(parquet_glob))
+    def refresh_parquet_view(self, table: lake.Table, parquet_glob: Path | str) -> None:
+        lake.refresh_parquet_view(self.file, table, str(parquet_glob))
 
     def read_only(self):
         return lake.read_only(self.file)
 
-    def read_table(self, schema: str, table: str) -> pl.DataFrame:
+    def read_table(self, table: lake.Table) -> pl.DataFrame:
         """A whole warehouse table as a polars frame, read through a read-only connection."""
         with self.read_only() as con:
-            return pl.from_arrow(con.sql(f'select * from "{schema}"."{table}" order by all').to_arrow_table())
+            query = f'select * from "{table.schema}"."{table.name}" order by all'
+            return pl.from_arrow(con.sql(query).to_arrow_table())
 
 
 class SourcesResource(ConfigurableResource):
@@ -72,7 +67,7 @@ class SourcesResource(ConfigurableResource):
     demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
 
     def _demo_settings(self):
-        from dagster_project.sources.demo import DemoSettings
+        from sources.demo import DemoSettings
 
         return DemoSettings(seed=self.demo_seed, latest_month=catalog.month_start(self.demo_latest_month))
 
@@ -82,19 +77,19 @@ class SourcesResource(ConfigurableResource):
 
     def reanalysis(self) -> ReanalysisSource:
         self._check_kind()
-        from dagster_project.sources.demo import DemoReanalysisSource
+        from sources.demo import DemoReanalysisSource
 
         return DemoReanalysisSource(self._demo_settings())
 
     def climate_model(self) -> ClimateModelSource:
         self._check_kind()
-        from dagster_project.sources.demo import DemoClimateModelSource
+        from sources.demo import DemoClimateModelSource
 
         return DemoClimateModelSource(self._demo_settings())
 
     def static(self) -> StaticSource:
         self._check_kind()
-        from dagster_project.sources.demo import DemoStaticSource
+        from sources.demo import DemoStaticSource
 
         return DemoStaticSource(self._demo_settings())
 
@@ -102,19 +97,11 @@ class SourcesResource(ConfigurableResource):
         return self.reanalysis().latest_month()
 
 
-def dbt_executable() -> str:
-    """The dbt installed beside this interpreter (the project's venv), else `dbt` on PATH."""
-    beside = Path(sys.executable).with_name("dbt")
-    return str(beside) if beside.exists() else "dbt"
-
-
 def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
     from dagster_dbt import DbtCliResource
 
-    from assets.staging import dbt_project
-
     return {
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+        "dbt": DbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "sources": SourcesResource(

@@ -5,7 +5,7 @@ import datetime as dt
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, define_asset_job, sensor
 
-from dagster_project import catalog
+from sources import catalog
 from dagster_project.partitions import reanalysis_months
 from dagster_project.resources import SourcesResource
 

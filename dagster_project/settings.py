@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_project import catalog
+from dagster_project.lake import LakeLayout
+from sources import catalog
 
 ENV_LAKE_ROOT = "PERMAFROST_LAKE_ROOT"
 ENV_WAREHOUSE = "PERMAFROST_WAREHOUSE"
@@ -22,7 +23,7 @@ ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
 DEFAULT_TRAINING_EPOCHS = 50
 
 SOURCE_KINDS = ("demo",)
-DEFAULT_DEMO_SEED = 20260101
+DEFAULT_DEMO_SEED = catalog.DEFAULT_SEED
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     lake_root = Path(env.get(ENV_LAKE_ROOT) or "data").expanduser().resolve()
     warehouse = env.get(ENV_WAREHOUSE)
-    warehouse_path = Path(warehouse).expanduser().resolve() if warehouse else lake_root / "warehouse.duckdb"
+    warehouse_path = Path(warehouse).expanduser().resolve() if warehouse else LakeLayout(lake_root).default_warehouse()
     source = (env.get(ENV_SOURCE) or "demo").strip().lower()
     if source not in SOURCE_KINDS:
         raise ValueError(f"{ENV_SOURCE}={source!r} is not a known source; expected one of {SOURCE_KINDS}")

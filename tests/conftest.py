@@ -1,22 +1,15 @@
 """Shared fixtures: every test gets its own lake and warehouse under tmp_path."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from dagster_project import settings
+from dagster_project.dbt import ensure_manifest
 from dagster_project.resources import build_resources
-
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
 
 def pytest_configure(config):
-    """Prepare the dbt manifest when tests run without `make` (which parses it already)."""
-    if not (SQL_DIR / "target" / "manifest.json").exists():
-        dbt = Path(sys.executable).with_name("dbt")
-        subprocess.run([str(dbt), "parse", "--quiet", "--profiles-dir", str(SQL_DIR)], cwd=SQL_DIR, check=True)
+    """Prepare the dbt manifest once, before test modules import the dbt assets."""
+    ensure_manifest()
 
 
 # Short history keeps the raw-asset tests fast; the demo's realism is tested on the full span.

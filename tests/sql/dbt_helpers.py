@@ -2,14 +2,13 @@
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+from dagster_project.dbt import SQL_DIR, dbt_executable
+
+__all__ = ["SQL_DIR", "run_dbt"]
 
 
-def run_dbt(args: list[str], lake_root: Path, warehouse: Path, work: Path) -> subprocess.CompletedProcess:
-    dbt = Path(sys.executable).with_name("dbt")
+def run_dbt(args: list[str], lake_root, warehouse, work) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PERMAFROST_LAKE_ROOT": str(lake_root),
@@ -19,5 +18,5 @@ def run_dbt(args: list[str], lake_root: Path, warehouse: Path, work: Path) -> su
         "DBT_LOG_PATH": str(work / "logs"),
     }
     return subprocess.run(
-        [str(dbt), *args, "--profiles-dir", str(SQL_DIR)], cwd=SQL_DIR, env=env, capture_output=True, text=True
+        [dbt_executable(), *args, "--profiles-dir", str(SQL_DIR)], cwd=SQL_DIR, env=env, capture_output=True, text=True
     )

@@ -11,6 +11,7 @@ from dagster import AssetSelection, materialize
 from dagster_project import settings
 from dagster_project.definitions import defs
 from dagster_project.resources import build_resources
+from dagster_project.dbt import canonical_ranges
 from data_quality.suites import history_suite, run_checks, scenario_suite
 from dbt_helpers import run_dbt
 
@@ -78,7 +79,8 @@ def test_scenarios_splice_the_historical_run_before_2006(demo_warehouse):
 
 def test_every_expectation_suite_passes_on_the_demo(demo_warehouse):
     config, _ = demo_warehouse
-    for table, suite in (("fct_band_month_features", history_suite()), ("fct_scenario_band_month_features", scenario_suite())):
+    ranges = canonical_ranges()
+    for table, suite in (("fct_band_month_features", history_suite(ranges)), ("fct_scenario_band_month_features", scenario_suite(ranges))):
         reports = run_checks(_read(config, table), suite, table)
         assert [r.summary() for r in reports if not r.passed] == []
         assert len(reports) == len(suite)

@@ -1,6 +1,6 @@
 import yaml
 
-from dagster_project import catalog
+from sources import catalog
 from dbt_helpers import SQL_DIR
 
 

@@ -7,7 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project import catalog
+from sources import catalog
 from dbt_helpers import run_dbt
 
 SECONDS_PER_DAY = 86400.0

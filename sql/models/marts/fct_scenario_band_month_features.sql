@@ -33,7 +33,6 @@ select
     {%- for layer in range(4) %}
     least(scenarios.soil_water_total_kg_m2 * shares.share_{{ layer }}_mean / (1000 * {{ layer_thickness_m(layer) }}), 1.0) as w_{{ layer }},
     {%- endfor %}
-    scenarios.soil_water_top_kg_m2,
     scenarios.soil_water_total_kg_m2,
     static.* exclude (band)
 from scenarios

@@ -1,4 +1,4 @@
-"""Metadata helpers shared by the asset modules: markdown tables and inline figures for the UI."""
+"""Metadata helpers for the asset modules: markdown tables and inline figures for the UI."""
 
 import base64
 from pathlib import Path

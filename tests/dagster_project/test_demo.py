@@ -46,6 +46,45 @@ def test_every_asset_materializes_and_every_check_passes(demo_run):
 
 
 @pytest.mark.slow
+def test_runs_are_named_and_tagged_by_stage(demo_run):
+    _, instance, timings = demo_run
+    from dagster_project.demo import LAUNCHED_BY, STAGE
+
+    runs = instance.get_runs()
+    assert runs and {run.job_name for run in runs} <= {
+        "unpartitioned_assets", "reanalysis_month_assets", "cmip5_experiment_assets", "rcp_assets", "architecture_assets"
+    }
+    assert all(run.tags.get(LAUNCHED_BY) == "make demo" for run in runs)
+    stages = {run.tags[STAGE] for run in runs}
+    assert len(stages) == len(timings) and all(stage.endswith(f"/{len(timings)}") for stage in stages)
+
+
+@pytest.mark.slow
+def test_every_file_in_the_lake_is_an_output_the_layout_declares(demo_run):
+    lake, _, _ = demo_run
+    from dagster_project.lake import LakeLayout
+    from ml.architectures import ARCHITECTURES
+    from sources import catalog
+
+    layout = LakeLayout(lake)
+    declared = set()
+    for name in LakeLayout.assets():
+        partitions = {
+            "era5_land_monthly": [m.isoformat() for m in catalog.month_range(catalog.HISTORY_START, catalog.DEFAULT_LATEST_MONTH)],
+            "cmip5_monthly": catalog.CMIP5_EXPERIMENTS,
+            "cmip5_bias_corrected": catalog.RCP_EXPERIMENTS,
+            "scenario_windows": catalog.RCP_EXPERIMENTS,
+            "trained_models": list(ARCHITECTURES),
+        }.get(name, [None])
+        names = (*ARCHITECTURES, *catalog.RCP_EXPERIMENTS)
+        for partition in partitions:
+            declared.update(layout.outputs(name, partition, names=names))
+    found = {p for p in lake.rglob("*") if p.is_file() and p != layout.default_warehouse()}
+    undeclared = sorted(str(p) for p in found if not any(p == d or d in p.parents for d in declared))
+    assert undeclared == []
+
+
+@pytest.mark.slow
 def test_windows_land_with_their_statistics(demo_run):
     lake, _, _ = demo_run
     from ml.windows import NormalizationStats, WindowSet

@@ -8,7 +8,7 @@ import pytest
 from dagster import materialize
 
 from assets import raw
-from dagster_project.sources.demo import DemoReanalysisSource
+from sources.demo import DemoReanalysisSource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

@@ -1,4 +1,4 @@
-from dagster_project import catalog
+from sources import catalog
 from dagster_project.partitions import architectures, rcp_scenarios
 
 
