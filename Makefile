@@ -8,11 +8,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
 
-.PHONY: help env demo test dev bench clean
+.PHONY: help env demo lint test dev bench clean
 
 help:
 	@echo "make demo   materialize every asset on the offline demo source"
-	@echo "make test   run the test suite"
+	@echo "make test   lint (ruff, sqlfluff), then run the test suite"
 	@echo "make dev    serve the Dagster UI (dagster dev -w workspace.yaml)"
 
 env:
@@ -26,7 +26,13 @@ env:
 demo: env
 	$(RUN) python -m dagster_project.demo
 
-test: env
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	@# the dbt templater compiles the project against an in-memory DuckDB, beside sql/target
+	cd sql && PERMAFROST_WAREHOUSE=:memory: DBT_TARGET_PATH=$$(mktemp -d) $(RUN) sqlfluff lint models tests
+
+test: lint
 	$(RUN) pytest
 
 dev: env

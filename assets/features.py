@@ -130,7 +130,9 @@ def _stats_table(stats) -> str:
     description="24-month input windows -> next month's four soil temperatures per band; train targets up to "
     "2018-12, test 2019-01..2023-12; z-score statistics from training windows only, stored beside them.",
 )
-def training_windows(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
+def training_windows(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
     from ml.windows import build_training_windows
 
     history = warehouse.read_table(HISTORY_MART)

@@ -136,7 +136,9 @@ def _baseline_predictions(history: pl.DataFrame, train, test) -> dict[str, np.nd
     description="RMSE, MAE and R2 on the 2019-2023 targets, overall, per band, per layer and per band x layer, "
     "for every model and baseline, beside the paper's Table 2.",
 )
-def model_evaluation(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
+def model_evaluation(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
     from ml.figures import observed_vs_predicted_figure
     from ml.metrics import evaluation_table
     from ml.training import load_trained, predict
@@ -164,7 +166,11 @@ def model_evaluation(context: AssetExecutionContext, lake: LakeResource, warehou
         .sort("rmse")
     )
     best_baseline = overall.filter(pl.col("model").is_in(list(baselines))).sort("rmse").row(0, named=True)
-    beaten = [row["model"] for row in overall.iter_rows(named=True) if row["model"] in predictions and row["rmse"] < best_baseline["rmse"]]
+    beaten = [
+        row["model"]
+        for row in overall.iter_rows(named=True)
+        if row["model"] in predictions and row["rmse"] < best_baseline["rmse"]
+    ]
     return MaterializeResult(
         metadata={
             "evaluation": MetadataValue.md(markdown_table(overall, float_precision=3)),
@@ -195,14 +201,18 @@ def soil_temperature_projections(context: AssetExecutionContext, lake: LakeResou
     for scenario in catalog.RCP_EXPERIMENTS:
         windows = WindowSet.load(lake.layout.scenario_windows(scenario))
         for name, trained in models.items():
-            frames.append(projection_frame(scenario, name, windows.band, windows.target_month, predict(trained, windows)))
+            frames.append(
+                projection_frame(scenario, name, windows.band, windows.target_month, predict(trained, windows))
+            )
     projections = with_ensemble(pl.concat(frames))
     parquet, netcdf = lake.layout.projections("parquet"), lake.layout.projections("nc")
     with lake.batch() as batch:
         batch.parquet(parquet, projections)
         batch.file(netcdf, lambda tmp: to_cf_netcdf(projections, tmp))
         figures = {
-            s: batch.file(lake.layout.figure(f"projections_{s}"), lambda tmp, s=s: projection_figure(projections, s, tmp))
+            s: batch.file(
+                lake.layout.figure(f"projections_{s}"), lambda tmp, s=s: projection_figure(projections, s, tmp)
+            )
             for s in catalog.RCP_EXPERIMENTS
         }
     difference = late_century_difference(projections).filter(pl.col("model") == "ensemble_mean")
@@ -228,16 +238,20 @@ def soil_temperature_projections(context: AssetExecutionContext, lake: LakeResou
     description="Active-layer thickness per band, year and scenario from the annual maximum temperature profile "
     "(0 degC crossing between layer mid-depths), flagged where the whole column thaws or none of it does.",
 )
-def active_layer_thickness(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
+def active_layer_thickness(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
     from ml.active_layer import active_layer_thickness as alt_from_profiles
     from ml.figures import active_layer_figure
 
     projections = pl.read_parquet(lake.layout.projections("parquet"))
     projected = alt_from_profiles(projections, group_columns=("scenario", "model", "band"))
     history = warehouse.read_table(HISTORY_MART)
-    observed = alt_from_profiles(history).with_columns(
-        pl.lit("reanalysis").alias("scenario"), pl.lit("era5_land").alias("model")
-    ).select(projected.columns)
+    observed = (
+        alt_from_profiles(history)
+        .with_columns(pl.lit("reanalysis").alias("scenario"), pl.lit("era5_land").alias("model"))
+        .select(projected.columns)
+    )
     table = pl.concat([observed, projected], how="vertical_relaxed")
     path = lake.layout.active_layer()
     with lake.batch() as batch:

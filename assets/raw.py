@@ -4,7 +4,6 @@ Assets here only fetch, validate and land; conversion to canonical names and uni
 staging layer's job (sql/).
 """
 
-
 import datetime as dt
 
 import polars as pl
@@ -18,11 +17,11 @@ from dagster import (
     asset,
 )
 
-from sources import catalog
 from dagster_project import lake as layout
 from dagster_project.metadata import markdown_table
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
+from sources import catalog
 from sources.base import NotPublishedError
 from sources.validation import (
     validate_cmip5,
@@ -63,7 +62,8 @@ def published_months(requested: list[dt.date], latest: dt.date, source: str) -> 
     backfill_policy=BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "duckdb"},
-    description="ERA5-Land monthly band means (Earth Engine MONTHLY_AGGR band names and units), one Parquet per month with six band rows.",
+    description="ERA5-Land monthly band means (Earth Engine MONTHLY_AGGR band names and units), one Parquet per "
+    "month with six band rows.",
 )
 def era5_land_monthly(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
@@ -74,10 +74,7 @@ def era5_land_monthly(
     where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
     frame = validate_reanalysis(reanalysis.read_months(months), months, where)
     paths = lake.write_partitions(
-        {
-            lake.layout.era5_land_month(month): part
-            for (month,), part in frame.group_by("month", maintain_order=True)
-        }
+        {lake.layout.era5_land_month(month): part for (month,), part in frame.group_by("month", maintain_order=True)}
     )
     refresh_raw_view(warehouse, lake, layout.ERA5_LAND)
     context.log.info(f"wrote {len(paths)} month(s) of ERA5-Land from source {reanalysis.name}: {months_label(months)}")
@@ -100,7 +97,8 @@ def era5_land_monthly(
     backfill_policy=BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "duckdb"},
-    description="CMIP5 monthly band means per experiment (CMIP variable names, units and sign conventions, model calendar).",
+    description="CMIP5 monthly band means per experiment (CMIP variable names, units and sign conventions, "
+    "model calendar).",
 )
 def cmip5_monthly(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource

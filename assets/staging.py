@@ -73,7 +73,9 @@ def failed_nodes(run_results: Mapping[str, Any]) -> list[str]:
     A test that ran and found bad rows has status `fail`, not `error`: it is reported as a
     failed (blocking) asset check, and dbt itself skips the models downstream of it.
     """
-    return [f"{r['unique_id']}: {r.get('message')}" for r in run_results.get("results", []) if r.get("status") == "error"]
+    return [
+        f"{r['unique_id']}: {r.get('message')}" for r in run_results.get("results", []) if r.get("status") == "error"
+    ]
 
 
 def run_dbt_build(invocation: DbtCliInvocation):

@@ -9,10 +9,9 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from dagster_project import dbt, lake
-from sources import catalog
 from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
+from sources import catalog
 from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
-
 
 # DuckDB allows one writer per file: every step that writes or reads the warehouse file
 # shares this pool (dagster.yaml limits each pool to one step at a time).

@@ -1,13 +1,12 @@
 """Sensor that requests each newly published reanalysis month exactly once."""
 
-
 import datetime as dt
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, define_asset_job, sensor
 
-from sources import catalog
 from dagster_project.partitions import reanalysis_months
 from dagster_project.resources import SourcesResource
+from sources import catalog
 
 era5_land_monthly_job = define_asset_job(
     "era5_land_monthly_job", selection=["era5_land_monthly"], partitions_def=reanalysis_months

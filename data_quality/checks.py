@@ -7,7 +7,14 @@ value of the first failing rows; downstream assets are not materialized in that 
 from collections.abc import Iterator
 
 import polars as pl
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue, multi_asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    multi_asset_check,
+)
 
 from dagster_project import lake
 from dagster_project.dbt import canonical_ranges
@@ -33,13 +40,17 @@ HISTORY_CHECKS = history_suite(canonical_ranges())
 SCENARIO_CHECKS = scenario_suite(canonical_ranges())
 
 
-@multi_asset_check(specs=_specs(HISTORY_MART, HISTORY_CHECKS), name="fct_band_month_features_expectations", pool=WAREHOUSE_POOL)
+@multi_asset_check(
+    specs=_specs(HISTORY_MART, HISTORY_CHECKS), name="fct_band_month_features_expectations", pool=WAREHOUSE_POOL
+)
 def fct_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
     yield from _results(HISTORY_MART, warehouse.read_table(lake.HISTORY_MART), HISTORY_CHECKS)
 
 
 @multi_asset_check(
-    specs=_specs(SCENARIO_MART, SCENARIO_CHECKS), name="fct_scenario_band_month_features_expectations", pool=WAREHOUSE_POOL
+    specs=_specs(SCENARIO_MART, SCENARIO_CHECKS),
+    name="fct_scenario_band_month_features_expectations",
+    pool=WAREHOUSE_POOL,
 )
 def fct_scenario_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
     yield from _results(SCENARIO_MART, warehouse.read_table(lake.SCENARIO_MART), SCENARIO_CHECKS)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+
 from sources import catalog
 
 DYNAMIC_FEATURES = catalog.DYNAMIC_FEATURES
@@ -53,7 +54,10 @@ class CheckReport:
             return f"{self.name}: passed"
         first = self.failures[0]
         rows = first.get("rows") or [{}]
-        return f"{self.name}: {first['expectation']} on {first['column']} failed {first['unexpected_count']} time(s); first: {rows[0]}"
+        return (
+            f"{self.name}: {first['expectation']} on {first['column']} failed {first['unexpected_count']} time(s); "
+            f"first: {rows[0]}"
+        )
 
 
 # --- derived frames ----------------------------------------------------------------------
@@ -85,7 +89,9 @@ def annual_amplitude_per_layer(frame: pl.DataFrame) -> pl.DataFrame:
     yearly = (
         frame.with_columns(year=pl.col("month").dt.year())
         .group_by("band", "year")
-        .agg(pl.len().alias("n_months"), *[(pl.col(t).max() - pl.col(t).min()).alias(f"amplitude_{t}") for t in TARGETS])
+        .agg(
+            pl.len().alias("n_months"), *[(pl.col(t).max() - pl.col(t).min()).alias(f"amplitude_{t}") for t in TARGETS]
+        )
         .filter(pl.col("n_months") == 12)
     )
     return yearly.group_by("band").agg(pl.col(f"amplitude_{t}").mean() for t in TARGETS).sort("band")
@@ -147,7 +153,9 @@ def _common_checks(history: bool, ranges: Ranges) -> list[Check]:
             "six_bands_per_month",
             f"every month holds exactly {catalog.N_BANDS} bands",
             lambda gxe: [
-                gxe.ExpectColumnValuesToBeBetween(column="n_bands", min_value=catalog.N_BANDS, max_value=catalog.N_BANDS)
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="n_bands", min_value=catalog.N_BANDS, max_value=catalog.N_BANDS
+                )
             ],
             derive=bands_per_month,
             index_columns=month_keys,
@@ -166,7 +174,7 @@ def history_suite(ranges: Ranges) -> list[Check]:
                 gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                     column_A=f"amplitude_{upper}", column_B=f"amplitude_{lower}", or_equal=False
                 )
-                for upper, lower in zip(TARGETS, TARGETS[1:])
+                for upper, lower in zip(TARGETS, TARGETS[1:], strict=False)
             ],
             derive=annual_amplitude_per_layer,
             index_columns=("band",),

@@ -113,7 +113,11 @@ def active_layer_thickness(
     alt, flag = _alt_from_profiles(np.nan_to_num(t_max), np.asarray(MID_DEPTHS_M, dtype=np.float64))
     alt = np.where(full, alt, np.nan)
     flag = np.where(full, flag, "incomplete")
-    return annual.select(*keys, "n_months").with_columns(
-        pl.Series("alt_m", alt, dtype=pl.Float64).fill_nan(None),
-        pl.Series("flag", flag.astype(str), dtype=pl.Utf8),
-    ).select(*keys, "alt_m", "flag", "n_months")
+    return (
+        annual.select(*keys, "n_months")
+        .with_columns(
+            pl.Series("alt_m", alt, dtype=pl.Float64).fill_nan(None),
+            pl.Series("flag", flag.astype(str), dtype=pl.Utf8),
+        )
+        .select(*keys, "alt_m", "flag", "n_months")
+    )

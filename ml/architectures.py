@@ -111,9 +111,7 @@ class SinusoidalPositionEncoding(layers.Layer):
 # --- shared pieces ------------------------------------------------------------------------
 
 
-def _hyperparameters(
-    builder: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def _hyperparameters(builder: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults updated with ``overrides``; an unknown key is an error, not silently ignored."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(defaults))

@@ -44,8 +44,10 @@ def _months(values: np.ndarray | Sequence) -> np.ndarray:
 def _history_arrays(history: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(band int64, month datetime64[M], targets (n, 4) float64) of the rows with every target."""
     catalog.require_columns(history, ("band", "month", *TARGETS), "history")
-    rows = history.select("band", "month", *TARGETS).drop_nulls().filter(
-        pl.all_horizontal(pl.col(c).is_not_nan() for c in TARGETS)
+    rows = (
+        history.select("band", "month", *TARGETS)
+        .drop_nulls()
+        .filter(pl.all_horizontal(pl.col(c).is_not_nan() for c in TARGETS))
     )
     band = rows["band"].to_numpy().astype(np.int64)
     month = rows["month"].to_numpy().astype("datetime64[M]")
@@ -280,7 +282,7 @@ class RidgeBaseline:
         validation = month >= distinct[len(distinct) - n_validation]
         train = ~validation
         path = self._solve_path(design[train], y[train], position[train], len(self.bands), alphas)
-        for a, (coef, intercept) in zip(alphas, path):
+        for a, (coef, intercept) in zip(alphas, path, strict=False):
             error = design[validation] @ coef + intercept[position[validation]] - y[validation]
             self.validation_rmse[float(a)] = float(np.sqrt(np.mean(error**2)))
         return min(self.validation_rmse, key=self.validation_rmse.get)

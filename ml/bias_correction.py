@@ -15,8 +15,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from sources.catalog import DYNAMIC_FEATURES, WATER_CONTENT, require_columns
 from ml.soil_water import SOIL_WATER_TOTAL, column_water_kg_m2
+from sources.catalog import DYNAMIC_FEATURES, WATER_CONTENT, require_columns
 
 ADDITIVE: tuple[str, ...] = ("t_air", "t_surface", "r_thermal", "r_solar", "q_latent", "q_sensible")
 # Amounts that scale: a ratio keeps them positive and keeps a dry month dry.
@@ -149,8 +149,7 @@ def _overlap_months(
     )
     if not months:
         raise ValueError(
-            f"no month in {first:%Y-%m}..{last:%Y-%m} has every band in both "
-            f"the reference and scenario {name}"
+            f"no month in {first:%Y-%m}..{last:%Y-%m} has every band in both the reference and scenario {name}"
         )
     return sorted(months)
 
@@ -184,9 +183,7 @@ def _complete_months(frame: pl.DataFrame, bands: list[int], name: str) -> list[d
     return months
 
 
-def _series(
-    frame: pl.DataFrame, months: list[date], bands: list[int], frame_name: str
-) -> dict[str, np.ndarray]:
+def _series(frame: pl.DataFrame, months: list[date], bands: list[int], frame_name: str) -> dict[str, np.ndarray]:
     """Each corrected variable as a (month, band) array; nulls are named, not mapped."""
     rows = frame.filter(pl.col("month").is_in(months), pl.col("band").is_in(bands)).sort("month", "band")
     if rows.height != len(months) * len(bands):
@@ -325,9 +322,7 @@ def _adjust_all(
     return corrected
 
 
-def _train_and_adjust(
-    method: str, ref_da, hist_da, sim_da, kind: str, n_quantiles: int, periods: list
-) -> np.ndarray:
+def _train_and_adjust(method: str, ref_da, hist_da, sim_da, kind: str, n_quantiles: int, periods: list) -> np.ndarray:
     """(year, calendar month, band) grid of the adjusted scenario; QDM ranks within each period."""
     import xsdba
 
@@ -355,10 +350,7 @@ def _fill_tied_cells(adjusted: np.ndarray, sim: np.ndarray, months: list[date], 
     ref_median = ref_da.median("time").transpose("month", "band").values  # (12, band)
     hist_median = hist_da.median("time").transpose("month", "band").values
     calendar = [m.month - 1 for m in months]
-    if kind == "+":
-        mapped = sim + (ref_median - hist_median)[calendar]
-    else:
-        mapped = sim * (ref_median / hist_median)[calendar]
+    mapped = sim + (ref_median - hist_median)[calendar] if kind == "+" else sim * (ref_median / hist_median)[calendar]
     return np.where(tied, mapped, adjusted)
 
 
@@ -390,12 +382,9 @@ def _replace_columns(
             "month": np.repeat(np.array(months, dtype="datetime64[D]"), len(bands)),
             "band": np.tile(np.asarray(bands), len(months)),
         }
-    ).with_columns(
-        pl.col("month").cast(scenario.schema["month"]), pl.col("band").cast(scenario.schema["band"])
-    )
+    ).with_columns(pl.col("month").cast(scenario.schema["month"]), pl.col("band").cast(scenario.schema["band"]))
     values = keys.with_columns(
-        pl.Series(variable, corrected[variable].reshape(-1)).cast(scenario.schema[variable])
-        for variable in CORRECTED
+        pl.Series(variable, corrected[variable].reshape(-1)).cast(scenario.schema[variable]) for variable in CORRECTED
     )
     return (
         scenario.drop(CORRECTED)
@@ -417,9 +406,7 @@ def _quantile_distance(model: np.ndarray, reference: np.ndarray, calendar_month:
 
 
 def _interquartile_range(reference: np.ndarray, calendar_month: np.ndarray) -> np.ndarray:
-    spreads = [
-        np.subtract(*np.quantile(reference[calendar_month == m], [0.75, 0.25], axis=0)) for m in range(1, 13)
-    ]
+    spreads = [np.subtract(*np.quantile(reference[calendar_month == m], [0.75, 0.25], axis=0)) for m in range(1, 13)]
     return np.mean(spreads, axis=0)
 
 

@@ -408,7 +408,7 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
             depth = series["alt_m"].to_numpy().astype(np.float64)  # null -> NaN: a gap in the line
             axis.plot(years, depth, color=colour, lw=1.1, label=scenario)
             flags = series["flag"].to_numpy()
-            for flag, (marker, meaning) in FLAG_MARKERS.items():
+            for flag, (marker, _) in FLAG_MARKERS.items():
                 hit = flags == flag
                 if hit.any():
                     y = np.where(np.isnan(depth[hit]), 0.0, depth[hit])
@@ -417,7 +417,7 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
         axis.axhline(deepest, color="grey", lw=0.6, ls=":")
         axis.set_title(_band_label(b).replace("\n", ", "), fontsize="medium")
         axis.tick_params(labelsize="x-small")
-    for axis in axes.ravel()[len(rows):]:
+    for axis in axes.ravel()[len(rows) :]:
         axis.set_visible(False)
     for flag, (marker, meaning) in FLAG_MARKERS.items():  # neutral legend entries for the marks
         if flag in seen_flags:
@@ -429,8 +429,6 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
         axis.set_xlabel("year")
     _legend(figure, axes, anchor=(0.5, 0.92), loc="upper center")
     suffix = f", {title_model}" if title_model else ""
-    figure.suptitle(
-        f"Active-layer thickness by scenario{suffix} (dotted: deepest layer mid-depth)", x=0.02, ha="left"
-    )
+    figure.suptitle(f"Active-layer thickness by scenario{suffix} (dotted: deepest layer mid-depth)", x=0.02, ha="left")
     figure.subplots_adjust(left=0.07, right=0.99, bottom=0.1, top=0.8, wspace=0.08, hspace=0.25)
     return save_png(figure, path)

@@ -19,7 +19,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-SCOPES: tuple[str, ...] = ("overall", "band", "layer", "band_layer")
+# scope, split by band, split by layer
+SCOPE_SPLITS: tuple[tuple[str, bool, bool], ...] = (
+    ("overall", False, False),
+    ("band", True, False),
+    ("layer", False, True),
+    ("band_layer", True, True),
+)
 TABLE_SCHEMA: dict[str, pl.DataType] = {
     "model": pl.Utf8,
     "scope": pl.Utf8,
@@ -61,21 +67,6 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def _scores(long: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    error = pl.col("y_true") - pl.col("y_pred")
-    ss_res = (error**2).sum()
-    ss_tot = ((pl.col("y_true") - pl.col("y_true").mean()) ** 2).sum()
-    aggs = [
-        (ss_res / pl.len()).sqrt().alias("rmse"),
-        error.abs().mean().alias("mae"),
-        pl.when(ss_tot > 0).then(1.0 - ss_res / ss_tot).otherwise(None).fill_null(float("nan")).alias("r2"),
-        pl.len().cast(pl.Int64).alias("n"),
-    ]
-    if keys:
-        return long.group_by(keys).agg(aggs).sort(keys)
-    return long.select(aggs)
-
-
 def evaluation_table(y_true: np.ndarray, y_pred: np.ndarray, band: np.ndarray, model: str) -> pl.DataFrame:
     """RMSE, MAE, R2 and n for ``model`` overall, per band, per layer and per band x layer.
 
@@ -93,22 +84,29 @@ def evaluation_table(y_true: np.ndarray, y_pred: np.ndarray, band: np.ndarray, m
     if t.size == 0:
         raise ValueError("no values to score")
     n, layers = t.shape
-    long = pl.DataFrame(
-        {
-            "band": np.repeat(b.astype(np.int64), layers),
-            "layer": np.tile(np.arange(layers, dtype=np.int64), n),
-            "y_true": t.ravel(),
-            "y_pred": p.ravel(),
-        }
-    )
-    parts = []
-    for scope, keys in (("overall", []), ("band", ["band"]), ("layer", ["layer"]), ("band_layer", ["band", "layer"])):
-        scored = _scores(long, keys)
-        parts.append(
-            scored.with_columns(
-                pl.lit(model, dtype=pl.Utf8).alias("model"),
-                pl.lit(scope, dtype=pl.Utf8).alias("scope"),
-                *(pl.lit(None, dtype=pl.Int64).alias(k) for k in ("band", "layer") if k not in keys),
-            ).select([pl.col(name).cast(dtype) for name, dtype in TABLE_SCHEMA.items()])
-        )
-    return pl.concat(parts)
+    band_of = np.repeat(b.astype(np.int64), layers)
+    layer_of = np.tile(np.arange(layers, dtype=np.int64), n)
+    t, p = t.ravel(), p.ravel()
+    rows = []
+    for scope, by_band, by_layer in SCOPE_SPLITS:
+        for band_value in np.unique(band_of) if by_band else [None]:
+            for layer_value in range(layers) if by_layer else [None]:
+                keep = np.ones(t.shape, dtype=bool)
+                if band_value is not None:
+                    keep &= band_of == band_value
+                if layer_value is not None:
+                    keep &= layer_of == layer_value
+                truth, pred = t[keep], p[keep]
+                rows.append(
+                    {
+                        "model": model,
+                        "scope": scope,
+                        "band": None if band_value is None else int(band_value),
+                        "layer": layer_value,
+                        "rmse": rmse(truth, pred),
+                        "mae": mae(truth, pred),
+                        "r2": r2(truth, pred),
+                        "n": int(keep.sum()),
+                    }
+                )
+    return pl.DataFrame(rows, schema=TABLE_SCHEMA)

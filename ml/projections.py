@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sources import catalog
 from ml.active_layer import MID_DEPTHS_M
+from sources import catalog
 
 ENSEMBLE_MODEL = "ensemble_mean"
 SPREAD_SUFFIX = "_spread"
@@ -73,9 +73,8 @@ def projection_frame(
             f"band {band.shape}, target_month {months.shape} and predictions {values.shape} "
             f"must be (n,), (n,) and (n, {len(catalog.TARGETS)})"
         )
-    if n and not np.issubdtype(band.dtype, np.integer):
-        if not np.all(np.equal(np.mod(band, 1), 0)):
-            raise ValueError("band must hold integer band indices")
+    if n and not np.issubdtype(band.dtype, np.integer) and not np.all(np.equal(np.mod(band, 1), 0)):
+        raise ValueError("band must hold integer band indices")
     band = band.astype(np.int64)
     known = {b.index for b in catalog.BANDS}
     unknown = sorted(set(band.tolist()) - known)
@@ -326,8 +325,7 @@ def _dataset(projections: pl.DataFrame):
                 "RCP scenarios, trained on ERA5-Land"
             ),
             "history": (
-                f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} written by "
-                "ml.projections.to_cf_netcdf"
+                f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} written by ml.projections.to_cf_netcdf"
             ),
             "references": "ERA5-Land (ECMWF); CMIP5 (WCRP)",
             "geospatial_lon_min": catalog.LON_WEST,

@@ -111,6 +111,4 @@ def split_soil_water(
     thickness = np.asarray(SOIL_LAYER_THICKNESS_M)
     water = fraction * total[:, None] / (WATER_DENSITY_KG_M3 * thickness)
     water = np.clip(water, 0.0, 1.0)
-    return scenario.with_columns(
-        pl.Series(name, water[:, k]) for k, name in enumerate(WATER_CONTENT)
-    )
+    return scenario.with_columns(pl.Series(name, water[:, k]) for k, name in enumerate(WATER_CONTENT))

@@ -109,9 +109,7 @@ def precision_policy(device: str) -> str:
     return MIXED_PRECISION if device == "gpu" else FULL_PRECISION
 
 
-def build_for_precision(
-    architecture: str, spec: InputSpec, hyperparameters: dict | None, policy: str
-) -> keras.Model:
+def build_for_precision(architecture: str, spec: InputSpec, hyperparameters: dict | None, policy: str) -> keras.Model:
     """Build ``architecture`` under dtype ``policy`` with a float32 output whatever the policy.
 
     The global policy is restored afterwards: it only matters while layers are created.
@@ -157,7 +155,7 @@ def train_model(
     architecture: str,
     train: WindowSet,
     stats: NormalizationStats,
-    config: TrainingConfig = TrainingConfig(),
+    config: TrainingConfig | None = None,
     hyperparameters: dict | None = None,
 ) -> TrainedModel:
     """Fit ``architecture`` (a key of ``ml.architectures.ARCHITECTURES``) on ``train``.
@@ -165,6 +163,7 @@ def train_model(
     ``train`` holds normalised inputs and degC targets built with ``stats``; the targets are
     normalised here with ``stats``.
     """
+    config = config or TrainingConfig()
     if train.y is None:
         raise ValueError("training windows need targets (y is None)")
     _check_features(train, stats, "training windows")

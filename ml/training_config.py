@@ -32,6 +32,4 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"TrainingConfig.learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"TrainingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
-            )
+            raise ValueError(f"TrainingConfig.validation_fraction must be in [0, 1), got {self.validation_fraction!r}")

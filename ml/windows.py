@@ -178,9 +178,7 @@ def stack_windows(
     *lead, months, channels = series.shape
     count = signal.shape[-1]
     if first < 0 or first + count + window - 1 > months:
-        raise ValueError(
-            f"windows {first}..{first + count - 1} of {window} months overrun a {months}-month series"
-        )
+        raise ValueError(f"windows {first}..{first + count - 1} of {window} months overrun a {months}-month series")
     shape = (*lead, count, window, channels + 1)
     if out is None:
         out = np.empty(shape, dtype=np.float32)
@@ -301,9 +299,7 @@ def build_training_windows(
         train_ranges[b.band] = (0, n_train)
         test_ranges[b.band] = (test_start, len(target_months) - test_start)
     if not any(count for _, count in train_ranges.values()):
-        raise ValueError(
-            f"no training window: no band has {window + 1} consecutive months ending by {train_last}"
-        )
+        raise ValueError(f"no training window: no band has {window + 1} consecutive months ending by {train_last}")
 
     stats = _training_stats(bands, train_ranges, window)
     return (
@@ -413,7 +409,7 @@ def _read_bands(
     bounds = np.r_[starts, len(band_ids)]
     n_features = len(features)
     out = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
         band = int(band_ids[lo])
         _check_consecutive(months[lo:hi], band, what)
         block = values[lo:hi]
@@ -428,9 +424,7 @@ def _read_bands(
     return out
 
 
-def _check_finite(
-    values: np.ndarray, columns: list[str], band_ids: np.ndarray, months: np.ndarray, what: str
-) -> None:
+def _check_finite(values: np.ndarray, columns: list[str], band_ids: np.ndarray, months: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]

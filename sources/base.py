@@ -24,9 +24,7 @@ class NotPublishedError(LookupError):
         self.month = month
         self.latest = latest
         newest = latest.strftime("%Y-%m") if latest else "none"
-        super().__init__(
-            f"{source}: month {month:%Y-%m} is not published yet (newest published month: {newest})"
-        )
+        super().__init__(f"{source}: month {month:%Y-%m} is not published yet (newest published month: {newest})")
 
 
 @runtime_checkable

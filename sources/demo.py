@@ -179,8 +179,10 @@ def _toa_insolation() -> np.ndarray:
     lat = np.radians(MID_LATITUDES)[None, :]
     decl = declination[:, None]
     hour_angle = np.arccos(np.clip(-np.tan(lat) * np.tan(decl), -1.0, 1.0))  # polar day/night
-    daily = (SOLAR_CONSTANT / np.pi) * distance[:, None] * (
-        hour_angle * np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.sin(hour_angle)
+    daily = (
+        (SOLAR_CONSTANT / np.pi)
+        * distance[:, None]
+        * (hour_angle * np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.sin(hour_angle))
     )
     starts = np.concatenate([[0], np.cumsum(NOLEAP_DAYS)[:-1]])
     return np.add.reduceat(daily, starts, axis=0) / NOLEAP_DAYS[:, None]
@@ -188,7 +190,7 @@ def _toa_insolation() -> np.ndarray:
 
 def _global_warming(years: np.ndarray, pathway: str) -> np.ndarray:
     knots = _PATHWAY_KNOTS[pathway] if pathway == "historical" else _HISTORICAL_KNOTS + _PATHWAY_KNOTS[pathway]
-    knot_years, knot_values = zip(*knots)
+    knot_years, knot_values = zip(*knots, strict=False)
     return np.interp(years, knot_years, knot_values)
 
 
@@ -419,7 +421,7 @@ class _Column:
 def _column() -> _Column:
     """Cells whose edges include every ERA5-Land layer edge; organic above mineral soil."""
     edges, layer = [0.0], []
-    for index, ((top, bottom), cells) in enumerate(zip(catalog.SOIL_LAYERS_M, CELLS_PER_LAYER)):
+    for index, ((top, bottom), cells) in enumerate(zip(catalog.SOIL_LAYERS_M, CELLS_PER_LAYER, strict=False)):
         edges += list(np.linspace(top, bottom, cells + 1)[1:])
         layer += [index] * cells
     edges, layer = np.array(edges + list(DEEP_EDGES)), np.array(layer + [len(CELLS_PER_LAYER) - 1] * len(DEEP_EDGES))
@@ -721,7 +723,7 @@ def _soil_properties_frame() -> pl.DataFrame:
     for name, profile in profiles.items():
         product = catalog.OPENLANDMAP_PRODUCTS[name]
         for band in range(catalog.N_BANDS):
-            values = dict(zip(catalog.OPENLANDMAP_DEPTH_COLUMNS, np.round(profile(band), 1).tolist()))
+            values = dict(zip(catalog.OPENLANDMAP_DEPTH_COLUMNS, np.round(profile(band), 1).tolist(), strict=False))
             keys = {"band": band, "property": name, "asset": product["asset"], "stored_unit": product["stored_unit"]}
             rows.append({**keys, **values})
     schema = {"band": pl.Int32, "property": pl.Utf8, "asset": pl.Utf8, "stored_unit": pl.Utf8}

@@ -85,9 +85,7 @@ def _check_bands_and_months(frame: pl.DataFrame, where: str, expected_months: li
     wrong = per_month.filter(pl.col("n_bands") != catalog.N_BANDS)
     if wrong.height:
         row = _first_row(wrong)
-        raise SourceError(
-            f"{where}: month {row['month']:%Y-%m}: {row['n_bands']} bands, expected {catalog.N_BANDS}"
-        )
+        raise SourceError(f"{where}: month {row['month']:%Y-%m}: {row['n_bands']} bands, expected {catalog.N_BANDS}")
     months = per_month["month"].to_list()
     if expected_months is None and months:
         expected_months = catalog.month_range(months[0], months[-1])
@@ -99,12 +97,16 @@ def _check_bands_and_months(frame: pl.DataFrame, where: str, expected_months: li
         raise SourceError(f"{where}: month {extra[0]:%Y-%m} was not asked for")
 
 
-def _check_values(frame: pl.DataFrame, ranges: Mapping[str, tuple[float, float]], units: Mapping[str, str], where: str) -> None:
+def _check_values(
+    frame: pl.DataFrame, ranges: Mapping[str, tuple[float, float]], units: Mapping[str, str], where: str
+) -> None:
     for variable, (low, high) in ranges.items():
         column = pl.col(variable)
         missing = frame.filter(column.is_null() | column.is_nan())
         if missing.height:
-            raise SourceError(f"{where}: variable {variable}, {_describe(_first_row(missing))}: value is missing (NaN/null)")
+            raise SourceError(
+                f"{where}: variable {variable}, {_describe(_first_row(missing))}: value is missing (NaN/null)"
+            )
         outside = frame.filter((column < low) | (column > high))
         if outside.height:
             row = _first_row(outside)
@@ -142,7 +144,9 @@ def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str) -> pl.DataF
     calendars = set(frame["calendar"].unique().to_list())
     unknown = calendars - CF_CALENDARS
     if unknown or len(calendars) != 1:
-        raise SourceError(f"{where}: experiment {experiment}: calendar {sorted(map(str, calendars))} is not one CF calendar")
+        raise SourceError(
+            f"{where}: experiment {experiment}: calendar {sorted(map(str, calendars))} is not one CF calendar"
+        )
     frame = frame.with_columns(pl.lit(experiment).alias("experiment"))
     _check_bands_and_months(frame, where, None)
     _check_values(frame, CMIP5_RANGES, catalog.CMIP5_UNITS, where)
@@ -164,7 +168,10 @@ def validate_lithology(frame: pl.DataFrame, where: str) -> pl.DataFrame:
     bad = frame.filter(pl.col("area_km2").is_null() | pl.col("area_km2").is_nan() | (pl.col("area_km2") < 0))
     if bad.height:
         row = _first_row(bad)
-        raise SourceError(f"{where}: variable area_km2, band {row['band']}, class {row['lithology']}: value {row['area_km2']!r} is missing or negative")
+        raise SourceError(
+            f"{where}: variable area_km2, band {row['band']}, class {row['lithology']}: "
+            f"value {row['area_km2']!r} is missing or negative"
+        )
     totals = frame.group_by("band").agg(pl.col("area_km2").sum()).filter(pl.col("area_km2") <= 0)
     if totals.height:
         raise SourceError(f"{where}: band {totals['band'][0]}: total lithology area is zero")
@@ -184,10 +191,15 @@ def validate_soil_properties(frame: pl.DataFrame, where: str) -> pl.DataFrame:
     for product in catalog.OPENLANDMAP_PRODUCTS:
         bands = set(frame.filter(pl.col("property") == product)["band"].to_list())
         if bands != set(range(catalog.N_BANDS)):
-            raise SourceError(f"{where}: variable {product}: bands {sorted(bands)} present, expected 0..{catalog.N_BANDS - 1}")
+            raise SourceError(
+                f"{where}: variable {product}: bands {sorted(bands)} present, expected 0..{catalog.N_BANDS - 1}"
+            )
     for column in depth_columns:
         bad = frame.filter(pl.col(column).is_null() | pl.col(column).is_nan() | (pl.col(column) < 0))
         if bad.height:
             row = _first_row(bad)
-            raise SourceError(f"{where}: variable {row['property']} depth {column}, band {row['band']}: value {row[column]!r} is missing or negative")
+            raise SourceError(
+                f"{where}: variable {row['property']} depth {column}, band {row['band']}: "
+                f"value {row[column]!r} is missing or negative"
+            )
     return frame.sort("property", "band")

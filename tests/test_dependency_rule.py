@@ -1,10 +1,10 @@
 """The dependency rule of the README, held for every import in the tree (lazy ones included).
 
-    sources/          -> sources                              (plain Python, no Dagster)
-    ml/               -> ml, sources.catalog                  (plain Python + Keras, no Dagster)
-    data_quality/     -> data_quality, dagster_project, sources (suites.py: plain, sources only)
-    dagster_project/  -> dagster_project, data_quality, sources; assets only from definitions.py
-    assets/           -> dagster_project, ml, sources         (never another asset module)
+sources/          -> sources                              (plain Python, no Dagster)
+ml/               -> ml, sources.catalog                  (plain Python + Keras, no Dagster)
+data_quality/     -> data_quality, dagster_project, sources (suites.py: plain, sources only)
+dagster_project/  -> dagster_project, data_quality, sources; assets only from definitions.py
+assets/           -> dagster_project, ml, sources         (never another asset module)
 """
 
 import ast

@@ -78,7 +78,10 @@ def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypat
         frame = original(self, months)
         hit = (pl.col("band") == 3) & (pl.col("month") == dt.date(2001, 2, 1))
         return frame.with_columns(
-            pl.when(hit).then(float("nan")).otherwise(pl.col("soil_temperature_level_2")).alias("soil_temperature_level_2")
+            pl.when(hit)
+            .then(float("nan"))
+            .otherwise(pl.col("soil_temperature_level_2"))
+            .alias("soil_temperature_level_2")
         )
 
     monkeypatch.setattr(DemoReanalysisSource, "read_months", corrupted)

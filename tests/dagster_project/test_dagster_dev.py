@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-QUERY = '{ assetNodes { assetKey { path } groupName } }'
+QUERY = "{ assetNodes { assetKey { path } groupName } }"
 
 
 def _free_port() -> int:

@@ -42,8 +42,13 @@ def test_expectation_checks_are_attached_to_both_marts_and_block(lake_env):
     for key in graph.asset_check_keys:
         if key.name.startswith("gx_"):
             gx_checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
-    expected = {"gx_physical_ranges", "gx_water_content_fraction", "gx_lithology_fractions_sum_to_one",
-                "gx_no_missing_month", "gx_six_bands_per_month"}
+    expected = {
+        "gx_physical_ranges",
+        "gx_water_content_fraction",
+        "gx_lithology_fractions_sum_to_one",
+        "gx_no_missing_month",
+        "gx_six_bands_per_month",
+    }
     assert gx_checks["fct_band_month_features"] == expected | {"gx_amplitude_damps_with_depth"}
     assert gx_checks["fct_scenario_band_month_features"] == expected
     specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]

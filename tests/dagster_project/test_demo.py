@@ -52,7 +52,11 @@ def test_runs_are_named_and_tagged_by_stage(demo_run):
 
     runs = instance.get_runs()
     assert runs and {run.job_name for run in runs} <= {
-        "unpartitioned_assets", "reanalysis_month_assets", "cmip5_experiment_assets", "rcp_assets", "architecture_assets"
+        "unpartitioned_assets",
+        "reanalysis_month_assets",
+        "cmip5_experiment_assets",
+        "rcp_assets",
+        "architecture_assets",
     }
     assert all(run.tags.get(LAUNCHED_BY) == "make demo" for run in runs)
     stages = {run.tags[STAGE] for run in runs}
@@ -70,7 +74,9 @@ def test_every_file_in_the_lake_is_an_output_the_layout_declares(demo_run):
     declared = set()
     for name in LakeLayout.assets():
         partitions = {
-            "era5_land_monthly": [m.isoformat() for m in catalog.month_range(catalog.HISTORY_START, catalog.DEFAULT_LATEST_MONTH)],
+            "era5_land_monthly": [
+                m.isoformat() for m in catalog.month_range(catalog.HISTORY_START, catalog.DEFAULT_LATEST_MONTH)
+            ],
             "cmip5_monthly": catalog.CMIP5_EXPERIMENTS,
             "cmip5_bias_corrected": catalog.RCP_EXPERIMENTS,
             "scenario_windows": catalog.RCP_EXPERIMENTS,
@@ -107,7 +113,9 @@ def test_bias_corrected_scenarios_keep_their_order(demo_run):
     late = {}
     for scenario in ("rcp26", "rcp45", "rcp60", "rcp85"):
         frame = pl.read_parquet(lake / "features" / "cmip5_bias_corrected" / f"{scenario}.parquet")
-        late[scenario] = frame.filter(pl.col("year") >= 2081).group_by("band").agg(pl.col("t_air").mean()).sort("band")["t_air"]
+        late[scenario] = (
+            frame.filter(pl.col("year") >= 2081).group_by("band").agg(pl.col("t_air").mean()).sort("band")["t_air"]
+        )
         assert (frame["p_total"] >= 0).all()
     for band in range(6):
         values = [late[s][band] for s in ("rcp26", "rcp45", "rcp60", "rcp85")]
@@ -120,7 +128,16 @@ def test_evaluation_lists_every_model_and_baseline(demo_run):
     lake, _, _ = demo_run
     table = pl.read_parquet(lake / "evaluation" / "model_evaluation.parquet")
     overall = table.filter(pl.col("scope") == "overall")
-    assert set(overall["model"]) == {"tcn", "transformer", "conv1d_lstm", "gru", "bilstm", "climatology", "persistence", "ridge"}
+    assert set(overall["model"]) == {
+        "tcn",
+        "transformer",
+        "conv1d_lstm",
+        "gru",
+        "bilstm",
+        "climatology",
+        "persistence",
+        "ridge",
+    }
     assert overall["rmse"].is_finite().all() and (overall["rmse"] > 0).all()
     per_band_layer = table.filter(pl.col("scope") == "band_layer")
     assert per_band_layer.height == 8 * 6 * 4
@@ -136,7 +153,13 @@ def test_projections_exports_and_active_layer(demo_run):
     assert projections["month"].max().isoformat() == "2100-12-01"
     assert "ensemble_mean" in set(projections["model"])
     with xr.open_dataset(lake / "projections" / "soil_temperature_projections.nc") as dataset:
-        assert dict(dataset["soil_temperature"].sizes) == {"scenario": 4, "model": 6, "band": 6, "depth": 4, "time": 924}
+        assert dict(dataset["soil_temperature"].sizes) == {
+            "scenario": 4,
+            "model": 6,
+            "band": 6,
+            "depth": 4,
+            "time": 924,
+        }
         assert dataset["soil_temperature"].attrs["units"] == "degC"
     alt = pl.read_parquet(lake / "projections" / "active_layer_thickness.parquet")
     assert {"reanalysis", "rcp26", "rcp85"} <= set(alt["scenario"])

@@ -1,12 +1,11 @@
 import datetime as dt
 
+import dagster as dg
 import duckdb
 import polars as pl
-import dagster as dg
 import pytest
 
 from dagster_project import lake
-
 
 DBT_GROUPS = {"staging", "intermediate", "marts"}
 
@@ -53,9 +52,11 @@ def test_views_follow_the_lake_and_readers_are_read_only(tmp_path):
 
 
 def test_reader_of_a_missing_warehouse_says_so(tmp_path):
-    with pytest.raises(FileNotFoundError, match="materialize the raw assets first"):
-        with lake.read_only(tmp_path / "nope.duckdb"):
-            pass
+    with (
+        pytest.raises(FileNotFoundError, match="materialize the raw assets first"),
+        lake.read_only(tmp_path / "nope.duckdb"),
+    ):
+        pass
 
 
 def test_view_names_are_identifiers(tmp_path):
@@ -106,9 +107,8 @@ def test_a_folder_is_swapped_in_whole(tmp_path):
         (folder / "model.keras").write_text("half")
         raise RuntimeError("killed")
 
-    with pytest.raises(RuntimeError):
-        with lake.atomic_batch() as batch:
-            batch.folder(target, broken)
+    with pytest.raises(RuntimeError), lake.atomic_batch() as batch:
+        batch.folder(target, broken)
     assert (target / "model.keras").read_text() == "v2"
     assert [p.name for p in target.parent.iterdir()] == ["gru"]
 
@@ -122,11 +122,14 @@ def test_a_batch_lands_every_output_or_none(tmp_path):
         assert not table.exists() and not figure.exists()  # nothing lands before the block ends
     before = {p: p.read_bytes() for p in (table, figure, model / "model.keras")}
 
-    with pytest.raises(RuntimeError, match="figure failed"):
+    def failing_batch():
         with lake.atomic_batch() as batch:
             batch.parquet(table, _frame(2.0))
             batch.folder(model, lambda tmp: (tmp / "model.keras").write_text("v2"))
             batch.file(figure, lambda tmp: (_ for _ in ()).throw(RuntimeError("figure failed")))
+
+    with pytest.raises(RuntimeError, match="figure failed"):
+        failing_batch()
     assert {p: p.read_bytes() for p in (table, figure, model / "model.keras")} == before
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
@@ -170,9 +173,11 @@ def test_dbt_sources_read_the_layout_globs(tmp_path):
     layout = LakeLayout(tmp_path)
     for source in sources:
         for table in source["tables"]:
-            location = source["meta"]["external_location"].replace(
-                "{{ env_var('PERMAFROST_LAKE_ROOT', '../data') }}", str(layout.root)
-            ).format(name=table["name"])
+            location = (
+                source["meta"]["external_location"]
+                .replace("{{ env_var('PERMAFROST_LAKE_ROOT', '../data') }}", str(layout.root))
+                .format(name=table["name"])
+            )
             assert location == f"read_parquet('{layout.raw_glob(table['name'])}'" + (
                 ", union_by_name = true)" if "union_by_name" in location else ")"
             )

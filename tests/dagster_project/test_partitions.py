@@ -1,5 +1,5 @@
-from sources import catalog
 from dagster_project.partitions import architectures, rcp_scenarios
+from sources import catalog
 
 
 def test_architecture_partitions_match_the_ml_registry():

@@ -1,8 +1,6 @@
 """A corrupted raw lake makes the right great-expectations check fail, naming band and month,
 and nothing downstream of the failed check is materialized in that run."""
 
-import datetime as dt
-
 import polars as pl
 import pytest
 from dagster import AssetKey, AssetSelection, asset, materialize
@@ -29,12 +27,16 @@ def _corrupt(lake_root):
     path = folder / "2002-02.parquet"
     frame = pl.read_parquet(path)
     frame.with_columns(
-        soil_temperature_level_2=pl.when(pl.col("band") == 3).then(float("nan")).otherwise(pl.col("soil_temperature_level_2"))
+        soil_temperature_level_2=pl.when(pl.col("band") == 3)
+        .then(float("nan"))
+        .otherwise(pl.col("soil_temperature_level_2"))
     ).write_parquet(path)
     # an impossible air temperature (400 K)
     path = folder / "2002-06.parquet"
     frame = pl.read_parquet(path)
-    frame.with_columns(temperature_2m=pl.when(pl.col("band") == 1).then(400.0).otherwise(pl.col("temperature_2m"))).write_parquet(path)
+    frame.with_columns(
+        temperature_2m=pl.when(pl.col("band") == 1).then(400.0).otherwise(pl.col("temperature_2m"))
+    ).write_parquet(path)
     # a missing month
     (folder / "2003-03.parquet").unlink()
 
@@ -42,13 +44,21 @@ def _corrupt(lake_root):
 @pytest.fixture
 def corrupted_run(resources, lake_settings):
     everything = list(defs.assets) + list(defs.asset_checks) + [trained_on_history, projected_from_scenarios]
-    materialize(everything, selection=AssetSelection.groups("raw") - AssetSelection.assets("era5_land_monthly", "cmip5_monthly"), resources=resources)
+    materialize(
+        everything,
+        selection=AssetSelection.groups("raw") - AssetSelection.assets("era5_land_monthly", "cmip5_monthly"),
+        resources=resources,
+    )
     materialize(everything, selection=AssetSelection.assets("era5_land_monthly"), resources=resources, tags=RANGE)
     materialize(everything, selection=AssetSelection.assets("cmip5_monthly"), resources=resources, tags=EXPERIMENTS)
     _corrupt(lake_settings.lake_root)
     upstream = AssetSelection.assets("fct_scenario_band_month_features").upstream() - AssetSelection.groups("raw")
-    first = materialize(everything, selection=upstream | AssetSelection.assets("projected_from_scenarios"),
-                        resources=resources, raise_on_error=False)
+    first = materialize(
+        everything,
+        selection=upstream | AssetSelection.assets("projected_from_scenarios"),
+        resources=resources,
+        raise_on_error=False,
+    )
     history = materialize(
         everything,
         selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
@@ -68,7 +78,9 @@ def test_corrupted_raw_partitions_fail_the_right_checks_and_block_downstream(cor
     # the scenario side is clean: its checks pass and its downstream asset runs
     scenario_checks = {k: v for k, v in _evaluations(scenario_run).items() if k.startswith("gx_")}
     assert scenario_checks and all(e.passed for e in scenario_checks.values())
-    assert "projected_from_scenarios" in {e.asset_key.to_user_string() for e in scenario_run.get_asset_materialization_events()}
+    assert "projected_from_scenarios" in {
+        e.asset_key.to_user_string() for e in scenario_run.get_asset_materialization_events()
+    }
 
     checks = _evaluations(history_run)
     ranges = checks["gx_physical_ranges"]

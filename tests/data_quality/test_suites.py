@@ -6,22 +6,29 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources import catalog
 from dagster_project.dbt import canonical_ranges
 from data_quality import suites
+from sources import catalog
 
 
 def _history(n_years=2) -> pl.DataFrame:
     months = catalog.month_range(dt.date(2001, 1, 1), dt.date(2000 + n_years, 12, 1))
     rows = []
     for band in range(catalog.N_BANDS):
-        for i, month in enumerate(months):
+        for _i, month in enumerate(months):
             season = np.cos(2 * np.pi * (month.month - 7) / 12)
             row = {"band": band, "month": month}
-            row.update({c: 0.5 * (lo + hi) for c, (lo, hi) in canonical_ranges().items() if c in
-                        (*suites.DYNAMIC_FEATURES, *suites.SOIL_PROPERTIES)})
+            row.update(
+                {
+                    c: 0.5 * (lo + hi)
+                    for c, (lo, hi) in canonical_ranges().items()
+                    if c in (*suites.DYNAMIC_FEATURES, *suites.SOIL_PROPERTIES)
+                }
+            )
             row.update({w: 0.3 for w in suites.WATER_CONTENT})
-            row.update({t: amplitude * season for t, amplitude in zip(suites.TARGETS, (10.0, 6.0, 3.0, 1.0))})
+            row.update(
+                {t: amplitude * season for t, amplitude in zip(suites.TARGETS, (10.0, 6.0, 3.0, 1.0), strict=False)}
+            )
             row.update({c: 1.0 / len(suites.LITHOLOGY_COLUMNS) for c in suites.LITHOLOGY_COLUMNS})
             rows.append(row)
     return pl.DataFrame(rows)

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources import catalog
 from ml import active_layer
+from sources import catalog
 
 # mid-depths of 0-0.07, 0.07-0.28, 0.28-1.00, 1.00-2.89 m
 D = (0.035, 0.175, 0.64, 1.945)
@@ -27,7 +27,7 @@ def year_rows(peak, year=2010, months=range(1, 13), **keys) -> pl.DataFrame:
 
 
 def test_mid_depths_from_catalog():
-    assert active_layer.MID_DEPTHS_M == pytest.approx(D)
+    assert pytest.approx(D) == active_layer.MID_DEPTHS_M
 
 
 def test_flags_and_depths():

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources import catalog
 from ml import baselines
+from sources import catalog
 
 MONTHS = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"), dtype="datetime64[M]")  # 276
 TEST_MONTHS = np.arange(np.datetime64("2019-01"), np.datetime64("2024-01"), dtype="datetime64[M]")  # 60
@@ -65,8 +65,10 @@ def test_trend_persistence_lags_by_twelve_months_of_trend_and_climatology_by_tra
 def test_climatology_ignores_test_years():
     frame = history(slope=0.02)
     changed = frame.with_columns(
-        [pl.when(pl.col("month") >= dt.date(2019, 1, 1)).then(pl.col(c) + 50.0).otherwise(pl.col(c)).alias(c)
-         for c in catalog.TARGETS]
+        [
+            pl.when(pl.col("month") >= dt.date(2019, 1, 1)).then(pl.col(c) + 50.0).otherwise(pl.col(c)).alias(c)
+            for c in catalog.TARGETS
+        ]
     )
     band, months = np.repeat([0, 3], len(TEST_MONTHS)), np.tile(TEST_MONTHS, 2)
     before = baselines.climatology(frame).predict(band, months)

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources.catalog import DYNAMIC_FEATURES, N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 from ml.bias_correction import ADDITIVE, CORRECTED, MULTIPLICATIVE, bias_correct
+from sources.catalog import DYNAMIC_FEATURES, N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_MONTHS = month_range(date(2001, 1, 1), date(2023, 12, 1))
@@ -75,9 +75,7 @@ def scenarios() -> dict[str, pl.DataFrame]:
     frames = {}
     for seed, (name, warming) in enumerate(WARMING_DEGC_PER_YEAR.items()):
         columns = _climate(SCENARIO_MONTHS, np.random.default_rng(100 + seed), model=True, warming=warming)
-        frame = pl.DataFrame(columns).with_columns(
-            pl.lit(name).alias("scenario"), pl.lit(0.25).alias("litho_water")
-        )
+        frame = pl.DataFrame(columns).with_columns(pl.lit(name).alias("scenario"), pl.lit(0.25).alias("litho_water"))
         frames[name] = frame.select("scenario", *[c for c in frame.columns if c != "scenario"])
     return frames
 
@@ -129,9 +127,9 @@ def test_corrected_overlap_quantiles_match_the_reanalysis(reference, corrections
     # mean |quantile difference| over probabilities 0.1..0.9 within 5%, the worst single one
     # within 15% (50 quantile nodes on 23 years smooth the jump between neighbouring years).
     reference = reference.with_columns(
-        pl.sum_horizontal(pl.col(w) * t * 1000 for w, t in zip(WATER_CONTENT, SOIL_LAYER_THICKNESS_M)).alias(
-            "soil_water_total_kg_m2"
-        )
+        pl.sum_horizontal(
+            pl.col(w) * t * 1000 for w, t in zip(WATER_CONTENT, SOIL_LAYER_THICKNESS_M, strict=False)
+        ).alias("soil_water_total_kg_m2")
     )
     probabilities = np.linspace(0.1, 0.9, 9)
     first, last = REFERENCE_MONTHS[0], REFERENCE_MONTHS[-1]

@@ -6,50 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import statistics_of, synthetic_windows
 
 from ml import training
 from ml.explain import _draw, feature_importance
 from ml.training_config import TrainingConfig
-from ml.windows import NormalizationStats, WindowSet
+from ml.windows import WindowSet
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES = ("r_thermal", "driver", "noise_a", "noise_b", "z")
-TARGETS = ("t_soil_0", "t_soil_1", "t_soil_2", "t_soil_3")
 SAMPLES = 50  # shap samples per explained window: enough to rank a driver above noise
-
-
-def synthetic_windows(n_months: int, first: str, seed: int, n_bands: int = 2) -> WindowSet:
-    """Every layer follows the driver's last two months; the other features are noise."""
-    rng = np.random.default_rng(seed)
-    n = n_months * n_bands
-    x = rng.standard_normal((n, 24, len(FEATURES))).astype(np.float32)
-    driver = x[:, -1, 1] + 0.5 * x[:, -2, 1]
-    y = np.array([10.0, 5.0, 2.0, 1.0]) + np.array([5.0, 3.0, 2.0, 1.0]) * driver[:, None]
-    return WindowSet(
-        x=x,
-        band=np.repeat(np.arange(n_bands), n_months).astype(np.int32),
-        y=y.astype(np.float32),
-        target_month=np.tile(np.datetime64(first, "M") + np.arange(n_months), n_bands),
-        feature_names=FEATURES,
-    )
 
 
 @pytest.fixture(scope="module")
 def setup():
-    train = synthetic_windows(120, "2000-01", seed=0)
-    test = synthetic_windows(30, "2010-01", seed=1)
-    stats = NormalizationStats(
-        feature_names=FEATURES,
-        mean=np.zeros(len(FEATURES)),
-        std=np.ones(len(FEATURES)),
-        target_names=TARGETS,
-        target_mean=train.y.mean(axis=0),
-        target_std=train.y.std(axis=0),
-        r_thermal_mean=0.0,
-        r_thermal_std=1.0,
-    )
+    train = synthetic_windows(FEATURES, 120, "2000-01", seed=0, noise=0.0)
+    test = synthetic_windows(FEATURES, 30, "2010-01", seed=1, noise=0.0)
+    stats = statistics_of(train)
     config = TrainingConfig(epochs=8, learning_rate=1e-2)
     trained = training.train_model("gru", train, stats, config, {"units": 8, "layers": 1, "dropout": 0.0})
     return trained, test
@@ -71,7 +46,7 @@ def test_every_feature_once_non_negative_sorted(importance):
 
 def test_the_driver_ranks_above_noise(importance):
     ranked = importance["feature"].to_list()
-    values = dict(zip(ranked, importance["mean_abs_shap"].to_list()))
+    values = dict(zip(ranked, importance["mean_abs_shap"].to_list(), strict=False))
     assert ranked[0] == "driver"
     assert values["driver"] > 3 * max(values[f] for f in ("noise_a", "noise_b"))
 

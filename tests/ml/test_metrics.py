@@ -42,7 +42,7 @@ def test_evaluation_table_scopes_and_counts():
     table = metrics.evaluation_table(y, p, band, model="toy")
     assert table.columns == ["model", "scope", "band", "layer", "rmse", "mae", "r2", "n"]
     assert table["model"].unique().to_list() == ["toy"]
-    counts = dict(zip(*table.group_by("scope").len().sort("scope").to_dict(as_series=False).values()))
+    counts = dict(zip(*table.group_by("scope").len().sort("scope").to_dict(as_series=False).values(), strict=False))
     assert counts == {"overall": 1, "band": 2, "layer": 4, "band_layer": 8}
 
     overall = table.filter(pl.col("scope") == "overall").row(0, named=True)

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import xarray as xr
 
-from sources import catalog
 from ml import projections as P
+from sources import catalog
 
 MONTHS = np.arange(np.datetime64("2024-01"), np.datetime64("2025-01"))  # 12 months
 
@@ -45,7 +45,7 @@ def test_projection_frame_shape_columns_and_types():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"scenario": "rcp99"}, "unknown scenario"),
         ({"model": "ensemble_mean"}, "reserved"),

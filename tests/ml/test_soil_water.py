@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 from ml.soil_water import MAX_PRECISION, DirichletShares, fit_layer_shares, split_soil_water
+from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 
 THICKNESS = np.asarray(SOIL_LAYER_THICKNESS_M)
 TRUE_PRECISION = 200.0

@@ -5,52 +5,24 @@ import json
 import keras
 import numpy as np
 import pytest
+import synthetic
+from synthetic import LAYER_AMPLITUDE, LAYER_MEAN, statistics_of
 
 from ml import training
 from ml.architectures import InputSpec
 from ml.metrics import r2
 from ml.training_config import TrainingConfig
-from ml.windows import NormalizationStats, WindowSet
+from ml.windows import WindowSet
 
 # Keras' TensorFlow backend calls np.array(tensor, copy=False) internally; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 FEATURES = ("r_thermal", "driver", "noise_a", "noise_b", "noise_c", "z")
-TARGETS = ("t_soil_0", "t_soil_1", "t_soil_2", "t_soil_3")
-# Layer means and amplitudes (degC) of the synthetic soil temperatures.
-LAYER_MEAN = np.array([10.0, 5.0, 2.0, 1.0])
-LAYER_AMPLITUDE = np.array([5.0, 3.0, 2.0, 1.0])
 SMALL_GRU = {"units": 8, "layers": 1, "dropout": 0.0}
 
 
 def synthetic_windows(n_months: int, first: str = "2000-01", n_bands: int = 2, seed: int = 0) -> WindowSet:
-    """Normalised random windows, band by band; every layer follows the driver's last two months."""
-    rng = np.random.default_rng(seed)
-    n = n_months * n_bands
-    x = rng.standard_normal((n, 24, len(FEATURES))).astype(np.float32)
-    driver = x[:, -1, 1] + 0.5 * x[:, -2, 1]
-    y = LAYER_MEAN + LAYER_AMPLITUDE * driver[:, None] + 0.1 * rng.standard_normal((n, 4))
-    return WindowSet(
-        x=x,
-        band=np.repeat(np.arange(n_bands), n_months).astype(np.int32),
-        y=y.astype(np.float32),
-        target_month=np.tile(np.datetime64(first, "M") + np.arange(n_months), n_bands),
-        feature_names=FEATURES,
-    )
-
-
-def statistics_of(train: WindowSet) -> NormalizationStats:
-    """Inputs are already z-scores; target statistics from the training windows only."""
-    return NormalizationStats(
-        feature_names=FEATURES,
-        mean=np.zeros(len(FEATURES)),
-        std=np.ones(len(FEATURES)),
-        target_names=TARGETS,
-        target_mean=train.y.mean(axis=0),
-        target_std=train.y.std(axis=0),
-        r_thermal_mean=0.0,
-        r_thermal_std=1.0,
-    )
+    return synthetic.synthetic_windows(FEATURES, n_months, first, seed=seed, n_bands=n_bands)
 
 
 def per_layer_r2(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -166,9 +138,7 @@ def test_validation_split_takes_the_latest_target_months():
     # Two bands whose rows interleave months out of order: the split must sort by month.
     windows = synthetic_windows(40, n_bands=2)
     order = np.random.default_rng(3).permutation(len(windows))
-    shuffled = WindowSet(
-        windows.x[order], windows.band[order], windows.y[order], windows.target_month[order], FEATURES
-    )
+    shuffled = WindowSet(windows.x[order], windows.band[order], windows.y[order], windows.target_month[order], FEATURES)
     fit, validation = training.validation_split(shuffled, 0.1)
     months = shuffled.target_month
     assert len(validation) == 4 * 2  # 4 of 40 months, both bands

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources import catalog
 from ml import windows as W
+from sources import catalog
 
 RNG_SEED = 20240101
 
@@ -91,8 +91,8 @@ def naive_stats(frame: pl.DataFrame, window: int):
     """Feature, target and r_thermal statistics over the training windows, by hand."""
     train = naive_windows(frame, window, "1900-01", "2018-12")
     seen, input_rows = set(), []
-    for x, keys in zip(train["x"], train["rows"]):
-        for row, key in zip(x, keys):
+    for x, keys in zip(train["x"], train["rows"], strict=False):
+        for row, key in zip(x, keys, strict=False):
             if key not in seen:  # each band-month once
                 seen.add(key)
                 input_rows.append(row)
@@ -131,7 +131,7 @@ def test_statistics_match_a_hand_loop(history, built):
     np.testing.assert_allclose(stats.target_std, expected["target_std"], rtol=1e-10)
 
 
-@pytest.mark.parametrize("split, first, last", [(0, "1900-01", "2018-12"), (1, "2019-01", "2023-12")])
+@pytest.mark.parametrize(("split", "first", "last"), [(0, "1900-01", "2018-12"), (1, "2019-01", "2023-12")])
 def test_windows_equal_a_naive_loop(history, built, split, first, last):
     windows, stats = built[split], built[2]
     naive = naive_windows(history, 24, first, last)

@@ -8,8 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sources import catalog
-from sources import base, demo, validation
+from sources import base, catalog, demo, validation
 
 KELVIN = 273.15
 HISTORY = catalog.month_range(catalog.HISTORY_START, dt.date(2023, 12, 1))
@@ -72,9 +71,12 @@ def test_reanalysis_schema_rows_and_order(era5):
     assert frame.height == len(HISTORY) * catalog.N_BANDS
     assert frame.equals(frame.sort("month", "band"))
     assert frame["month"].dt.day().unique().to_list() == [1]
-    assert frame.group_by("month").agg(pl.col("band").sort()).filter(
-        pl.col("band") != list(range(catalog.N_BANDS))
-    ).is_empty()
+    assert (
+        frame.group_by("month")
+        .agg(pl.col("band").sort())
+        .filter(pl.col("band") != list(range(catalog.N_BANDS)))
+        .is_empty()
+    )
     # the lake's own checks (ranges, completeness) accept it
     validation.validate_reanalysis(frame, HISTORY, "demo")
 
@@ -91,7 +93,7 @@ def test_reanalysis_values_are_in_era5_land_units(era5):
     annual_mm = per_band(era5, pl.col("total_precipitation_sum").sum()) * 1000 / 23
     assert ((annual_mm > 150) & (annual_mm < 1500)).all()
     for name in SOIL_WATER:
-        assert 0.15 <= era5[name].min() and era5[name].max() <= 0.45
+        assert era5[name].min() >= 0.15 and era5[name].max() <= 0.45
 
 
 def test_cmip_schema_calendar_and_periods(cmip):
@@ -103,9 +105,13 @@ def test_cmip_schema_calendar_and_periods(cmip):
         assert all(frame.schema[name] == pl.Float64 for name in catalog.CMIP5_VARIABLES)
         assert frame["calendar"].unique().to_list() == ["noleap"]
         assert frame["model"].unique().to_list() == ["DEMO-ESM1"]
-        first, last = (dt.date(1950, 1, 1), dt.date(2005, 12, 1)) if experiment == "historical" else (
-            dt.date(2006, 1, 1),
-            dt.date(2100, 12, 1),
+        first, last = (
+            (dt.date(1950, 1, 1), dt.date(2005, 12, 1))
+            if experiment == "historical"
+            else (
+                dt.date(2006, 1, 1),
+                dt.date(2100, 12, 1),
+            )
         )
         assert frame["month"].min() == first and frame["month"].max() == last
         assert frame.height == len(catalog.month_range(first, last)) * catalog.N_BANDS
@@ -222,7 +228,7 @@ def test_precipitation_and_snowfall_are_physical(era5):
     assert (snow <= total).all()
     snow_share = pl.col("snowfall_sum").sum() / pl.col("total_precipitation_sum").sum()
     share = era5.group_by("calendar_month").agg(snow_share.alias("share"))
-    share = dict(zip(share["calendar_month"], share["share"]))
+    share = dict(zip(share["calendar_month"], share["share"], strict=False))
     assert share[1] > 0.9 and share[7] < 0.1  # snow in winter, rain in summer
     wettest = mean_annual_cycle(era5, "total_precipitation_sum").argmax(axis=0) + 1
     assert np.isin(wettest, [7, 8, 9, 10]).all(), wettest  # summer-autumn maximum
@@ -256,9 +262,13 @@ def test_cmip_twin_has_model_biases(era5, cmip):
     overlap = (2001, 2005)
     cold_bias = window_mean(cmip["historical"], "tas", *overlap) - window_mean(era5, "temperature_2m", *overlap)
     assert ((cold_bias > -3.0) & (cold_bias < -0.3)).all(), cold_bias
-    wet_bias = window_mean(cmip["historical"], "pr", *overlap) * 86400 / (
-        per_band(era5.filter(pl.col("year") <= 2005), (pl.col("total_precipitation_sum") * 1000).sum())
-        / (5 * 365.25)
+    wet_bias = (
+        window_mean(cmip["historical"], "pr", *overlap)
+        * 86400
+        / (
+            per_band(era5.filter(pl.col("year") <= 2005), (pl.col("total_precipitation_sum") * 1000).sum())
+            / (5 * 365.25)
+        )
     )
     assert ((wet_bias > 1.0) & (wet_bias < 1.5)).all(), wet_bias
 

@@ -8,8 +8,8 @@ import pytest
 from sources import catalog
 from sources.base import SourceError
 from sources.validation import (
-    ERA5_LAND_RANGES,
     CMIP5_RANGES,
+    ERA5_LAND_RANGES,
     validate_cmip5,
     validate_lithology,
     validate_reanalysis,
@@ -101,7 +101,9 @@ def test_cmip_unknown_calendar_is_an_error():
 
 def test_cmip_precipitation_in_mm_per_day_is_an_error():
     frame = _set(cmip5_frame(), "pr", 1, MONTHS[0], 3.2)  # mm/day, not kg m-2 s-1
-    with pytest.raises(SourceError, match=r"pr, experiment historical, band 1, month 2001-01: value 3.2 outside .* kg m-2 s-1"):
+    with pytest.raises(
+        SourceError, match=r"pr, experiment historical, band 1, month 2001-01: value 3.2 outside .* kg m-2 s-1"
+    ):
         validate_cmip5(frame, "historical", "test")
 
 
@@ -125,8 +127,15 @@ def test_soil_property_negative_value_is_named():
     rows = []
     for product, spec in catalog.OPENLANDMAP_PRODUCTS.items():
         for b in range(6):
-            rows.append({"band": b, "property": product, "asset": spec["asset"], "stored_unit": spec["stored_unit"],
-                         **{c: 100.0 for c in catalog.OPENLANDMAP_DEPTH_COLUMNS}})
+            rows.append(
+                {
+                    "band": b,
+                    "property": product,
+                    "asset": spec["asset"],
+                    "stored_unit": spec["stored_unit"],
+                    **{c: 100.0 for c in catalog.OPENLANDMAP_DEPTH_COLUMNS},
+                }
+            )
     good = pl.DataFrame(rows)
     assert validate_soil_properties(good, "test").height == 12
     bad = good.with_columns(b30=pl.when(pl.col("band") == 3).then(-1.0).otherwise(pl.col("b30")))

@@ -7,13 +7,13 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import AssetSelection, materialize
+from dbt_helpers import run_dbt
 
 from dagster_project import settings
+from dagster_project.dbt import canonical_ranges
 from dagster_project.definitions import defs
 from dagster_project.resources import build_resources
-from dagster_project.dbt import canonical_ranges
 from data_quality.suites import history_suite, run_checks, scenario_suite
-from dbt_helpers import run_dbt
 
 LATEST = "2003-12"
 
@@ -28,10 +28,14 @@ def demo_warehouse(tmp_path_factory):
     everything = list(defs.assets)
     ranges = [
         ({}, AssetSelection.assets("band_lithology", "band_soil_properties")),
-        ({"dagster/asset_partition_range_start": "2001-01-01", "dagster/asset_partition_range_end": f"{LATEST}-01"},
-         AssetSelection.assets("era5_land_monthly")),
-        ({"dagster/asset_partition_range_start": "historical", "dagster/asset_partition_range_end": "rcp85"},
-         AssetSelection.assets("cmip5_monthly")),
+        (
+            {"dagster/asset_partition_range_start": "2001-01-01", "dagster/asset_partition_range_end": f"{LATEST}-01"},
+            AssetSelection.assets("era5_land_monthly"),
+        ),
+        (
+            {"dagster/asset_partition_range_start": "historical", "dagster/asset_partition_range_end": "rcp85"},
+            AssetSelection.assets("cmip5_monthly"),
+        ),
     ]
     for tags, selection in ranges:
         assert materialize(everything, selection=selection, resources=resources, tags=tags).success
@@ -68,7 +72,9 @@ def test_marts_have_one_row_per_key_and_the_same_features(demo_warehouse):
 def test_scenarios_splice_the_historical_run_before_2006(demo_warehouse):
     config, _ = demo_warehouse
     scenarios = _read(config, "fct_scenario_band_month_features")
-    sources = scenarios.group_by("source_experiment").agg(pl.col("month").min().alias("first"), pl.col("month").max().alias("last"))
+    sources = scenarios.group_by("source_experiment").agg(
+        pl.col("month").min().alias("first"), pl.col("month").max().alias("last")
+    )
     spans = {row["source_experiment"]: (row["first"], row["last"]) for row in sources.iter_rows(named=True)}
     assert spans["historical"] == (dt.date(1950, 1, 1), dt.date(2005, 12, 1))
     assert spans["rcp85"] == (dt.date(2006, 1, 1), dt.date(2100, 12, 1))
@@ -80,7 +86,10 @@ def test_scenarios_splice_the_historical_run_before_2006(demo_warehouse):
 def test_every_expectation_suite_passes_on_the_demo(demo_warehouse):
     config, _ = demo_warehouse
     ranges = canonical_ranges()
-    for table, suite in (("fct_band_month_features", history_suite(ranges)), ("fct_scenario_band_month_features", scenario_suite(ranges))):
+    for table, suite in (
+        ("fct_band_month_features", history_suite(ranges)),
+        ("fct_scenario_band_month_features", scenario_suite(ranges)),
+    ):
         reports = run_checks(_read(config, table), suite, table)
         assert [r.summary() for r in reports if not r.passed] == []
         assert len(reports) == len(suite)

@@ -1,7 +1,7 @@
 import yaml
+from dbt_helpers import SQL_DIR
 
 from sources import catalog
-from dbt_helpers import SQL_DIR
 
 
 def test_dbt_vars_agree_with_the_catalog():
@@ -9,7 +9,10 @@ def test_dbt_vars_agree_with_the_catalog():
     assert tuple(config["lithology_classes"]) == catalog.LITHOLOGY_CLASSES
     assert tuple(tuple(layer) for layer in config["soil_layers_m"]) == catalog.SOIL_LAYERS_M
     ranged = set(config["canonical_ranges"])
-    assert set(catalog.DYNAMIC_FEATURES + catalog.WATER_CONTENT + catalog.TARGETS + catalog.SOIL_PROPERTY_FEATURES) <= ranged
+    assert (
+        set(catalog.DYNAMIC_FEATURES + catalog.WATER_CONTENT + catalog.TARGETS + catalog.SOIL_PROPERTY_FEATURES)
+        <= ranged
+    )
     for name, (low, high) in config["canonical_ranges"].items():
         assert low < high, name
 

@@ -6,9 +6,9 @@ import datetime as dt
 import duckdb
 import polars as pl
 import pytest
+from dbt_helpers import run_dbt
 
 from sources import catalog
-from dbt_helpers import run_dbt
 
 SECONDS_PER_DAY = 86400.0
 PR = 1.0e-5  # kg m-2 s-1
@@ -79,19 +79,28 @@ def staged(tmp_path_factory):
     _cmip_rows("rcp45", "standard", months_2008).write_parquet(raw / "cmip5_monthly" / "rcp45.parquet")
     _cmip_rows("rcp60", "360_day", months_2004).write_parquet(raw / "cmip5_monthly" / "rcp60.parquet")
     pl.DataFrame(
-        [{"band": b, "lithology": c, "area_km2": 1.0 + i} for b in range(6) for i, c in enumerate(catalog.LITHOLOGY_CLASSES)]
+        [
+            {"band": b, "lithology": c, "area_km2": 1.0 + i}
+            for b in range(6)
+            for i, c in enumerate(catalog.LITHOLOGY_CLASSES)
+        ]
     ).write_parquet(raw / "band_lithology.parquet")
     soil = []
     for product, spec in catalog.OPENLANDMAP_PRODUCTS.items():
         for b in range(6):
             # stored values rise linearly by 1 per cm down to 200 cm
-            soil.append({"band": b, "property": product, "asset": spec["asset"], "stored_unit": spec["stored_unit"],
-                         **{f"b{d}": 100.0 + d for d in catalog.OPENLANDMAP_DEPTHS_CM}})
+            soil.append(
+                {
+                    "band": b,
+                    "property": product,
+                    "asset": spec["asset"],
+                    "stored_unit": spec["stored_unit"],
+                    **{f"b{d}": 100.0 + d for d in catalog.OPENLANDMAP_DEPTHS_CM},
+                }
+            )
     pl.DataFrame(soil).write_parquet(raw / "band_soil_properties.parquet")
     warehouse = lake / "warehouse.duckdb"
-    result = run_dbt(
-        ["run", "--select", "staging", "int_soil_properties_averaged_to_layers"], lake, warehouse, root
-    )
+    result = run_dbt(["run", "--select", "staging", "int_soil_properties_averaged_to_layers"], lake, warehouse, root)
     assert result.returncode == 0, result.stdout[-3000:]
     con = duckdb.connect(str(warehouse), read_only=True)
     yield con
@@ -147,7 +156,8 @@ def test_kelvin_to_celsius(staged):
     assert (t_air, t_surface) == (pytest.approx(-20.0), pytest.approx(-23.0))
     t_air, t_surface, t_soil_0 = _one(
         staged,
-        "select t_air, t_surface, t_soil_0 from staging.stg_era5_land__monthly where month = date '2001-01-01' and band = 0",
+        "select t_air, t_surface, t_soil_0 from staging.stg_era5_land__monthly "
+        "where month = date '2001-01-01' and band = 0",
     )
     assert (t_air, t_surface, t_soil_0) == (pytest.approx(-10.0), pytest.approx(0.0), pytest.approx(-1.0))
 
@@ -155,7 +165,8 @@ def test_kelvin_to_celsius(staged):
 def test_era5_accumulations_keep_their_monthly_totals_and_sign(staged):
     p_total, q_latent, n = _one(
         staged,
-        "select p_total, q_latent, n_source_rows from staging.stg_era5_land__monthly where month = date '2001-02-01' and band = 4",
+        "select p_total, q_latent, n_source_rows from staging.stg_era5_land__monthly "
+        "where month = date '2001-02-01' and band = 4",
     )
     assert (p_total, q_latent, n) == (pytest.approx(0.01), pytest.approx(-3.0e7), 1)
 
@@ -163,7 +174,8 @@ def test_era5_accumulations_keep_their_monthly_totals_and_sign(staged):
 def test_daily_rows_aggregate_to_months_mean_for_states_sum_for_accumulations(staged):
     month, t_air, p_total, n = _one(
         staged,
-        "select month, t_air, p_total, n_source_rows from staging.stg_era5_land__monthly where month = date '2001-03-01' and band = 1",
+        "select month, t_air, p_total, n_source_rows from staging.stg_era5_land__monthly "
+        "where month = date '2001-03-01' and band = 1",
     )
     assert month == dt.date(2001, 3, 1)
     assert n == 2
@@ -195,13 +207,22 @@ def test_soil_properties_scaled_and_averaged_onto_layers(staged):
     assert rows[3] == pytest.approx(10 * deep)
     carbon = _one(
         staged,
-        "select value from intermediate.int_soil_properties_averaged_to_layers where band = 0 and property = 'organic_carbon' and layer = 0",
+        "select value from intermediate.int_soil_properties_averaged_to_layers "
+        "where band = 0 and property = 'organic_carbon' and layer = 0",
     )[0]
     assert carbon == pytest.approx(5 * (100 + 3.5))  # stored in 5 g kg-1
 
 
 def test_noleap_and_standard_february_differ_by_a_day(staged):
-    noleap = _one(staged, "select p_total from staging.stg_cmip5__monthly where experiment='historical' and month = date '2004-02-01' and band = 0")[0]
-    standard = _one(staged, "select p_total from staging.stg_cmip5__monthly where experiment='rcp45' and month = date '2008-02-01' and band = 0")[0]
+    noleap = _one(
+        staged,
+        "select p_total from staging.stg_cmip5__monthly "
+        "where experiment='historical' and month = date '2004-02-01' and band = 0",
+    )[0]
+    standard = _one(
+        staged,
+        "select p_total from staging.stg_cmip5__monthly "
+        "where experiment='rcp45' and month = date '2008-02-01' and band = 0",
+    )[0]
     assert standard / noleap == pytest.approx(29 / 28)
     assert calendar.isleap(2004)  # the noleap calendar ignores a real leap year

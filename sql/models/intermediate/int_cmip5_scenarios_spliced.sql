@@ -5,15 +5,23 @@ with cmip5 as (
 ),
 
 scenarios as (
-    select distinct experiment as scenario from cmip5 where experiment like 'rcp%'
+    select distinct experiment as scenario
+    from cmip5
+    where experiment like 'rcp%'
 ),
 
 spliced as (
-    select scenarios.scenario, cmip5.* exclude (experiment), 'historical' as source_experiment
+    select
+        scenarios.scenario,
+        cmip5.* exclude (experiment),  -- noqa: RF02
+        'historical' as source_experiment
     from scenarios
     inner join cmip5 on cmip5.experiment = 'historical'
     union all
-    select experiment as scenario, cmip5.* exclude (experiment), experiment as source_experiment
+    select
+        experiment as scenario,
+        * exclude (experiment),
+        experiment as source_experiment
     from cmip5
     where experiment like 'rcp%'
 )

@@ -9,11 +9,11 @@ with era5 as (
 masses as (
     -- kg m-2 of water per layer: m3 m-3 x thickness (m) x 1000 kg m-3
     select
+        {% for layer in range(4) -%}
+        w_{{ layer }} * {{ layer_thickness_m(layer) }} * 1000 as mass_{{ layer }},
+        {% endfor -%}
         band,
-        month(month) as calendar_month,
-        {%- for layer in range(4) %}
-        w_{{ layer }} * {{ layer_thickness_m(layer) }} * 1000 as mass_{{ layer }}{{ "," if not loop.last }}
-        {%- endfor %}
+        month(month) as calendar_month
     from era5
 ),
 
@@ -31,9 +31,10 @@ shares as (
 select
     band,
     calendar_month,
-    {%- for layer in range(4) %}
+    {% for layer in range(4) -%}
     avg(share_{{ layer }}) as share_{{ layer }}_mean,
-    var_samp(share_{{ layer }}) as share_{{ layer }}_variance{{ "," if not loop.last }}
-    {%- endfor %}
+    var_samp(share_{{ layer }}) as share_{{ layer }}_variance,
+    {% endfor -%}
+    count(*) as n_years
 from shares
 group by band, calendar_month

@@ -19,11 +19,13 @@ segments as (
 ),
 
 layers as (
-    select * from (values
-        {%- for top, bottom in var('soil_layers_m') %}
-        ({{ loop.index0 }}, {{ (top * 100) | round(3) }}, {{ (bottom * 100) | round(3) }}){{ "," if not loop.last }}
-        {%- endfor %}
-    ) as t(layer, top_cm, bottom_cm)
+    {% for top, bottom in var('soil_layers_m') -%}
+    select
+        {{ loop.index0 }} as layer,
+        {{ (top * 100) | round(3) }} as top_cm,
+        {{ (bottom * 100) | round(3) }} as bottom_cm
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 ),
 
 layer_overlaps as (

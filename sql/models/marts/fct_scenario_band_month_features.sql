@@ -30,12 +30,15 @@ select
     scenarios.q_latent,
     scenarios.q_sensible,
     -- kg m-2 x share / (1000 kg m-3 x layer thickness m) -> m3 m-3, capped at saturation
-    {%- for layer in range(4) %}
-    least(scenarios.soil_water_total_kg_m2 * shares.share_{{ layer }}_mean / (1000 * {{ layer_thickness_m(layer) }}), 1.0) as w_{{ layer }},
-    {%- endfor %}
+    {% for layer in range(4) -%}
+    least(
+        scenarios.soil_water_total_kg_m2 * shares.share_{{ layer }}_mean / (1000 * {{ layer_thickness_m(layer) }}),
+        1.0
+    ) as w_{{ layer }},
+    {% endfor -%}
     scenarios.soil_water_total_kg_m2,
-    static.* exclude (band)
+    static.* exclude (band)  -- noqa: RF02
 from scenarios
 inner join shares
-    on shares.band = scenarios.band and shares.calendar_month = month(scenarios.month)
-inner join static on static.band = scenarios.band
+    on scenarios.band = shares.band and month(scenarios.month) = shares.calendar_month
+inner join static on scenarios.band = static.band
