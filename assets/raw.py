@@ -21,7 +21,7 @@ from dagster_project import lake as layout
 from dagster_project.metadata import markdown_table
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
-from sources import catalog
+from sources import catalog, validation
 from sources.base import NotPublishedError
 from sources.validation import (
     validate_cmip5,
@@ -72,7 +72,8 @@ def era5_land_monthly(
     requested = [dt.date.fromisoformat(key) for key in context.partition_keys]
     months = published_months(requested, reanalysis.latest_month(), f"{reanalysis.name} ERA5-Land")
     where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
-    frame = validate_reanalysis(reanalysis.read_months(months), months, where)
+    time_step = getattr(reanalysis, "time_step", "month")  # "day": DAILY_AGGR rows, summed to months in staging
+    frame = validate_reanalysis(reanalysis.read_months(months), months, where, time_step)
     paths = lake.write_partitions(
         {lake.layout.era5_land_month(month): part for (month,), part in frame.group_by("month", maintain_order=True)}
     )
@@ -85,7 +86,10 @@ def era5_land_monthly(
             "bands": frame["band"].n_unique(),
             "months": len(months),
             "months_covered": months_label(months),
-            "dagster/column_schema": schema_metadata(catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date"}),
+            "time_step": time_step,
+            "dagster/column_schema": schema_metadata(
+                catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date", "date": "date"}
+            ),
             "path": MetadataValue.path(str(paths[0].parent)),
         }
     )
@@ -104,11 +108,19 @@ def cmip5_monthly(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
 ) -> MaterializeResult:
     model_source = sources.climate_model()
+    absent_variables = tuple(getattr(model_source, "absent_variables", ()))
     frames: dict = {}
     covered: dict[str, str] = {}
     for experiment in context.partition_keys:
         where = f"{model_source.name} CMIP5 {experiment}"
-        frame = validate_cmip5(model_source.read_experiment(experiment), experiment, where)
+        if experiment not in model_source.experiments():
+            # e.g. published tables without a historical run: an empty file replaces any earlier
+            # one, so nothing of another source is spliced in; the graph goes on without it
+            context.log.warning(f"{where}: the source has no {experiment} run; landing it empty")
+            frames[lake.layout.cmip5_experiment(experiment)] = validation.empty_cmip5(experiment)
+            covered[experiment] = "absent"
+            continue
+        frame = validate_cmip5(model_source.read_experiment(experiment), experiment, where, absent_variables)
         frame = frame.select("experiment", *[c for c in frame.columns if c != "experiment"])
         frames[lake.layout.cmip5_experiment(experiment)] = frame
         covered[experiment] = months_label(frame["month"].unique().to_list())
@@ -121,6 +133,8 @@ def cmip5_monthly(
             "rows": all_rows.height,
             "bands": all_rows["band"].n_unique(),
             "experiments": ", ".join(covered),
+            "absent_experiments": ", ".join(e for e, span in covered.items() if span == "absent") or "none",
+            "absent_variables": ", ".join(absent_variables) or "none",
             "months_covered": MetadataValue.json(covered),
             "calendar": ", ".join(sorted(all_rows["calendar"].unique().to_list())),
             "model": ", ".join(sorted(all_rows["model"].unique().to_list())),

@@ -6,12 +6,13 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from dagster_project import dbt, lake
 from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
-from sources import catalog
+from sources import catalog, registry
 from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
+from sources.config import ENV_EE_KEY_FILE, ENV_EE_PROJECT, ENV_EE_SERVICE_ACCOUNT, SourcesConfig, load_sources
 
 # DuckDB allows one writer per file: every step that writes or reads the warehouse file
 # shares this pool (dagster.yaml limits each pool to one step at a time).
@@ -59,11 +60,20 @@ class WarehouseResource(ConfigurableResource):
 
 
 class SourcesResource(ConfigurableResource):
-    """Which implementation feeds each kind of source. Only `demo` exists so far."""
+    """Which source feeds each kind of data: the sources file (PERMAFROST_SOURCES, see
+    `sources.config`), every kind on the offline demo when there is none.
+
+    Earth Engine credentials arrive as `EnvVar`s (resolved at run time, never shown in the UI
+    or written to run config); the file is validated when the definitions load.
+    """
 
     kind: str = "demo"
     demo_seed: int = DEFAULT_DEMO_SEED
     demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
+    config_file: str = ""
+    ee_project: str | None = None
+    ee_service_account: str | None = None
+    ee_key_file: str | None = None
 
     def _demo_settings(self):
         from sources.demo import DemoSettings
@@ -74,26 +84,46 @@ class SourcesResource(ConfigurableResource):
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"source kind {self.kind!r} is not implemented; expected one of {SOURCE_KINDS}")
 
-    def reanalysis(self) -> ReanalysisSource:
+    def config(self) -> SourcesConfig:
         self._check_kind()
-        from sources.demo import DemoReanalysisSource
+        credentials = {
+            ENV_EE_PROJECT: self.ee_project,
+            ENV_EE_SERVICE_ACCOUNT: self.ee_service_account,
+            ENV_EE_KEY_FILE: self.ee_key_file,
+        }
+        return load_sources(self.config_file or None, {k: v for k, v in credentials.items() if v})
 
-        return DemoReanalysisSource(self._demo_settings())
+    def reanalysis(self) -> ReanalysisSource:
+        return registry.reanalysis_source(self.config(), self._demo_settings())
 
     def climate_model(self) -> ClimateModelSource:
-        self._check_kind()
-        from sources.demo import DemoClimateModelSource
-
-        return DemoClimateModelSource(self._demo_settings())
+        return registry.climate_model_source(self.config(), self._demo_settings())
 
     def static(self) -> StaticSource:
-        self._check_kind()
-        from sources.demo import DemoStaticSource
-
-        return DemoStaticSource(self._demo_settings())
+        return registry.static_source(self.config(), self._demo_settings())
 
     def latest_published_month(self) -> dt.date:
+        """Newest month the configured reanalysis source has published, asked at run time."""
         return self.reanalysis().latest_month()
+
+
+def sources_resource(settings: Settings) -> SourcesResource:
+    credentials = {
+        name: EnvVar(variable)
+        for name, variable in (
+            ("ee_project", ENV_EE_PROJECT),
+            ("ee_service_account", ENV_EE_SERVICE_ACCOUNT),
+            ("ee_key_file", ENV_EE_KEY_FILE),
+        )
+        if variable in settings.earth_engine_variables
+    }
+    return SourcesResource(
+        kind=settings.source,
+        demo_seed=settings.demo_seed,
+        demo_latest_month=settings.demo_latest_month,
+        config_file=str(settings.sources_file or ""),
+        **credentials,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
@@ -103,7 +133,5 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
         "dbt": DbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
-        "sources": SourcesResource(
-            kind=settings.source, demo_seed=settings.demo_seed, demo_latest_month=settings.demo_latest_month
-        ),
+        "sources": sources_resource(settings),
     }

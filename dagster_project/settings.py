@@ -13,10 +13,12 @@ from pathlib import Path
 
 from dagster_project.lake import LakeLayout
 from sources import catalog
+from sources.config import EARTH_ENGINE_ENVIRONMENT, load_sources
 
 ENV_LAKE_ROOT = "PERMAFROST_LAKE_ROOT"
 ENV_WAREHOUSE = "PERMAFROST_WAREHOUSE"
 ENV_SOURCE = "PERMAFROST_SOURCE"
+ENV_SOURCES_FILE = "PERMAFROST_SOURCES"  # YAML choosing each kind of source (sources.config)
 ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
 ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
@@ -34,6 +36,10 @@ class Settings:
     demo_seed: int
     demo_latest_month: str  # YYYY-MM
     training_epochs: int = DEFAULT_TRAINING_EPOCHS  # epochs `make demo` trains each architecture for
+    sources_file: Path | None = None  # PERMAFROST_SOURCES; none: every kind on the demo
+    # Earth Engine credential variables that are set (their names only: the resource reads the
+    # values through Dagster's EnvVar, so no credential enters run config, logs or the UI)
+    earth_engine_variables: tuple[str, ...] = ()
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +66,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     epochs_text = env.get(ENV_TRAINING_EPOCHS) or str(DEFAULT_TRAINING_EPOCHS)
     if not epochs_text.isdigit() or int(epochs_text) < 1:
         raise ValueError(f"{ENV_TRAINING_EPOCHS}={epochs_text!r} is not a positive integer")
+    sources_text = (env.get(ENV_SOURCES_FILE) or "").strip()
+    sources_file = Path(sources_text).expanduser().resolve() if sources_text else None
+    earth_engine_variables = tuple(name for name in EARTH_ENGINE_ENVIRONMENT if env.get(name))
+    # validated once, here, so a wrong setting stops the code location from loading, naming the key
+    try:
+        load_sources(sources_file, {name: env[name] for name in earth_engine_variables})
+    except ValueError as error:
+        raise ValueError(f"{ENV_SOURCES_FILE}: {error}") from None
     return Settings(
         lake_root=lake_root,
         warehouse_path=warehouse_path,
@@ -67,4 +81,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         demo_seed=demo_seed,
         demo_latest_month=latest.strftime("%Y-%m"),
         training_epochs=int(epochs_text),
+        sources_file=sources_file,
+        earth_engine_variables=earth_engine_variables,
     )

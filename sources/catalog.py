@@ -84,6 +84,11 @@ def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
     return [add_months(first, i) for i in range(max(count, 0))]
 
 
+def days_in_month(month: dt.date) -> int:
+    """Days of `month` in the Gregorian calendar (the reanalysis')."""
+    return (add_months(month_start(month), 1) - month_start(month)).days
+
+
 def require_columns(frame, columns: Iterable[str], what: str, error: type[Exception] = ValueError) -> None:
     """Raise `error` naming `what` and the missing columns when `frame` lacks any of `columns`."""
     missing = [c for c in columns if c not in frame.columns]

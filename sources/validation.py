@@ -71,6 +71,8 @@ def _describe(row: Mapping[str, object]) -> str:
         parts.append(f"band {row['band']}")
     if "month" in row and isinstance(row["month"], dt.date):
         parts.append(f"month {row['month']:%Y-%m}")
+    if "date" in row and isinstance(row["date"], dt.date) and row["date"] != row.get("month"):
+        parts.append(f"day {row['date']:%Y-%m-%d}")
     return ", ".join(parts)
 
 
@@ -116,21 +118,75 @@ def _check_values(
             )
 
 
-def validate_reanalysis(frame: pl.DataFrame, months: list[dt.date], where: str) -> pl.DataFrame:
-    """Check an ERA5-Land raw frame for exactly `months`; returns it in canonical column order."""
-    _require_columns(frame, ["band", "month", *catalog.ERA5_LAND_BANDS], where)
+TIME_STEPS = ("month", "day")
+
+
+def _check_days(frame: pl.DataFrame, where: str, time_step: str) -> None:
+    """`date` (the product's own time stamp) lies in its `month`; one row per band and date;
+    a daily product has every day of each month."""
+    outside = frame.filter(pl.col("date").dt.truncate("1mo") != pl.col("month"))
+    if outside.height:
+        row = _first_row(outside)
+        raise SourceError(f"{where}: {_describe(row)}: time stamp {row['date']} is not in month {row['month']:%Y-%m}")
+    duplicated = frame.filter(pl.struct("band", "date").is_duplicated())
+    if duplicated.height:
+        raise SourceError(f"{where}: {_describe(_first_row(duplicated))}: duplicate {time_step} for this band")
+    if time_step == "month":
+        daily = frame.filter(pl.col("date") != pl.col("month"))
+        if daily.height:
+            raise SourceError(f"{where}: {_describe(_first_row(daily))}: a monthly product is stamped on the 1st")
+        return
+    for (band, month), part in frame.group_by("band", "month"):
+        days = catalog.days_in_month(month)
+        if part.height != days:
+            have = set(part["date"].to_list())
+            missing = [month + dt.timedelta(days=d) for d in range(days) if month + dt.timedelta(days=d) not in have]
+            raise SourceError(
+                f"{where}: band {band}, month {month:%Y-%m}: day {missing[0]:%Y-%m-%d} is missing "
+                f"({len(missing)} of {days} days missing)"
+            )
+
+
+def validate_reanalysis(
+    frame: pl.DataFrame, months: list[dt.date], where: str, time_step: str = "month"
+) -> pl.DataFrame:
+    """Check an ERA5-Land raw frame for exactly `months`; returns it in canonical column order.
+
+    `time_step` "month": one row per band and month (`date` = the month's first day, added when
+    the source leaves it out); "day": one row per band and day of each month (`date` = the day).
+    """
+    if time_step not in TIME_STEPS:
+        raise ValueError(f"time_step {time_step!r}; expected one of {TIME_STEPS}")
+    if "date" not in frame.columns and time_step == "month" and "month" in frame.columns:
+        frame = frame.with_columns(pl.col("month").alias("date"))
+    _require_columns(frame, ["band", "month", "date", *catalog.ERA5_LAND_BANDS], where)
     frame = frame.select(
         pl.col("band").cast(pl.Int32),
         pl.col("month").cast(pl.Date),
+        pl.col("date").cast(pl.Date),
         *[pl.col(name).cast(pl.Float64) for name in catalog.ERA5_LAND_BANDS],
     )
-    _check_bands_and_months(frame, where, [catalog.month_start(m) for m in months])
+    bad_band = frame.filter(~pl.col("band").is_in(list(range(catalog.N_BANDS))))
+    if bad_band.height:
+        raise SourceError(f"{where}: {_describe(_first_row(bad_band))}: band index outside 0..{catalog.N_BANDS - 1}")
+    _check_days(frame, where, time_step)
+    per_month = frame.select("band", "month").unique()
+    _check_bands_and_months(per_month, where, [catalog.month_start(m) for m in months])
     _check_values(frame, ERA5_LAND_RANGES, catalog.ERA5_LAND_UNITS, where)
-    return frame.sort("month", "band")
+    return frame.sort("date", "band")
 
 
-def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str) -> pl.DataFrame:
-    """Check a CMIP5 raw frame of one experiment: calendar, continuity, bands, values."""
+def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str, absent: Iterable[str] = ()) -> pl.DataFrame:
+    """Check a CMIP5 raw frame of one experiment: calendar, continuity, bands, values.
+
+    `absent` names variables the source declares it does not have: their column is all null
+    (kept, so the raw schema stays the same), and a value there is an error.
+    """
+    absent = set(absent)
+    unknown_absent = absent - set(catalog.CMIP5_VARIABLES)
+    if unknown_absent:
+        raise SourceError(f"{where}: unknown absent variable(s) {sorted(unknown_absent)}")
+    frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(v) for v in absent if v not in frame.columns)
     _require_columns(frame, ["band", "month", "calendar", "model", *catalog.CMIP5_VARIABLES], where)
     frame = frame.select(
         pl.col("band").cast(pl.Int32),
@@ -149,8 +205,22 @@ def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str) -> pl.DataF
         )
     frame = frame.with_columns(pl.lit(experiment).alias("experiment"))
     _check_bands_and_months(frame, where, None)
-    _check_values(frame, CMIP5_RANGES, catalog.CMIP5_UNITS, where)
+    for variable in sorted(absent):
+        present = frame.filter(pl.col(variable).is_not_null())
+        if present.height:
+            raise SourceError(
+                f"{where}: variable {variable}, {_describe(_first_row(present))}: declared absent but has values"
+            )
+    ranges = {name: bounds for name, bounds in CMIP5_RANGES.items() if name not in absent}
+    _check_values(frame, ranges, catalog.CMIP5_UNITS, where)
     return frame.sort("month", "band")
+
+
+def empty_cmip5(experiment: str) -> pl.DataFrame:
+    """The raw CMIP5 schema with no rows: what lands for an experiment the source does not have."""
+    schema = {"experiment": pl.Utf8, "band": pl.Int32, "month": pl.Date, "calendar": pl.Utf8, "model": pl.Utf8}
+    schema.update({name: pl.Float64 for name in catalog.CMIP5_VARIABLES})
+    return pl.DataFrame(schema=schema)
 
 
 def validate_lithology(frame: pl.DataFrame, where: str) -> pl.DataFrame:

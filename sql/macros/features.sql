@@ -10,3 +10,9 @@
     {%- set bounds = var('soil_layers_m')[layer] -%}
     {{ (bounds[1] - bounds[0]) | round(6) }}
 {%- endmacro %}
+
+{# Thickness (m) of soil layer `layer` (0-3) above `depth_m`: the part of it in the top `depth_m`. #}
+{% macro layer_thickness_above_m(layer, depth_m) -%}
+    {%- set bounds = var('soil_layers_m')[layer] -%}
+    {{ ([0.0, ([bounds[1], depth_m] | min) - bounds[0]] | max) | round(6) }}
+{%- endmacro %}

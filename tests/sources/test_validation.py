@@ -46,7 +46,8 @@ def _set(frame, variable, band, month, value):
 
 def test_a_good_frame_passes_in_canonical_order():
     frame = validate_reanalysis(era5_frame().reverse(), MONTHS, "test")
-    assert frame.columns == ["band", "month", *catalog.ERA5_LAND_BANDS]
+    assert frame.columns == ["band", "month", "date", *catalog.ERA5_LAND_BANDS]
+    assert frame["date"].to_list() == frame["month"].to_list()  # a monthly product is stamped on the 1st
     assert frame["month"].to_list()[0] == MONTHS[0]
     assert frame.height == len(MONTHS) * catalog.N_BANDS
 

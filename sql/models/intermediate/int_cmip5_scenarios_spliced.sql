@@ -1,7 +1,8 @@
 -- Each RCP as one continuous series: the historical run up to 2005-12 followed by the
--- scenario from 2006-01, so every scenario overlaps the reanalysis from 2001.
+-- scenario from 2006-01, so every scenario overlaps the reanalysis from 2001. A source
+-- without a historical run (published tables from 2021) gives the RCP alone.
 with cmip5 as (
-    select * from {{ ref('stg_cmip5__monthly') }}
+    select * from {{ ref('int_cmip5_column_water_completed') }}
 ),
 
 scenarios as (
