@@ -32,19 +32,7 @@ TIME_COLUMNS = ("time", "month", "date", "valid_time", "system:time_start")
 BAND_COLUMNS = ("band", "band_index", "region")
 
 # CDS short names and ERA5-style long names of the reanalysis.
-ERA5_ALIASES: dict[str, str] = {
-    "t2m": "temperature_2m",
-    "skt": "skin_temperature",
-    "tp": "total_precipitation_sum",
-    "sf": "snowfall_sum",
-    "strd": "surface_thermal_radiation_downwards_sum",
-    "ssrd": "surface_solar_radiation_downwards_sum",
-    "slhf": "surface_latent_heat_flux_sum",
-    "sshf": "surface_sensible_heat_flux_sum",
-    **{f"swvl{i}": f"volumetric_soil_water_layer_{i}" for i in range(1, 5)},
-    **{f"stl{i}": f"soil_temperature_level_{i}" for i in range(1, 5)},
-    **{name: name for name in catalog.ERA5_LAND_BANDS},
-}
+ERA5_ALIASES: dict[str, str] = {**catalog.ERA5_LAND_CDS_NAMES, **{name: name for name in catalog.ERA5_LAND_BANDS}}
 # ERA5-style names used for climate-model columns (as in the published GFDL tables).
 CMIP_ALIASES: dict[str, str] = {
     "temperature_2m": "tas",

@@ -120,6 +120,20 @@ ERA5_LAND_UNITS: dict[str, str] = {
 }
 ERA5_LAND_BANDS: tuple[str, ...] = tuple(ERA5_LAND_UNITS)
 
+# The same variables as the Copernicus CDS names them (netCDF/GRIB short names).
+ERA5_LAND_CDS_NAMES: dict[str, str] = {
+    "t2m": "temperature_2m",
+    "skt": "skin_temperature",
+    "tp": "total_precipitation_sum",
+    "sf": "snowfall_sum",
+    "strd": "surface_thermal_radiation_downwards_sum",
+    "ssrd": "surface_solar_radiation_downwards_sum",
+    "slhf": "surface_latent_heat_flux_sum",
+    "sshf": "surface_sensible_heat_flux_sum",
+    **{f"swvl{i}": f"volumetric_soil_water_layer_{i}" for i in range(1, 5)},
+    **{f"stl{i}": f"soil_temperature_level_{i}" for i in range(1, 5)},
+}
+
 # CMIP5 standard output (Amon/Lmon) names and units. hfls/hfss are positive upwards.
 CMIP5_UNITS: dict[str, str] = {
     "tas": "K",
