@@ -286,3 +286,64 @@ def write_cds_grib(path: Path, months: list[dt.date], names=("t2m", "tp"), lat=C
                 finally:
                     eccodes.codes_release(message)
     return path
+
+
+# --- USGS geologic map (GeoPackage) and OpenLandMap (GeoTIFF) -------------------------------------
+
+
+def lonlat_rectangle(west: float, south: float, east: float, north: float):
+    """A lon/lat rectangle with its parallels densified, as a map unit outline is."""
+    import shapely
+
+    return shapely.segmentize(shapely.box(west, south, east, north), 0.05)
+
+
+def write_geology(
+    path: Path, units: list[tuple[str, tuple[float, float, float, float]]], lithology: list[dict]
+) -> Path:
+    """A GeoPackage shaped as SIM 3340: unit polygons (layer AKStategeol_poly, EPSG:3338, field
+    NSACLASS) and the lithology table `nsalith` (NSACLASS, LITH1, LITH2, RANK)."""
+    import geopandas as gpd
+    import pandas as pd
+    import pyogrio
+
+    polygons = gpd.GeoDataFrame(
+        {"NSACLASS": [key for key, _ in units], "STATE_UNIT": [f"u{i}" for i in range(len(units))]},
+        geometry=[lonlat_rectangle(*bounds) for _, bounds in units],
+        crs="EPSG:4326",
+    ).to_crs("EPSG:3338")
+    polygons.to_file(path, layer="AKStategeol_poly", engine="pyogrio")
+    pyogrio.write_dataframe(pd.DataFrame(lithology), path, layer="nsalith")
+    return path
+
+
+OLM_STEP = 0.05
+
+
+def write_openlandmap_tif(path: Path, value, depths_cm=catalog.OPENLANDMAP_DEPTHS_CM, nodata_west_of=-167.5) -> Path:
+    """A GeoTIFF in EPSG:4326 over Alaska, one band per depth of `value(lat, depth_cm)`, nodata
+    (255) west of `nodata_west_of` (outside the bands' box)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    west, north = -170.0, 73.0
+    width, height = int(31.0 / OLM_STEP), int(15.0 / OLM_STEP)
+    lon = west + OLM_STEP * (np.arange(width) + 0.5)
+    lat = north - OLM_STEP * (np.arange(height) + 0.5)
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    depths = [value(lat2, d) for d in depths_cm]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=len(depths),
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=from_origin(west, north, OLM_STEP, OLM_STEP),
+        nodata=255.0,
+    ) as out:
+        for i, values in enumerate(depths, start=1):
+            out.write(np.where(lon2 < nodata_west_of, 255.0, values).astype("float32"), i)
+    return path
