@@ -189,17 +189,17 @@ def band_means(
     numerator = np.where(valid, flat, 0.0) @ matrix
     denominator = valid.astype(np.float64) @ matrix
     label = (lambda t: labels[t]) if labels is not None else (lambda t: f"time index {t}")
+    full = denominator.max(axis=0)
     for band in range(catalog.N_BANDS):
-        column = denominator[:, band]
-        full = column.max()
-        if full <= 0:
+        if full[band] <= 0:
             raise SourceError(
                 f"{where}: variable {variable}, band {band}, {label(0)}: no valid cell in the band (all NaN)"
             )
-        short = np.flatnonzero(column < full * (1.0 - 1e-9))
-        if short.size:
-            t = int(short[0])
-            share = 1.0 - column[t] / full
-            what = "all NaN" if column[t] <= 0 else f"{share:.1%} of the band's weight missing (NaN) there"
-            raise SourceError(f"{where}: variable {variable}, band {band}, {label(t)}: {what}")
+    # the worst hole first: a band that is all NaN at some time before a band missing an edge
+    missing = 1.0 - denominator / full
+    if (missing > 1e-9).any():
+        t, band = np.unravel_index(int(np.argmax(missing)), missing.shape)
+        share = missing[t, band]
+        what = "all NaN" if share >= 1.0 - 1e-12 else f"{share:.1%} of the band's weight missing (NaN) there"
+        raise SourceError(f"{where}: variable {variable}, band {band}, {label(int(t))}: {what}")
     return numerator / denominator
