@@ -28,7 +28,7 @@ from sources.base import SourceError
 # cells cut by an edge keep their whole extent.
 MARGIN_DEG = 3.0
 WEIGHTS_VERSION = "1"  # bump when the weighting changes, so cached weights are not reused
-_MEMORY: OrderedDict[str, BandWeights] = OrderedDict()
+_MEMORY: OrderedDict[str, tuple[np.ndarray, str]] = OrderedDict()
 _MEMORY_SIZE = 8
 
 
@@ -137,10 +137,13 @@ def band_weights(
     lat_index, lon_index = _cut(lat, lon, where)
     lat_cut, lon_cut = lat[lat_index], longitude_180(lon)[lon_index]
     land_cut = None if land_fraction is None else np.asarray(land_fraction, dtype=float)[lat_index][:, lon_index]
+    # the cache holds weights of the cut grid only: the cut itself (which columns of this
+    # file's longitude axis) is recomputed for every grid, as files order longitudes differently
     key = _key(lat_cut, lon_cut, land_cut)
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
-        return _MEMORY[key]
+        weights, method = _MEMORY[key]
+        return BandWeights(lat_index, lon_index, weights, method)
     cached = Path(cache_dir) / f"band_weights_{key}.npz" if cache_dir else None
     if cached is not None and cached.is_file():
         stored = np.load(cached, allow_pickle=False)
@@ -158,11 +161,10 @@ def band_weights(
     empty = [b for b in range(catalog.N_BANDS) if not weights[b].sum() > 0]
     if empty:
         raise SourceError(f"{where}: band {empty[0]} has no grid cell (land) inside it")
-    result = BandWeights(lat_index, lon_index, weights, method)
-    _MEMORY[key] = result
+    _MEMORY[key] = (weights, method)
     while len(_MEMORY) > _MEMORY_SIZE:
         _MEMORY.popitem(last=False)
-    return result
+    return BandWeights(lat_index, lon_index, weights, method)
 
 
 def band_means(
