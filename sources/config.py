@@ -113,7 +113,7 @@ class EarthEngineReanalysisConfig(_Strict):
 def _existing_paths(patterns: list[str], key: str) -> list[str]:
     for pattern in patterns:
         if not glob.glob(pattern):
-            raise ValueError(f"{key}: no file matches {pattern!r}")
+            raise ValueError(f"no file matches {pattern!r}")
     return patterns
 
 
