@@ -22,7 +22,8 @@ def test_no_file_means_every_kind_on_the_demo():
         ),
         ("climate_model:\n  kind: esgf\n  paths: ['nowhere/*.nc']\n", "climate_model.paths: no file matches"),
         (
-            "static:\n  kind: files\n  geology: {path: none.gpkg}\n  soil: {kind: geotiff, bulk_density: a.tif, organic_carbon: b.tif}\n",
+            "static:\n  kind: files\n  geology: {path: none.gpkg}\n"
+            "  soil: {kind: geotiff, bulk_density: a.tif, organic_carbon: b.tif}\n",
             "static.geology.path: no such file",
         ),
         ("reanalysis:\n  kind: demo\n  colour: blue\n", "reanalysis.colour: Extra inputs are not permitted"),
