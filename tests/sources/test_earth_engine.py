@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from fake_ee import LAND, LAT2, MONTHS, era5_fields, make_server
 from generated_files import cds_dataset
 
 from sources import catalog
@@ -26,46 +27,6 @@ from sources.config import (
     parse_sources,
 )
 from sources.earth_engine import EarthEngineClient, EarthEngineReanalysisSource, read_openlandmap_earth_engine
-
-LAT_EDGES, LON_EDGES = fake_ee.grid(step=0.5)
-LAT, LON = fake_ee.centres(LAT_EDGES), fake_ee.centres(LON_EDGES)
-LAT2, LON2 = np.meshgrid(LAT, LON, indexing="ij")
-LAND = ~(((LON2 < -164.0) & (LAT2 < 62.0)) | (LAT2 > 71.0))  # Bering Sea corner, Arctic Ocean
-MONTHS = catalog.month_range(dt.date(2020, 1, 1), dt.date(2021, 6, 1))
-
-
-def era5_fields(day: dt.date, daily: bool = False) -> dict[str, np.ndarray]:
-    """Every MONTHLY_AGGR band on the grid; values change with latitude (so weighting matters)."""
-    season = np.cos(2 * np.pi * (day.month - 1) / 12.0)
-    days = 1 if daily else catalog.days_in_month(day)
-    fields = {}
-    for name, unit in catalog.ERA5_LAND_UNITS.items():
-        if unit == "K":
-            fields[name] = 268.0 + 12.0 * season - 1.1 * (LAT2 - 65.0) + 0.02 * (LON2 + 155.0)
-        elif unit == "m3 m-3":
-            fields[name] = 0.30 + 0.01 * (LAT2 - 65.0)
-        elif unit == "m":
-            fields[name] = days * 0.0015 * (1.0 + 0.03 * (LAT2 - 65.0))
-        else:  # J m-2 totals; turbulent fluxes mostly upward (negative, ECMWF convention)
-            sign = -1.0 if "heat_flux" in name else 1.0
-            fields[name] = sign * days * 8.0e6 * (1.0 + 0.04 * (LAT2 - 65.0)) * (1.2 + season)
-    return fields
-
-
-def make_server(**kwargs) -> fake_ee.Server:
-    server = fake_ee.Server(LAT_EDGES, LON_EDGES, **kwargs)
-    server.collections[ERA5_LAND_MONTHLY] = [fake_ee.image_from(era5_fields(m), LAND, fake_ee.ms(m)) for m in MONTHS]
-    days = [dt.date(2021, 1, 1) + dt.timedelta(days=i) for i in range(31 + 28 + 15)]  # through 2021-03-15
-    server.collections[ERA5_LAND_DAILY] = [
-        fake_ee.image_from(era5_fields(d, daily=True), LAND, fake_ee.ms(d)) for d in days
-    ]
-    depths = np.array(catalog.OPENLANDMAP_DEPTHS_CM, dtype=float)
-    for product, spec in catalog.OPENLANDMAP_PRODUCTS.items():
-        base = 120.0 if product == "bulk_density" else 20.0
-        server.assets[str(spec["asset"])] = fake_ee.image_from(
-            {f"b{int(d)}": base + d / 10.0 + 2.0 * (LAT2 - 65.0) for d in depths}, LAND
-        )
-    return server
 
 
 @pytest.fixture
