@@ -235,17 +235,22 @@ class CdsReanalysisSource:
             lat = first["latitude"].values
             lon = first["longitude"].values
             weights = band_weights(lat, lon, where=located[0][0].path, cache_dir=self.weights_cache)
-            stack = []
-            for field, index in located:
+            stack = np.empty((len(wanted), lat.size, lon.size))
+            by_field: dict[int, tuple[_Field, list[int], list[int]]] = {}
+            for position, (field, index) in enumerate(located):
+                by_field.setdefault(id(field), (field, [], []))
+                by_field[id(field)][1].append(index)
+                by_field[id(field)][2].append(position)
+            for field, indices, positions in by_field.values():  # one read per file and variable
                 data = field.data
                 if not (np.array_equal(data["latitude"].values, lat) and np.array_equal(data["longitude"].values, lon)):
                     raise SourceError(f"{field.path}: variable {short} is on another grid than in {located[0][0].path}")
                 try:
-                    values = np.asarray(data.isel(valid_time=index).values, dtype=np.float64)
+                    values = np.asarray(data.isel(valid_time=indices).values, dtype=np.float64)
                 except Exception as error:
                     raise SourceError(f"{field.path}: cannot read variable {short}: {error}") from None
-                stack.append(to_raw_units(short, values, data.attrs.get("units"), field.path))
-            means = band_means(np.stack(stack), weights, self._files_label(), short, labels)
+                stack[positions] = to_raw_units(short, values, data.attrs.get("units"), field.path)
+            means = band_means(stack, weights, self._files_label(), short, labels)
             if short in ACCUMULATED:
                 means = means * days[:, None]  # mean of daily totals -> monthly total
             columns[band_name] = means.reshape(-1)
