@@ -53,6 +53,8 @@ class PermafrostDbtTranslator(DagsterDbtTranslator):
     """dbt models land in groups named after their layer folder (staging, intermediate, marts)."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "staging"  # reference tables (the USGS lithology map) sit beside the staging models
         if dbt_resource_props["resource_type"] != "model":
             return None
         return dbt_resource_props["fqn"][1]
