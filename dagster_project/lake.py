@@ -7,9 +7,11 @@ Every path of the lake is built by `LakeLayout`; nothing else joins lake paths.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+
+from dagster_project import processes
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -180,11 +184,72 @@ class LakeLayout:
 
 # --- all-or-nothing writes ----------------------------------------------------------------
 
+# A temporary is `.<target name>.<host>-<pid>.<uuid>.tmp`: hidden, ending in `.tmp` so no
+# reader's `*.parquet` glob (DuckDB's globs match hidden files) nor any other suffix pattern
+# sees it, and naming the process that writes it so the next run can tell a crashed writer's
+# leftover from a live writer's work in progress.
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[0-9a-f]{32}\.tmp$")
+# Leftovers of earlier versions, which named no owner: `.<name>.<uuid>.tmp`, and
+# `.<stem>.<uuid>.tmp.parquet`, which every `*.parquet` glob reads as data (no version writes
+# it any more, so it is always stale).
+_OWNERLESS_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+_READ_AS_DATA_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp\.parquet$")
+# A temporary whose owner cannot be checked (no owner in its name, or written from another
+# host sharing the lake) is stale only when it is older than this: no write takes that long.
+STALE_TEMPORARY_AGE_SECONDS = 6 * 3600
+
+log = logging.getLogger(__name__)
+
 
 def temporary_sibling(path: Path) -> Path:
-    """A hidden temporary name beside `path`, ending in `.tmp` so no reader's `*.parquet` glob
-    (nor any other suffix pattern) matches a leftover."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    """A hidden temporary name beside `path`, ending in `.tmp` and naming this process."""
+    return path.with_name(f".{path.name}.{processes.host_tag()}-{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def is_temporary(path: Path) -> bool:
+    return any(pattern.match(path.name) for pattern in (_TEMPORARY, _OWNERLESS_TEMPORARY, _READ_AS_DATA_TEMPORARY))
+
+
+def is_stale_temporary(path: Path, now: float | None = None) -> bool:
+    """A temporary left by a writer that is gone: its process died (or its pid now names a
+    process started after the temporary), or, when the owner cannot be checked, it is older
+    than `STALE_TEMPORARY_AGE_SECONDS`. A live writer's temporaries are never stale (so two
+    runs writing into one folder leave each other alone); a `.tmp.parquet` leftover of an
+    earlier version always is."""
+    try:
+        modified = path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    now = time.time() if now is None else now
+    if _READ_AS_DATA_TEMPORARY.match(path.name):
+        return True
+    owned = _TEMPORARY.match(path.name)
+    if owned and owned["host"] == processes.host_tag():
+        return not processes.is_alive(int(owned["pid"]), since=modified)
+    if owned or _OWNERLESS_TEMPORARY.match(path.name):
+        return now - modified > STALE_TEMPORARY_AGE_SECONDS
+    return False
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the stale temporaries (files or folders) directly inside `folder`; returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not is_temporary(path) or not is_stale_temporary(path):
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue  # another run cleaned it first
+        log.warning("removed %s, a temporary left by a writer that no longer runs", path)
+        removed.append(path)
+    return removed
 
 
 class AtomicBatch:
@@ -198,12 +263,18 @@ class AtomicBatch:
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path, bool]] = []  # (temporary, target, is_folder)
         self._targets: set[Path] = set()
+        self._cleaned_folders: set[Path] = set()
+        self.cleaned: list[Path] = []  # stale temporaries of crashed runs removed by this batch
 
     def _stage(self, target: Path, is_folder: bool) -> Path:
         target = Path(target)
         if target in self._targets:
             raise ValueError(f"{target} is written twice in one batch")
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._cleaned_folders:
+            # the leftovers of a killed run go with the next run that writes beside them
+            self.cleaned += clean_stale_temporaries(target.parent)
+            self._cleaned_folders.add(target.parent)
         tmp = temporary_sibling(target)
         self._staged.append((tmp, target, is_folder))
         self._targets.add(target)
@@ -297,11 +368,85 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def refresh_parquet_view(warehouse_path: Path, table: Table, parquet_glob: str) -> None:
-    """(Re)create view `table` over the Parquet files matching `parquet_glob` (absolute)."""
+# How long a connection waits for another process's lock on the warehouse file by default
+# (settings: PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS).
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+_PID = re.compile(r"\(PID (\d+)\)")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the warehouse file for longer than this process would wait."""
+
+
+def lock_holder(error_text: str) -> str | None:
+    """'PID n (command line)' of the process DuckDB names in a lock error, when it names one."""
+    found = _PID.search(error_text)
+    if not found:
+        return None
+    pid = int(found.group(1))
+    command = processes.command_line(pid)
+    if pid == os.getpid():
+        return f"PID {pid} (this process)"
+    return f"PID {pid} ({command})" if command else f"PID {pid} (no longer running, or not visible from here)"
+
+
+def is_lock_error(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "Could not set lock on file" in str(error)
+
+
+def lock_error_message(warehouse_path: Path, error_text: str, waited_seconds: float) -> str:
+    holder = lock_holder(error_text) or "another process"
+    return (
+        f"warehouse {warehouse_path} is locked by {holder}; waited {waited_seconds:.0f} s "
+        f"(PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS). Close that connection (a notebook or a shell "
+        f"holding the warehouse open), or query the lake's Parquet files instead (README, Fault guide). "
+        f"DuckDB said: {error_text}"
+    )
+
+
+@contextmanager
+def connect(
+    warehouse_path: Path, read_only: bool = False, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection to the warehouse, waiting up to `wait_seconds` for another process's
+    lock (DuckDB allows one writer, or any number of readers, per file), then failing with
+    `WarehouseLockedError` naming the process that holds it."""
     warehouse_path = Path(warehouse_path)
-    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse_path)) as con:
+    if not read_only:
+        warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    pause = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(warehouse_path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise
+            waited = time.monotonic() - started
+            if waited >= wait_seconds:
+                raise WarehouseLockedError(lock_error_message(warehouse_path, str(error), waited)) from error
+            time.sleep(min(pause, wait_seconds - waited))
+            pause = min(pause * 2, 1.0)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def wait_until_writable(warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> None:
+    """Return once no other process holds the warehouse (a write connection opens and closes),
+    or raise `WarehouseLockedError` after `wait_seconds`. For writers that open the file
+    themselves (dbt): narrows, not closes, the window in which a reader can take it first."""
+    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds):
+        pass
+
+
+def refresh_parquet_view(
+    warehouse_path: Path, table: Table, parquet_glob: str, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> None:
+    """(Re)create view `table` over the Parquet files matching `parquet_glob` (absolute)."""
+    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds) as con:
         con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
         con.execute(
             f"create or replace view {_quote_identifier(table.schema)}.{_quote_identifier(table.name)} as "
@@ -310,13 +455,14 @@ def refresh_parquet_view(warehouse_path: Path, table: Table, parquet_glob: str) 
 
 
 @contextmanager
-def read_only(warehouse_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def read_only(
+    warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only DuckDB connection; fails clearly if the warehouse was never built."""
     warehouse_path = Path(warehouse_path)
     if not warehouse_path.exists():
-        raise FileNotFoundError(f"warehouse {warehouse_path} does not exist yet: materialize the raw assets first")
-    con = duckdb.connect(str(warehouse_path), read_only=True)
-    try:
+        raise FileNotFoundError(
+            f"warehouse {warehouse_path} does not exist yet: materialize the dbt models (or run `make demo`) first"
+        )
+    with connect(warehouse_path, read_only=True, wait_seconds=wait_seconds) as con:
         yield con
-    finally:
-        con.close()

@@ -15,7 +15,9 @@ from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
 from sources.config import ENV_EE_KEY_FILE, ENV_EE_PROJECT, ENV_EE_SERVICE_ACCOUNT, SourcesConfig, load_sources
 
 # DuckDB allows one writer per file: every step that writes or reads the warehouse file
-# shares this pool (dagster.yaml limits each pool to one step at a time).
+# shares this pool (dagster.yaml limits each pool to one step at a time). Other processes
+# (a notebook, the README's read-only query, `dbt build` from a shell) are not in the pool:
+# every connection waits a bounded time for them (`WarehouseResource.lock_wait_seconds`).
 WAREHOUSE_POOL = "duckdb_warehouse"
 
 
@@ -38,19 +40,30 @@ class LakeResource(ConfigurableResource):
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file: views over the lake for users, tables built by dbt."""
+    """The DuckDB warehouse file: views over the lake for users, tables built by dbt.
+
+    Every connection waits up to `lock_wait_seconds` for another process's lock on the file,
+    then fails naming that process (`lake.WarehouseLockedError`).
+    """
 
     path: str
+    lock_wait_seconds: float = lake.DEFAULT_LOCK_WAIT_SECONDS
 
     @property
     def file(self) -> Path:
         return Path(self.path).expanduser().resolve()
 
+    def connect(self, read_only: bool = False):
+        return lake.connect(self.file, read_only=read_only, wait_seconds=self.lock_wait_seconds)
+
+    def wait_until_writable(self) -> None:
+        lake.wait_until_writable(self.file, self.lock_wait_seconds)
+
     def refresh_parquet_view(self, table: lake.Table, parquet_glob: Path | str) -> None:
-        lake.refresh_parquet_view(self.file, table, str(parquet_glob))
+        lake.refresh_parquet_view(self.file, table, str(parquet_glob), self.lock_wait_seconds)
 
     def read_only(self):
-        return lake.read_only(self.file)
+        return lake.read_only(self.file, self.lock_wait_seconds)
 
     def read_table(self, table: lake.Table) -> pl.DataFrame:
         """A whole warehouse table as a polars frame, read through a read-only connection."""
@@ -132,6 +145,8 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
     return {
         "dbt": DbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path), lock_wait_seconds=settings.warehouse_lock_wait_seconds
+        ),
         "sources": sources_resource(settings),
     }

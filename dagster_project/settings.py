@@ -6,12 +6,13 @@ here, once, into a typed `Settings`; resources are built from it in `definitions
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_project.lake import LakeLayout
+from dagster_project.lake import DEFAULT_LOCK_WAIT_SECONDS, LakeLayout
 from sources import catalog
 from sources.config import EARTH_ENGINE_ENVIRONMENT, load_sources
 
@@ -22,6 +23,7 @@ ENV_SOURCES_FILE = "PERMAFROST_SOURCES"  # YAML choosing each kind of source (so
 ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
 ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
+ENV_WAREHOUSE_LOCK_WAIT = "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS"
 DEFAULT_TRAINING_EPOCHS = 50
 
 SOURCE_KINDS = ("demo",)
@@ -40,10 +42,16 @@ class Settings:
     # Earth Engine credential variables that are set (their names only: the resource reads the
     # values through Dagster's EnvVar, so no credential enters run config, logs or the UI)
     earth_engine_variables: tuple[str, ...] = ()
+    # how long a warehouse writer (or reader) waits for another process's lock before failing
+    warehouse_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 
 
-def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from environment variables, with defaults that run offline on the demo."""
+def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> Settings:
+    """Settings from environment variables, with defaults that run offline on the demo.
+
+    `today` (default: the system date) bounds the demo's latest month: a month after the
+    current one cannot have been published.
+    """
     env = os.environ if environ is None else environ
     lake_root = Path(env.get(ENV_LAKE_ROOT) or "data").expanduser().resolve()
     warehouse = env.get(ENV_WAREHOUSE)
@@ -63,6 +71,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is not a month (YYYY-MM)") from error
     if latest < catalog.HISTORY_START:
         raise ValueError(f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is before the history start 2001-01")
+    current_month = catalog.month_start(today or dt.date.today())
+    if latest > current_month:
+        raise ValueError(
+            f"{ENV_DEMO_LATEST_MONTH}={latest_text!r} is in the future (current month: {current_month:%Y-%m}): "
+            "a month cannot be published before it has happened"
+        )
     epochs_text = env.get(ENV_TRAINING_EPOCHS) or str(DEFAULT_TRAINING_EPOCHS)
     if not epochs_text.isdigit() or int(epochs_text) < 1:
         raise ValueError(f"{ENV_TRAINING_EPOCHS}={epochs_text!r} is not a positive integer")
@@ -74,6 +88,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         load_sources(sources_file, {name: env[name] for name in earth_engine_variables})
     except ValueError as error:
         raise ValueError(f"{ENV_SOURCES_FILE}: {error}") from None
+    wait_text = env.get(ENV_WAREHOUSE_LOCK_WAIT) or str(DEFAULT_LOCK_WAIT_SECONDS)
+    try:
+        lock_wait = float(wait_text)
+    except ValueError:
+        lock_wait = -1.0
+    if not lock_wait >= 0:  # also refuses nan
+        raise ValueError(f"{ENV_WAREHOUSE_LOCK_WAIT}={wait_text!r} is not a number of seconds >= 0")
     return Settings(
         lake_root=lake_root,
         warehouse_path=warehouse_path,
@@ -83,4 +104,5 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         training_epochs=int(epochs_text),
         sources_file=sources_file,
         earth_engine_variables=earth_engine_variables,
+        warehouse_lock_wait_seconds=lock_wait,
     )

@@ -1,11 +1,19 @@
 import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from dagster_project import lake
+from dagster_project import lake, processes
 
 DBT_GROUPS = {"staging", "intermediate", "marts"}
 
@@ -53,7 +61,7 @@ def test_views_follow_the_lake_and_readers_are_read_only(tmp_path):
 
 def test_reader_of_a_missing_warehouse_says_so(tmp_path):
     with (
-        pytest.raises(FileNotFoundError, match="materialize the raw assets first"),
+        pytest.raises(FileNotFoundError, match="does not exist yet: materialize the dbt models"),
         lake.read_only(tmp_path / "nope.duckdb"),
     ):
         pass
@@ -136,9 +144,163 @@ def test_a_batch_lands_every_output_or_none(tmp_path):
 
 
 def test_temporaries_match_no_reader_pattern(tmp_path):
-    tmp = lake.temporary_sibling(tmp_path / "raw" / "era5_land_monthly" / "2001-01.parquet")
+    target = tmp_path / "raw" / "era5_land_monthly" / "2001-01.parquet"
+    tmp = lake.temporary_sibling(target)
     assert tmp.parent == tmp_path / "raw" / "era5_land_monthly"
     assert not tmp.match("*.parquet") and tmp.name.endswith(".tmp")
+    assert f"-{os.getpid()}." in tmp.name  # names its writer, so a leftover can be told from work in progress
+    # and DuckDB's glob, which does match hidden files, does not read it
+    target.parent.mkdir(parents=True)
+    _frame(1.0).write_parquet(target)
+    _frame(1.0).write_parquet(tmp)
+    rows = duckdb.connect().execute(f"select count(*) from read_parquet('{target.parent}/*.parquet')").fetchone()[0]
+    assert rows == 2
+
+
+def _finished_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
+
+
+def _leftover(folder: Path, target: str, pid: int, content: bytes = b"half a parquet", age: float = 0.0) -> Path:
+    name = f".{target}.{processes.host_tag()}-{pid}.{uuid.uuid4().hex}.tmp"
+    path = folder / name
+    path.write_bytes(content)
+    if age:
+        os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_the_next_batch_removes_leftovers_of_dead_writers_only(tmp_path):
+    folder = tmp_path / "raw" / "era5_land_monthly"
+    folder.mkdir(parents=True)
+    dead = _leftover(folder, "2001-01.parquet", _finished_pid())
+    empty_dead = _leftover(folder, "2001-02.parquet", _finished_pid(), content=b"")
+    live = _leftover(folder, "2001-03.parquet", os.getpid())  # this process, still writing
+    # a pid that exists now but started after the leftover was written: reused, the writer is gone
+    reused = _leftover(folder, "2001-04.parquet", os.getpid(), age=processes.time_since_start() + 60)
+    # leftovers of earlier versions, which named no writer: `.tmp.parquet` is read as data by every
+    # glob, so it goes at once; `.tmp` goes when no write could still be running
+    legacy_read_as_data = folder / f".2001-05.{uuid.uuid4().hex}.tmp.parquet"
+    _frame(1.0).write_parquet(legacy_read_as_data)
+    ownerless_old = folder / f".2001-06.parquet.{uuid.uuid4().hex}.tmp"
+    ownerless_old.write_bytes(b"x")
+    os.utime(ownerless_old, (time.time() - lake.STALE_TEMPORARY_AGE_SECONDS - 60,) * 2)
+    ownerless_fresh = folder / f".2001-07.parquet.{uuid.uuid4().hex}.tmp"
+    ownerless_fresh.write_bytes(b"x")
+
+    with lake.atomic_batch() as batch:
+        batch.parquet(folder / "2001-01.parquet", _frame(1.0))
+    assert sorted(batch.cleaned) == sorted([dead, empty_dead, reused, legacy_read_as_data, ownerless_old])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["2001-01.parquet", live.name, ownerless_fresh.name])
+
+
+def test_a_concurrent_writer_keeps_its_temporaries(tmp_path):
+    """Two runs writing into one folder: the second one's clean-up leaves the first one's
+    work in progress alone, and both land."""
+    folder = tmp_path / "raw" / "era5_land_monthly"
+    writer = textwrap.dedent(
+        f"""
+        import sys
+        import polars as pl
+        from dagster_project import lake, processes
+        with lake.atomic_batch() as batch:
+            batch.parquet(lake.Path({str(folder / "2001-01.parquet")!r}), pl.DataFrame({{"band": [0], "t": [1.0]}}))
+            print("staged", flush=True)
+            sys.stdin.readline()  # hold the temporary until told to commit
+        print("landed", flush=True)
+        """
+    )
+    first = subprocess.Popen([sys.executable, "-c", writer], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "staged"
+        staged = [p for p in folder.iterdir() if lake.is_temporary(p)]
+        assert len(staged) == 1
+        with lake.atomic_batch() as batch:
+            batch.parquet(folder / "2001-02.parquet", _frame(2.0))
+        assert batch.cleaned == [] and staged[0].exists()
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.stdout.readline().strip() == "landed"
+    finally:
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["2001-01.parquet", "2001-02.parquet"]
+
+
+# --- the warehouse lock ----------------------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read")
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[3]))
+    con.close()
+    """
+)
+
+
+@contextmanager
+def _held(warehouse: Path, mode: str, seconds: float):
+    """Another process (a notebook, the README's query) holding the warehouse for `seconds`."""
+    if not warehouse.exists():
+        duckdb.connect(str(warehouse)).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(warehouse), mode, str(seconds)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"holding"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_writer_waits_for_a_reader_that_lets_go(tmp_path):
+    warehouse = tmp_path / "wh.duckdb"
+    with _held(warehouse, "read", seconds=1.5):
+        started = time.monotonic()
+        with lake.connect(warehouse, wait_seconds=60) as con:
+            con.execute("create table t as select 1 as x")
+        waited = time.monotonic() - started
+    assert waited > 0.5  # it waited for the reader instead of failing at once
+    with lake.read_only(warehouse) as con:
+        assert con.execute("select x from t").fetchone() == (1,)
+
+
+def test_a_writer_gives_up_after_the_bounded_wait_naming_the_holder(tmp_path):
+    warehouse = tmp_path / "wh.duckdb"
+    with _held(warehouse, "read", seconds=120) as holder:
+        started = time.monotonic()
+        with pytest.raises(lake.WarehouseLockedError) as error, lake.connect(warehouse, wait_seconds=1.0):
+            pass
+        assert 1.0 <= time.monotonic() - started < 30
+    message = str(error.value)
+    assert f"PID {holder.pid}" in message
+    assert "-c" in message and "import sys, time, duckdb" in message  # its command line, from /proc
+    assert "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS" in message
+
+
+def test_reading_the_lake_through_your_own_duckdb_never_blocks_the_pipeline(tmp_path):
+    """The README's ways to query while the pipeline runs: the lake's Parquet through an
+    in-memory DuckDB, or a copy of warehouse tables taken through a short ATTACH."""
+    folder = tmp_path / "raw" / "x"
+    lake.write_partitions_atomic({folder / "2001-01.parquet": _frame(1.0)})
+    warehouse = tmp_path / "wh.duckdb"
+    with lake.connect(warehouse) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.m as select 1 as band")
+    user = duckdb.connect()  # held open, like a notebook
+    assert user.execute(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchone() == (2,)
+    user.execute(f"attach '{warehouse}' as warehouse (read_only)")
+    user.execute("create table m as select * from warehouse.marts.m")
+    user.execute("detach warehouse")
+    with lake.connect(warehouse, wait_seconds=0) as con:  # no wait needed: nobody holds it
+        con.execute("insert into marts.m values (2)")
+    assert user.execute("select count(*) from m").fetchone() == (1,)
+    user.close()
 
 
 def test_no_two_assets_write_the_same_path(tmp_path):
@@ -167,7 +329,7 @@ def test_dbt_sources_read_the_layout_globs(tmp_path):
     import yaml
 
     from dagster_project.dbt import SQL_DIR
-    from dagster_project.lake import LakeLayout
+    from dagster_project.lake import CMIP5, ERA5_LAND, LakeLayout
 
     sources = yaml.safe_load((SQL_DIR / "models" / "staging" / "_sources.yml").read_text())["sources"]
     layout = LakeLayout(tmp_path)
@@ -178,6 +340,5 @@ def test_dbt_sources_read_the_layout_globs(tmp_path):
                 .replace("{{ env_var('PERMAFROST_LAKE_ROOT', '../data') }}", str(layout.root))
                 .format(name=table["name"])
             )
-            assert location == f"read_parquet('{layout.raw_glob(table['name'])}'" + (
-                ", union_by_name = true)" if "union_by_name" in location else ")"
-            )
+            options = ", union_by_name = true, filename = true)" if table["name"] in (ERA5_LAND, CMIP5) else ")"
+            assert location == f"read_parquet('{layout.raw_glob(table['name'])}'{options}"
