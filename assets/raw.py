@@ -1,7 +1,11 @@
 """Raw layer: each product as its source delivers it, reduced to bands, one Parquet per partition.
 
 Assets here only fetch, validate and land; conversion to canonical names and units is the
-staging layer's job (sql/).
+staging layer's job (sql/). They never open the DuckDB warehouse (so they need neither its
+lock nor a slot of its pool): its views `raw.<asset>` are globs over these files, defined by
+the dbt project (`create_raw_views`, on-run-start), so a landed month is visible at once.
+Landing is the last thing an asset does: nothing after the rename can fail, so a failed run
+lands nothing and a landed file is always recorded as materialized.
 """
 
 import datetime as dt
@@ -20,7 +24,7 @@ from dagster import (
 from dagster_project import lake as layout
 from dagster_project.metadata import markdown_table
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
-from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
+from dagster_project.resources import LakeResource, SourcesResource
 from sources import catalog, validation
 from sources.base import NotPublishedError
 from sources.validation import (
@@ -31,11 +35,6 @@ from sources.validation import (
 )
 
 RAW = layout.RAW_SCHEMA
-
-
-def refresh_raw_view(warehouse: WarehouseResource, lake: LakeResource, asset: str) -> None:
-    """The view `raw.<asset>` over every Parquet file the asset has landed."""
-    warehouse.refresh_parquet_view(layout.Table(RAW, asset), lake.layout.raw_glob(asset))
 
 
 def schema_metadata(units: dict[str, str], keys: dict[str, str]) -> TableSchema:
@@ -60,13 +59,12 @@ def published_months(requested: list[dt.date], latest: dt.date, source: str) -> 
     group_name=RAW,
     partitions_def=reanalysis_months,
     backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    kinds={"parquet", "duckdb"},
+    kinds={"parquet"},
     description="ERA5-Land monthly band means (Earth Engine MONTHLY_AGGR band names and units), one Parquet per "
     "month with six band rows.",
 )
 def era5_land_monthly(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
+    context: AssetExecutionContext, lake: LakeResource, sources: SourcesResource
 ) -> MaterializeResult:
     reanalysis = sources.reanalysis()
     requested = [dt.date.fromisoformat(key) for key in context.partition_keys]
@@ -74,39 +72,35 @@ def era5_land_monthly(
     where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
     time_step = getattr(reanalysis, "time_step", "month")  # "day": DAILY_AGGR rows, summed to months in staging
     frame = validate_reanalysis(reanalysis.read_months(months), months, where, time_step)
-    paths = lake.write_partitions(
-        {lake.layout.era5_land_month(month): part for (month,), part in frame.group_by("month", maintain_order=True)}
-    )
-    refresh_raw_view(warehouse, lake, layout.ERA5_LAND)
-    context.log.info(f"wrote {len(paths)} month(s) of ERA5-Land from source {reanalysis.name}: {months_label(months)}")
-    return MaterializeResult(
-        metadata={
-            "source": reanalysis.name,
-            "rows": frame.height,
-            "bands": frame["band"].n_unique(),
-            "months": len(months),
-            "months_covered": months_label(months),
-            "time_step": time_step,
-            "dagster/column_schema": schema_metadata(
-                catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date", "date": "date"}
-            ),
-            "path": MetadataValue.path(str(paths[0].parent)),
-        }
-    )
+    files = {
+        lake.layout.era5_land_month(month): part for (month,), part in frame.group_by("month", maintain_order=True)
+    }
+    metadata = {
+        "source": reanalysis.name,
+        "rows": frame.height,
+        "bands": frame["band"].n_unique(),
+        "months": len(months),
+        "months_covered": months_label(months),
+        "time_step": time_step,
+        "dagster/column_schema": schema_metadata(
+            catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date", "date": "date"}
+        ),
+        "path": MetadataValue.path(str(lake.layout.raw_folder(layout.ERA5_LAND))),
+    }
+    lake.write_partitions(files)  # the last step: every month of the run lands, or none
+    context.log.info(f"wrote {len(files)} month(s) of ERA5-Land from source {reanalysis.name}: {months_label(months)}")
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(
     group_name=RAW,
     partitions_def=cmip5_experiments,
     backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    kinds={"parquet", "duckdb"},
+    kinds={"parquet"},
     description="CMIP5 monthly band means per experiment (CMIP variable names, units and sign conventions, "
     "model calendar).",
 )
-def cmip5_monthly(
-    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
-) -> MaterializeResult:
+def cmip5_monthly(context: AssetExecutionContext, lake: LakeResource, sources: SourcesResource) -> MaterializeResult:
     model_source = sources.climate_model()
     absent_variables = tuple(getattr(model_source, "absent_variables", ()))
     frames: dict = {}
@@ -124,27 +118,25 @@ def cmip5_monthly(
         frame = frame.select("experiment", *[c for c in frame.columns if c != "experiment"])
         frames[lake.layout.cmip5_experiment(experiment)] = frame
         covered[experiment] = months_label(frame["month"].unique().to_list())
-    paths = lake.write_partitions(frames)
-    refresh_raw_view(warehouse, lake, layout.CMIP5)
     all_rows = pl.concat(list(frames.values()))
-    return MaterializeResult(
-        metadata={
-            "source": model_source.name,
-            "rows": all_rows.height,
-            "bands": all_rows["band"].n_unique(),
-            "experiments": ", ".join(covered),
-            "absent_experiments": ", ".join(e for e, span in covered.items() if span == "absent") or "none",
-            "absent_variables": ", ".join(absent_variables) or "none",
-            "months_covered": MetadataValue.json(covered),
-            "calendar": ", ".join(sorted(all_rows["calendar"].unique().to_list())),
-            "model": ", ".join(sorted(all_rows["model"].unique().to_list())),
-            "dagster/column_schema": schema_metadata(
-                catalog.CMIP5_UNITS,
-                {"experiment": "string", "band": "int32", "month": "date", "calendar": "string", "model": "string"},
-            ),
-            "path": MetadataValue.path(str(paths[0].parent)),
-        }
-    )
+    metadata = {
+        "source": model_source.name,
+        "rows": all_rows.height,
+        "bands": all_rows["band"].n_unique(),
+        "experiments": ", ".join(covered),
+        "absent_experiments": ", ".join(e for e, span in covered.items() if span == "absent") or "none",
+        "absent_variables": ", ".join(absent_variables) or "none",
+        "months_covered": MetadataValue.json(covered),
+        "calendar": ", ".join(sorted(all_rows["calendar"].unique().to_list())),
+        "model": ", ".join(sorted(all_rows["model"].unique().to_list())),
+        "dagster/column_schema": schema_metadata(
+            catalog.CMIP5_UNITS,
+            {"experiment": "string", "band": "int32", "month": "date", "calendar": "string", "model": "string"},
+        ),
+        "path": MetadataValue.path(str(lake.layout.raw_folder(layout.CMIP5))),
+    }
+    lake.write_partitions(frames)  # the last step: every experiment of the run lands, or none
+    return MaterializeResult(metadata=metadata)
 
 
 LITHOLOGY_SCHEMA = TableSchema(
@@ -166,45 +158,39 @@ SOIL_PROPERTIES_SCHEMA = TableSchema(
 
 
 def land_static(
-    asset: str, frame: pl.DataFrame, source: str, schema: TableSchema, lake: LakeResource, warehouse: WarehouseResource
+    asset: str, frame: pl.DataFrame, source: str, schema: TableSchema, lake: LakeResource
 ) -> MaterializeResult:
-    """Write a validated one-file static extract, refresh its view, describe it."""
+    """Describe a validated one-file static extract, then land it (the last step)."""
     path = lake.layout.raw_table(asset)
+    metadata = {
+        "source": source,
+        "rows": frame.height,
+        "bands": frame["band"].n_unique(),
+        "dagster/column_schema": schema,
+        "path": MetadataValue.path(str(path)),
+        "preview": MetadataValue.md(markdown_table(frame.head(12))),
+    }
     lake.write_partitions({path: frame})
-    refresh_raw_view(warehouse, lake, asset)
-    return MaterializeResult(
-        metadata={
-            "source": source,
-            "rows": frame.height,
-            "bands": frame["band"].n_unique(),
-            "dagster/column_schema": schema,
-            "path": MetadataValue.path(str(path)),
-            "preview": MetadataValue.md(markdown_table(frame.head(12))),
-        }
-    )
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(
     group_name=RAW,
-    pool=WAREHOUSE_POOL,
-    kinds={"parquet", "duckdb"},
+    kinds={"parquet"},
     description="USGS Geologic Map of Alaska lithology areas (km2, EPSG:3338) per band and class.",
 )
-def band_lithology(lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource) -> MaterializeResult:
+def band_lithology(lake: LakeResource, sources: SourcesResource) -> MaterializeResult:
     static = sources.static()
     frame = validate_lithology(static.read_lithology(), f"{static.name} USGS lithology")
-    return land_static(layout.LITHOLOGY, frame, static.name, LITHOLOGY_SCHEMA, lake, warehouse)
+    return land_static(layout.LITHOLOGY, frame, static.name, LITHOLOGY_SCHEMA, lake)
 
 
 @asset(
     group_name=RAW,
-    pool=WAREHOUSE_POOL,
-    kinds={"parquet", "duckdb"},
+    kinds={"parquet"},
     description="OpenLandMap bulk density and organic carbon per band at depths b0..b200 cm, in stored units.",
 )
-def band_soil_properties(
-    lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
-) -> MaterializeResult:
+def band_soil_properties(lake: LakeResource, sources: SourcesResource) -> MaterializeResult:
     static = sources.static()
     frame = validate_soil_properties(static.read_soil_properties(), f"{static.name} OpenLandMap soil")
-    return land_static(layout.SOIL_PROPERTIES, frame, static.name, SOIL_PROPERTIES_SCHEMA, lake, warehouse)
+    return land_static(layout.SOIL_PROPERTIES, frame, static.name, SOIL_PROPERTIES_SCHEMA, lake)

@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, 
 
 from dagster_project import settings
 from dagster_project.dbt import dbt_project
+from dagster_project.lake import lock_holder
 from dagster_project.partitions import reanalysis_months
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 
@@ -69,29 +70,72 @@ class PermafrostDbtTranslator(DagsterDbtTranslator):
 translator = PermafrostDbtTranslator()
 
 
+# dbt statuses that stop a build: `error` (a model that did not build, e.g. one refusing
+# duplicated raw rows; a test whose SQL broke) and `fail` (a test of severity error that found
+# rows). A warn-severity test that finds rows has status `warn`: it reports as a failed asset
+# check and the build goes on (README, "Data-quality checks").
+STOPPING_STATUSES = ("error", "fail")
+FAILING_ROWS_SHOWN = 5
+
+
 def failed_nodes(run_results: Mapping[str, Any]) -> list[str]:
-    """Nodes that errored (a model that did not build, a test whose SQL broke).
+    """Nodes that stop the build, each with dbt's message (a lock error names its holder)."""
+    failed = []
+    for result in run_results.get("results", []):
+        if result.get("status") not in STOPPING_STATUSES:
+            continue
+        message = str(result.get("message"))
+        holder = lock_holder(message) if "Could not set lock on file" in message else None
+        failed.append(f"{result['unique_id']}: {message}" + (f" [lock held by {holder}]" if holder else ""))
+    return failed
 
-    A test that ran and found bad rows has status `fail`, not `error`: it is reported as a
-    failed (blocking) asset check, and dbt itself skips the models downstream of it.
-    """
-    return [
-        f"{r['unique_id']}: {r.get('message')}" for r in run_results.get("results", []) if r.get("status") == "error"
-    ]
+
+def failing_rows(run_results: Mapping[str, Any], warehouse: WarehouseResource) -> list[str]:
+    """The first rows each failed test (status `fail`) found, read again with its compiled SQL:
+    dbt's own message only counts them, the rows say which band, month and file."""
+    shown = []
+    for result in run_results.get("results", []):
+        sql = result.get("compiled_code")
+        if result.get("status") != "fail" or not sql:
+            continue
+        try:
+            with warehouse.read_only() as con:
+                cursor = con.execute(f"select * from ({sql}) limit {FAILING_ROWS_SHOWN}")
+                names = [column[0] for column in cursor.description]
+                rows = cursor.fetchall()
+        except Exception as error:  # the message above still names the test
+            shown.append(f"{result['unique_id']}: (its rows could not be read again: {error})")
+            continue
+        for row in rows:
+            described = ", ".join(f"{name} {value}" for name, value in zip(names, row, strict=True))
+            shown.append(f"{result['unique_id']}: {described}")
+    return shown
 
 
-def run_dbt_build(invocation: DbtCliInvocation):
+def run_dbt_build(invocation: DbtCliInvocation, warehouse: WarehouseResource):
     yield from invocation.stream()
-    errors = failed_nodes(invocation.get_artifact("run_results.json"))
+    run_results = invocation.get_artifact("run_results.json")
+    errors = failed_nodes(run_results)
     if errors:
-        raise Failure(description="dbt build errors:\n" + "\n".join(errors))
+        rows = failing_rows(run_results, warehouse)
+        raise Failure(
+            description="dbt build stopped:\n"
+            + "\n".join(errors)
+            + ("\nfailing rows:\n" + "\n".join(rows) if rows else ""),
+            metadata={"stopped_by": errors, "failing_rows": rows},
+        )
 
 
 def build_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource, warehouse: WarehouseResource):
-    """`dbt build` of the selected models (and their tests), for the run's months if partitioned."""
+    """`dbt build` of the selected models (and their tests), for the run's months if partitioned.
+
+    Waits (bounded) until no other process holds the warehouse before dbt opens it, so a reader
+    that closes in time delays the build instead of failing it, and one that does not is named.
+    """
     window = context.partition_time_window if context.assets_def.partitions_def is not None else None
+    warehouse.wait_until_writable()
     with dbt_environment(lake, warehouse):
-        yield from run_dbt_build(dbt.cli(dbt_build_args(window), context=context, raise_on_error=False))
+        yield from run_dbt_build(dbt.cli(dbt_build_args(window), context=context, raise_on_error=False), warehouse)
 
 
 # Both definitions load the same project, name their assets the same way and write the same file.

@@ -1,6 +1,8 @@
 """Raw assets on the demo source: atomic, idempotent, only published months, clear errors."""
 
 import datetime as dt
+import subprocess
+import sys
 
 import duckdb
 import polars as pl
@@ -14,11 +16,12 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
-def _month_rows(warehouse_path, month: str) -> int:
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        return con.execute(
-            "select count(*) from raw.era5_land_monthly where month = cast(? as date)", [month]
-        ).fetchone()[0]
+def _month_rows(lake_root, month: str) -> int:
+    """Rows of `month` as every reader of the lake sees them (DuckDB's glob, hidden files included)."""
+    glob = lake_root / "raw" / "era5_land_monthly" / "*.parquet"
+    return duckdb.execute(
+        f"select count(*) from read_parquet('{glob}') where month = cast(? as date)", [month]
+    ).fetchone()[0]
 
 
 def _error_text(error: BaseException) -> str:
@@ -39,7 +42,8 @@ def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settin
     frame = pl.read_parquet(files[0])
     assert frame.height == 6
     assert sorted(frame["band"].to_list()) == list(range(6))
-    assert _month_rows(lake_settings.warehouse_path, "2002-05-01") == 6
+    assert _month_rows(lake_settings.lake_root, "2002-05-01") == 6
+    assert not lake_settings.warehouse_path.exists()  # landing never opens the warehouse
 
 
 def test_a_range_lands_one_file_per_month_in_one_run(resources, lake_settings):
@@ -108,7 +112,45 @@ def test_static_extracts_land_with_previews(resources, lake_settings):
     assert result.success
     lithology = pl.read_parquet(lake_settings.lake_root / "raw" / "band_lithology.parquet")
     assert lithology.height == 6 * 9
-    with duckdb.connect(str(lake_settings.warehouse_path), read_only=True) as con:
-        assert con.execute("select count(distinct band) from raw.band_soil_properties").fetchone()[0] == 6
+    soil = pl.read_parquet(lake_settings.lake_root / "raw" / "band_soil_properties.parquet")
+    assert soil["band"].n_unique() == 6
     for event in result.get_asset_materialization_events():
         assert event.materialization.metadata["preview"].value.startswith("|")
+
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_months_land_while_another_process_holds_the_warehouse(resources, lake_settings):
+    """A writer (or a notebook) holding the warehouse does not stop the raw layer, and what a
+    raw run reports as materialized is exactly what it landed."""
+    lake_settings.warehouse_path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lake_settings.warehouse_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        result = materialize(
+            [raw.era5_land_monthly], resources=resources, tags={RANGE_START: "2001-01-01", RANGE_END: "2001-03-01"}
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.success
+    landed = sorted(p.name for p in (lake_settings.lake_root / "raw" / "era5_land_monthly").iterdir())
+    recorded = sorted(e.partition for e in result.get_asset_materialization_events())
+    assert landed == ["2001-01.parquet", "2001-02.parquet", "2001-03.parquet"]
+    assert recorded == ["2001-01-01", "2001-02-01", "2001-03-01"]
+
+
+def test_raw_assets_need_no_warehouse_slot():
+    """Landing a month needs neither the warehouse lock nor a slot of its pool, so a raw backfill
+    never queues behind a dbt build, a check or a dead run's slot."""
+    for definition in (raw.era5_land_monthly, raw.cmip5_monthly, raw.band_lithology, raw.band_soil_properties):
+        assert "warehouse" not in definition.required_resource_keys
+        assert definition.op.pool is None, definition.key

@@ -1,10 +1,11 @@
 -- History: one row per band and month with dynamic, static and time features and the four
--- soil-temperature targets. Incremental: a monthly partition run replaces its window.
+-- soil-temperature targets. Incremental: a monthly partition run replaces EVERY row of its
+-- window (macros/incremental.sql), so a row gone from the source is gone from the mart.
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['band', 'month'],
+        incremental_strategy='replace_window',
+        window_column='month',
         tags=['monthly'],
     )
 }}

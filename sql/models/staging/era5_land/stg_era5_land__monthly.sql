@@ -1,7 +1,17 @@
 -- ERA5-Land to canonical names and units. Rows are aggregated to calendar months so a
 -- daily product lands the same way: means for states, sums for accumulations (`*_sum`).
+-- A raw row delivered twice would be summed into its month (doubling precipitation and
+-- radiation): the model refuses it instead, naming band, month, date and files
+-- (`unique_raw_key` is the same rule as a test). The raw key is the product's own time stamp
+-- (`date`: the day of a daily product, the month's first day of a monthly one) per band.
+{%- set raw_key = ['band', 'month', 'date'] %}
+
 with source as (
     select * from {{ source('era5_land', 'era5_land_monthly') }}
+),
+
+duplicates as (
+    {{ raw_key_duplicates('source', raw_key) }}
 ),
 
 renamed as (
@@ -31,3 +41,4 @@ renamed as (
 )
 
 select * from renamed
+where {{ refuse_raw_duplicates('duplicates', raw_key, 'stg_era5_land__monthly') }}

@@ -1,0 +1,58 @@
+{#
+  The views raw.<table> over the lake's raw Parquet, one per source table with files landed.
+  Defined here (on-run-start, under the lock dbt holds anyway) and not by the raw assets: a view
+  over a glob sees every file landed later without being defined again, so landing a month
+  never needs to write to the warehouse. Redefined on every dbt run so a new column shows up.
+#}
+{% macro create_raw_views() %}
+    {%- if execute -%}
+        {%- do run_query("create schema if not exists raw") -%}
+        {%- for node in graph.sources.values() if node.package_name == project_name -%}
+            {%- set location = (node.meta.external_location or node.source_meta.external_location)
+                | replace('{name}', node.name) -%}
+            {#- the first quoted string of `read_parquet('<glob>', ...)` is the glob -#}
+            {%- set pattern = location.split("'")[1] -%}
+            {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] -%}
+            {%- if found > 0 -%}
+                {%- do run_query("create or replace view raw." ~ node.name ~ " as select * from " ~ location) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+{% endmacro %}
+
+{#
+  One row per key of `relation` (raw rows, before any aggregation) that occurs more than once,
+  with its number of rows and the files they came from (sources read with filename = true).
+#}
+{% macro raw_key_duplicates(relation, columns) -%}
+    select
+        {{ columns | join(', ') }},
+        count(*) as n_rows,
+        string_agg(distinct filename, ', ' order by filename) as files
+    from {{ relation }}
+    group by {% for column in columns %}{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
+    having count(*) > 1
+{%- endmacro %}
+
+{#
+  A condition that is true when the CTE `duplicates` (rows of raw_key_duplicates) is empty and
+  otherwise fails the query with an error naming the first duplicated keys and their files:
+  a model filtered on it refuses duplicated raw rows rather than aggregating them.
+#}
+{% macro refuse_raw_duplicates(duplicates, columns, what) -%}
+    case
+        when (select count(*) from {{ duplicates }}) = 0 then true
+        else error((
+            select
+                '{{ what }} refuses duplicated raw rows ('
+                || (select count(*) from {{ duplicates }}) || ' key(s) of ({{ columns | join(", ") }}) more than once), first: '
+                || string_agg(
+                    {%- for column in columns %}
+                    '{{ column }} ' || cast({{ column }} as varchar) || ', ' ||
+                    {%- endfor %}
+                    n_rows || ' rows in ' || files, '; '
+                )
+            from (select * from {{ duplicates }} order by all limit 3)
+        ))
+    end
+{%- endmacro %}
