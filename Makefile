@@ -8,23 +8,34 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
 
-.PHONY: help env demo lint test dev bench clean
+.PHONY: help env install-dagster-yaml demo recover lint test dev bench clean
 
 help:
 	@echo "make demo   materialize every asset on the offline demo source"
 	@echo "make test   lint (ruff, sqlfluff), then run the test suite"
 	@echo "make dev    serve the Dagster UI (dagster dev -w workspace.yaml)"
+	@echo "make recover  mark runs whose process died as failed and free their pool slots"
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 	@# the dbt manifest is prepared here, when the project is built or tested, not on every load
 	@cd sql && $(RUN) dbt parse --quiet --profiles-dir .
+	@$(MAKE) --no-print-directory install-dagster-yaml
+
+# The instance settings (pools, run monitoring, slot release) go into $(DAGSTER_HOME) when it has
+# none, and again when the repository's copy is newer; the replaced one is kept as dagster.yaml.~N~.
+install-dagster-yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
-	@[ -f "$(DAGSTER_HOME)/dagster.yaml" ] || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] || [ dagster.yaml -nt "$(DAGSTER_HOME)/dagster.yaml" ]; then \
+		cmp -s dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp --backup=numbered dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
+	fi
 
 demo: env
 	$(RUN) python -m dagster_project.demo
+
+recover: env
+	$(RUN) python -m dagster_project.recovery
 
 lint: env
 	$(RUN) ruff check .

@@ -1,13 +1,27 @@
 """`make demo` end to end on the demo source: every asset materializes and every check passes."""
 
+import datetime as dt
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus
 
-from dagster_project import settings
+from dagster_project import lake, settings
+from dagster_project.dbt import canonical_ranges
+from dagster_project.demo import DemoStopped, describe_failure, execute_run
+from dagster_project.resources import WAREHOUSE_POOL
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +179,158 @@ def test_projections_exports_and_active_layer(demo_run):
     assert {"reanalysis", "rcp26", "rcp85"} <= set(alt["scenario"])
     importance = pl.read_parquet(lake / "evaluation" / "feature_importance.parquet")
     assert importance.group_by("model").len()["len"].to_list() == [33] * 5
+
+
+# --- faults, as an operator meets them ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+HOLDER = textwrap.dedent(
+    f"""
+    import time
+    import dagster as dg
+
+    @dg.asset(pool={WAREHOUSE_POOL!r})
+    def writes_the_warehouse():
+        print("holding", flush=True)
+        time.sleep(600)
+
+    dg.materialize([writes_the_warehouse], instance=dg.DagsterInstance.get())
+    """
+)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def _hold_a_slot(env=None, wait=True) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, env=env)
+    if wait:
+        assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def _queued(instance, count: int, timeout: float = 120) -> None:
+    """Wait until `count` steps wait in (or hold) the warehouse pool."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).pending_steps) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the holder never queued for the pool")
+
+
+def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home, tmp_path):
+    """A killed run's slot is freed at start (with a line saying so); a step waiting for a slot
+    held by a live run says who holds it; Ctrl-C stops the demo, its run ends failed with its
+    slot freed, and the live run keeps its own."""
+    env = {**os.environ, settings.ENV_LAKE_ROOT: str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    dead = _hold_a_slot(env)
+    dead.kill()
+    dead.wait()
+    # a live run queues behind the dead one's slot; it gets the slot once the demo frees it
+    alive = _hold_a_slot(env, wait=False)
+    with DagsterInstance.get() as instance:
+        _queued(instance, count=2)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "dagster_project.demo", "--select", "key:stg_usgs__lithology"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    try:
+        for line in demo.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("[demo] waiting"):
+                break
+        assert alive.stdout.readline().strip() == "holding"
+        demo.send_signal(signal.SIGINT)
+        lines += demo.communicate(timeout=120)[0].splitlines()
+        with DagsterInstance.get() as instance:
+            runs = {run.run_id: run for run in instance.get_runs()}
+            storage = instance.event_log_storage
+            holders = {slot.run_id for slot in storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots}
+            waiting = storage.get_concurrency_info(WAREHOUSE_POOL).pending_steps
+    finally:
+        alive.kill()
+        alive.wait()
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    text = "\n".join(lines)
+    assert demo.returncode == 130, text
+    [recovered] = [line for line in lines if line.startswith("[demo] recovered run")]
+    assert f"process {dead.pid} no longer exists" in recovered and f"1 of pool {WAREHOUSE_POOL}" in recovered
+    [wait] = [line for line in lines if line.startswith("[demo] waiting")]
+    assert f"step dbt_models is blocked by limit for pool {WAREHOUSE_POOL} (limit 1)" in wait
+    assert f"pid {alive.pid} alive" in wait
+    assert "[demo] SIGINT received: interrupting run" in text and "its pool slots are free" in text
+    by_status = sorted((run.tags.get("permafrost/launched_by", "holder"), run.status.value) for run in runs.values())
+    assert by_status == [("holder", "FAILURE"), ("holder", "STARTED"), ("make demo", "FAILURE")]
+    live_run = next(run_id for run_id, run in runs.items() if run.status == DagsterRunStatus.STARTED)
+    assert holders == {live_run} and [step.run_id for step in waiting] == [live_run]
+
+
+def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, tmp_path):
+    target = tmp_path / "data" / "features" / "windows.npz"
+    staged = threading.Event()
+
+    @dg.asset(pool=WAREHOUSE_POOL)
+    def writes_windows():
+        with lake.atomic_batch() as batch:
+            batch.file(target, lambda tmp: tmp.write_bytes(b"half the windows"))
+            staged.set()
+            for _ in range(1200):  # a long computation before the batch ends
+                time.sleep(0.05)
+
+    job = dg.Definitions(assets=[writes_windows], jobs=[dg.define_asset_job("j", [writes_windows])]).resolve_job_def(
+        "j"
+    )
+    threading.Thread(target=lambda: staged.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    lines = []
+    started = time.monotonic()
+    with DagsterInstance.get() as instance, pytest.raises(DemoStopped) as stopped:
+        execute_run(job, instance, lines.append)
+    assert stopped.value.exit_code == 130 and time.monotonic() - started < 50
+    assert not target.exists() and list(target.parent.iterdir()) == []  # the batch was discarded
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.status == DagsterRunStatus.FAILURE
+        assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []
+    assert any("SIGINT received" in line for line in lines)
+
+
+def test_a_failed_check_is_printed_with_its_findings():
+    """The demo's terminal names the band, month and value a failed check found (from the
+    check's metadata), as the great-expectations checks report them."""
+    from data_quality.checks import _results
+    from data_quality.suites import history_suite
+
+    months = [dt.date(2002, 4, 1), dt.date(2002, 5, 1)]
+    frame = pl.DataFrame(
+        [{"band": band, "month": month} for month in months for band in range(6) if (band, month) != (3, months[1])]
+    )
+    [six_bands] = [check for check in history_suite(canonical_ranges()) if check.name == "six_bands_per_month"]
+    mart = dg.AssetKey("mart")
+
+    @dg.asset(key=mart)
+    def build_mart():
+        return None
+
+    @dg.multi_asset_check(specs=[dg.AssetCheckSpec("gx_six_bands_per_month", asset=mart, blocking=True)])
+    def mart_expectations():
+        yield from _results(mart, frame, [six_bands])
+
+    result = dg.materialize([build_mart, mart_expectations], raise_on_error=False)
+    lines = describe_failure(result)
+    assert lines[0].startswith("check mart:gx_six_bands_per_month FAILED")
+    assert lines[1] == "  expect_column_values_to_be_between on n_bands (expected 6.0..6.0): 1 row(s), first:"
+    assert lines[2] == "    month 2002-05, n_bands 5"
