@@ -16,6 +16,7 @@ after the run did (a reused pid). A run whose processes cannot be known is left 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -51,8 +52,6 @@ class RecoveredRun:
 
 def owner_tags() -> dict[str, str]:
     """Tags that name the current process as the one executing a run."""
-    import os
-
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 

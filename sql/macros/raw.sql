@@ -21,6 +21,26 @@
 {% endmacro %}
 
 {#
+  The raw key of a source table: `columns`, plus those of `optional_columns` its landed files
+  carry (a column added to the raw schema later, such as ERA5-Land's `date`, is absent from
+  older lakes and from hand-made fixtures). Before anything has landed, or at parse time,
+  just `columns`.
+#}
+{% macro raw_key_columns(source_name, table_name, columns, optional_columns=[]) %}
+    {%- if not execute or not optional_columns -%}
+        {{- return(columns) -}}
+    {%- endif -%}
+    {%- set location = source(source_name, table_name) | string -%}
+    {%- set pattern = location.split("'")[1] -%}
+    {%- if run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] == 0 -%}
+        {{- return(columns) -}}
+    {%- endif -%}
+    {%- set present = run_query("select column_name from (describe select * from " ~ location ~ ")")
+        .columns[0].values() -%}
+    {{- return(columns + (optional_columns | select('in', present) | list)) -}}
+{% endmacro %}
+
+{#
   One row per key of `relation` (raw rows, before any aggregation) that occurs more than once,
   with its number of rows and the files they came from (sources read with filename = true).
 #}

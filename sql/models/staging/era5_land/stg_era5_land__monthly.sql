@@ -2,9 +2,10 @@
 -- daily product lands the same way: means for states, sums for accumulations (`*_sum`).
 -- A raw row delivered twice would be summed into its month (doubling precipitation and
 -- radiation): the model refuses it instead, naming band, month, date and files
--- (`unique_raw_key` is the same rule as a test). The raw key is the product's own time stamp
--- (`date`: the day of a daily product, the month's first day of a monthly one) per band.
-{%- set raw_key = ['band', 'month', 'date'] %}
+-- (`unique_raw_key` is the same rule as a test). The raw key is band, month and the product's
+-- own time stamp `date` (the day of a daily product, the month's first day of a monthly one)
+-- where the landed files carry it.
+{%- set raw_key = raw_key_columns('era5_land', 'era5_land_monthly', ['band', 'month'], ['date']) %}
 
 with source as (
     select * from {{ source('era5_land', 'era5_land_monthly') }}
