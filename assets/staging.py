@@ -4,19 +4,20 @@ Models over reanalysis months (tag `monthly`) are partitioned by month and recei
 partition's window as dbt vars; everything else is one unpartitioned dbt build.
 """
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure, TimeWindow
+from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 
 from dagster_project import settings
 from dagster_project.dbt import dbt_project
 from dagster_project.lake import lock_holder
-from dagster_project.partitions import reanalysis_months
+from dagster_project.partitions import month_window, reanalysis_months
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 
 MONTHLY_TAG = "tag:monthly"
@@ -25,12 +26,12 @@ MONTHLY_TAG = "tag:monthly"
 DBT_PROJECT = dbt_project()
 
 
-def dbt_build_args(time_window: TimeWindow | None) -> list[str]:
-    """Arguments of `dbt build` for a run: the partition's [start, end) months as vars."""
+def dbt_build_args(window: tuple[dt.date, dt.date] | None) -> list[str]:
+    """Arguments of `dbt build` for a run: the partitions' [start, end) months as vars."""
     args = ["build"]
-    if time_window is not None:
-        window = {"min_month": f"{time_window.start:%Y-%m-%d}", "max_month": f"{time_window.end:%Y-%m-%d}"}
-        args += ["--vars", json.dumps(window)]
+    if window is not None:
+        start, end = window
+        args += ["--vars", json.dumps({"min_month": start.isoformat(), "max_month": end.isoformat()})]
     return args
 
 
@@ -132,7 +133,9 @@ def build_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: Lake
     Waits (bounded) until no other process holds the warehouse before dbt opens it, so a reader
     that closes in time delays the build instead of failing it, and one that does not is named.
     """
-    window = context.partition_time_window if context.assets_def.partitions_def is not None else None
+    window = None
+    if context.assets_def.partitions_def is not None:
+        window = month_window(context.partition_key_range.start, context.partition_key_range.end)
     warehouse.wait_until_writable()
     with dbt_environment(lake, warehouse):
         yield from run_dbt_build(dbt.cli(dbt_build_args(window), context=context, raise_on_error=False), warehouse)

@@ -1,20 +1,29 @@
-"""The code location: assets, checks, jobs, sensors and resources from the environment."""
+"""The code location: assets, checks, jobs, sensors, schedules and resources from the environment."""
 
-from dagster import Definitions, load_assets_from_modules
+import warnings
 
-from assets import features, models, raw, staging
-from dagster_project import settings
+from dagster import BetaWarning, Definitions, load_assets_from_modules
+
+from dagster_project import automation, settings
 from dagster_project.jobs import partitioning_jobs
 from dagster_project.resources import build_resources
-from dagster_project.sensors import era5_land_monthly_job, era5_land_new_month_sensor
+from dagster_project.sensors import monthly_refresh_schedule, new_month_sensor
 from data_quality.checks import asset_checks
 
-all_assets = load_assets_from_modules([raw, staging, features, models])
+config = settings.from_environment()
+
+with warnings.catch_warnings():
+    # single-run backfills (BackfillPolicy) are a Dagster beta the project relies on knowingly
+    warnings.simplefilter("ignore", BetaWarning)
+    from assets import features, models, raw, staging
+
+    all_assets = automation.apply(load_assets_from_modules([raw, staging, features, models]), config.retrain_cron)
 
 defs = Definitions(
     assets=all_assets,
     asset_checks=asset_checks,
-    jobs=[era5_land_monthly_job, *partitioning_jobs(all_assets)],
-    sensors=[era5_land_new_month_sensor],
-    resources=build_resources(settings.from_environment()),
+    jobs=partitioning_jobs(all_assets),
+    sensors=[new_month_sensor(config.new_month_poll_seconds), automation.automation_sensor()],
+    schedules=[monthly_refresh_schedule],
+    resources=build_resources(config),
 )

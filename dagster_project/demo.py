@@ -6,7 +6,7 @@ of assets of one partitioning whose upstream assets are all done, and Dagster or
 assets inside a run. Each stage runs through the named job of its partitioning
 (`dagster_project.jobs`) against the instance in $DAGSTER_HOME (so the UI lists the runs, with
 tags saying what each was): a partitioned stage as one single-run backfill over every
-partition (only published months for the reanalysis), or one run per partition where the
+partition (for the reanalysis, every published month, registered first), or one run per partition where the
 asset backfills partition by partition. Asset checks run with their assets.
 
 Faults, as an operator meets them (README, "Fault guide"):
@@ -34,10 +34,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, TimeWindowPartitionsDefinition
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
 from dagster_project import jobs, processes, recovery, settings
-from dagster_project.partitions import partitioning_of
+from dagster_project.partitions import partitioning_of, register_published_months
 from dagster_project.resources import build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -99,15 +99,14 @@ def plan_stages(asset_graph, selected: set[AssetKey] | None = None) -> list[Stag
     return stages
 
 
-def stage_runs(stage: Stage, asset_graph, latest_month) -> list[tuple[str | None, dict[str, str]]]:
+def stage_runs(stage: Stage, asset_graph, instance: DagsterInstance) -> list[tuple[str | None, dict[str, str]]]:
     """(partition key, tags) of each run of a stage: one run unless an asset of the stage
-    backfills partition by partition."""
+    backfills partition by partition. Dynamic partitions (the published reanalysis months) are
+    those the instance knows."""
     definition = asset_graph.get(stage.keys[0]).partitions_def
     if definition is None:
         return [(None, {})]
-    keys = definition.get_partition_keys()
-    if isinstance(definition, TimeWindowPartitionsDefinition):
-        keys = [key for key in keys if key <= latest_month.isoformat()]  # only what is published
+    keys = definition.get_partition_keys(dynamic_partitions_store=instance)
     policies = {asset_graph.get(key).backfill_policy for key in stage.keys}
     # a single-run policy puts every partition in one run (max_partitions_per_run is None)
     single_run = all(p is not None and p.max_partitions_per_run is None for p in policies)
@@ -354,7 +353,9 @@ def run_demo(
     resources = build_resources(config)
     demo_defs = Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources)
     graph = demo_defs.resolve_asset_graph()
-    latest = resources["sources"].latest_published_month()
+    registered = register_published_months(instance, resources["sources"].latest_published_month())
+    if registered:
+        out(f"registered {len(registered)} published month(s): {registered[0][:7]}..{registered[-1][:7]}")
     asset_config = {"trained_models": {"epochs": config.training_epochs}}
     selected = AssetSelection.from_string(select).resolve(graph) if select else None
     stages = plan_stages(graph, selected)
@@ -363,7 +364,7 @@ def run_demo(
         started = time.perf_counter()
         job = demo_defs.resolve_job_def(jobs.job_name(stage.partitioning))
         label = f"stage {number}/{len(stages)} {stage.label()}"
-        for partition_key, tags in stage_runs(stage, graph, latest):
+        for partition_key, tags in stage_runs(stage, graph, instance):
             result = execute_run(
                 job,
                 instance,

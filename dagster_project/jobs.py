@@ -14,7 +14,7 @@ from dagster_project.partitions import PARTITIONINGS, partitioning_of
 
 
 def job_name(partitioning: str) -> str:
-    return f"{partitioning}_assets"
+    return PARTITIONINGS[partitioning].job
 
 
 def keys_by_partitioning(assets: Iterable[AssetsDefinition]) -> dict[str, list[AssetKey]]:
@@ -29,13 +29,13 @@ def partitioning_jobs(assets: Iterable[AssetsDefinition]) -> list:
     for name, keys in keys_by_partitioning(assets).items():
         if not keys:
             continue
-        definition, description = PARTITIONINGS[name]
+        partitioning = PARTITIONINGS[name]
         jobs.append(
             define_asset_job(
-                job_name(name),
+                partitioning.job,
                 selection=AssetSelection.assets(*keys),
-                partitions_def=definition,
-                description=description,
+                partitions_def=partitioning.definition,
+                description=partitioning.description,
                 tags={"permafrost/partitioning": name},
             )
         )

@@ -1,12 +1,50 @@
-"""Partitions: reanalysis months from 2001-01, CMIP5 experiments."""
+"""Partitions: reanalysis months from 2001-01 as the source publishes them, CMIP5 experiments,
+RCPs and architectures."""
 
-from dagster import MonthlyPartitionsDefinition, StaticPartitionsDefinition
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from dagster import DynamicPartitionsDefinition, StaticPartitionsDefinition
 
 from sources import catalog
 
-# Keys are the month's first day ("2001-01-01"). The definition runs to the last complete
-# calendar month; whether the source has published a month is asked at run time.
-reanalysis_months = MonthlyPartitionsDefinition(start_date=catalog.HISTORY_START.isoformat())
+# Keys are the month's first day ("2001-01-01"). Dynamic, not a calendar: a month exists as a
+# partition once the source has published it (registered by the new-month sensor, the
+# monthly schedule or `make demo`, always as the whole run 2001-01..newest, in order), so the
+# UI never lists an unpublished month as missing.
+REANALYSIS_MONTHS = "reanalysis_months"
+reanalysis_months = DynamicPartitionsDefinition(name=REANALYSIS_MONTHS)
+
+
+def published_month_keys(latest: dt.date) -> list[str]:
+    """Partition keys of every month from the history start to `latest`, in order."""
+    return [month.isoformat() for month in catalog.month_range(catalog.HISTORY_START, latest)]
+
+
+def months_to_register(registered: list[str], latest: dt.date) -> list[str]:
+    """Published months not registered yet, oldest first. Registering the whole prefix keeps
+    the dynamic partitions in calendar order, which ranges (backfills) rely on."""
+    known = set(registered)
+    return [key for key in published_month_keys(latest) if key not in known]
+
+
+def register_published_months(instance, latest: dt.date) -> list[str]:
+    """Add every published month up to `latest` that the instance does not know yet."""
+    missing = months_to_register(instance.get_dynamic_partitions(REANALYSIS_MONTHS), latest)
+    if missing:
+        instance.add_dynamic_partitions(REANALYSIS_MONTHS, missing)
+    return missing
+
+
+def month_window(first_key: str, last_key: str) -> tuple[dt.date, dt.date]:
+    """[start, end) of the months from `first_key` to `last_key` (partition keys)."""
+    first, last = dt.date.fromisoformat(first_key), dt.date.fromisoformat(last_key)
+    if last < first:
+        raise ValueError(f"month range {first_key}..{last_key} runs backwards")
+    return first, catalog.add_months(last, 1)
+
 
 cmip5_experiments = StaticPartitionsDefinition(list(catalog.CMIP5_EXPERIMENTS))
 
@@ -15,28 +53,47 @@ rcp_scenarios = StaticPartitionsDefinition(list(catalog.RCP_EXPERIMENTS))
 # Must match ml.architectures.ARCHITECTURES (a test checks; ml is not imported at load).
 architectures = StaticPartitionsDefinition(["tcn", "transformer", "conv1d_lstm", "gru", "bilstm"])
 
-# Every partitioning of the graph, with the job that runs its assets (one partitioning per
-# run is all Dagster allows): name -> (definition, job description).
-PARTITIONINGS: dict[str, tuple[object, str]] = {
-    "unpartitioned": (
+
+@dataclass(frozen=True)
+class Partitioning:
+    """One partitioning of the graph and the named job that runs its assets (a run holds one
+    partitioning)."""
+
+    definition: object  # a PartitionsDefinition, or None for unpartitioned assets
+    job: str
+    description: str
+
+
+PARTITIONINGS: dict[str, Partitioning] = {
+    "unpartitioned": Partitioning(
         None,
-        "Unpartitioned assets: static extracts, the dbt models over them and the scenario mart, training "
-        "windows, evaluation, projections, active layer and explanations.",
+        "unpartitioned_assets",
+        "Every unpartitioned asset: static extracts, the dbt models over them and the scenario mart, training "
+        "windows, evaluation, projections, active layer and explanations. Launch with an asset selection.",
     ),
-    "reanalysis_month": (
+    "reanalysis_month": Partitioning(
         reanalysis_months,
-        "Assets partitioned by reanalysis month: the raw ERA5-Land month and its rows of the history mart. "
-        "Launch for one month, or a range as one run (backfill).",
+        "monthly_refresh",
+        "The monthly refresh: a reanalysis month lands raw and its rows of the history mart are rebuilt "
+        "(with the mart's blocking checks). Launch for one month, or a range of months as one run (backfill).",
     ),
-    "cmip5_experiment": (cmip5_experiments, "CMIP5 experiments (historical and four RCPs) landed raw."),
-    "rcp": (rcp_scenarios, "Per RCP: bias-corrected scenario features and scenario windows."),
-    "architecture": (architectures, "One network per architecture trained on the training windows."),
+    "cmip5_experiment": Partitioning(
+        cmip5_experiments, "cmip5_ingest", "CMIP5 experiments (historical and four RCPs) landed raw."
+    ),
+    "rcp": Partitioning(
+        rcp_scenarios, "scenario_features", "Per RCP: bias-corrected scenario features and scenario windows."
+    ),
+    "architecture": Partitioning(
+        architectures,
+        "model_training",
+        "Retraining: one partition per architecture, each training its seeds on the training windows.",
+    ),
 }
 
 
 def partitioning_of(partitions_def) -> str:
     """The name in PARTITIONINGS of `partitions_def` (None for unpartitioned assets)."""
-    for name, (definition, _) in PARTITIONINGS.items():
-        if definition == partitions_def:
+    for name, partitioning in PARTITIONINGS.items():
+        if partitioning.definition == partitions_def:
             return name
     raise KeyError(f"partitions definition {partitions_def} is not one of the graph's partitionings")

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dagster._utils.schedules import is_valid_cron_string
+
 from dagster_project.lake import DEFAULT_LOCK_WAIT_SECONDS, LakeLayout
 from sources import catalog
 from sources.config import EARTH_ENGINE_ENVIRONMENT, load_sources
@@ -24,7 +26,15 @@ ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
 ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
 ENV_WAREHOUSE_LOCK_WAIT = "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS"
+ENV_RETRAIN_CRON = "PERMAFROST_RETRAIN_CRON"
+ENV_FRESHNESS_MAX_LAG = "PERMAFROST_FRESHNESS_MAX_LAG_MONTHS"
+ENV_NEW_MONTH_POLL = "PERMAFROST_NEW_MONTH_POLL_SECONDS"
 DEFAULT_TRAINING_EPOCHS = 50
+# Retraining and projections refresh once a year (1 January, 03:00 UTC), not on every month.
+DEFAULT_RETRAIN_CRON = "0 3 1 1 *"
+# The raw reanalysis is fresh while at most this many published months are not landed yet.
+DEFAULT_FRESHNESS_MAX_LAG_MONTHS = 1
+DEFAULT_NEW_MONTH_POLL_SECONDS = 6 * 3600
 
 SOURCE_KINDS = ("demo",)
 DEFAULT_DEMO_SEED = catalog.DEFAULT_SEED
@@ -44,6 +54,12 @@ class Settings:
     earth_engine_variables: tuple[str, ...] = ()
     # how long a warehouse writer (or reader) waits for another process's lock before failing
     warehouse_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    # cron of the retraining cadence (bias correction, windows, models, projections)
+    retrain_cron: str = DEFAULT_RETRAIN_CRON
+    # published months the raw reanalysis may lag behind the source before its freshness check fails
+    freshness_max_lag_months: int = DEFAULT_FRESHNESS_MAX_LAG_MONTHS
+    # how often the new-month sensor asks the source
+    new_month_poll_seconds: int = DEFAULT_NEW_MONTH_POLL_SECONDS
 
 
 def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | None = None) -> Settings:
@@ -95,6 +111,13 @@ def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | 
         lock_wait = -1.0
     if not lock_wait >= 0:  # also refuses nan
         raise ValueError(f"{ENV_WAREHOUSE_LOCK_WAIT}={wait_text!r} is not a number of seconds >= 0")
+    retrain_cron = (env.get(ENV_RETRAIN_CRON) or DEFAULT_RETRAIN_CRON).strip()
+    if not is_valid_cron_string(retrain_cron):
+        raise ValueError(f"{ENV_RETRAIN_CRON}={retrain_cron!r} is not a cron expression (e.g. '0 3 1 1 *')")
+    freshness_max_lag = _non_negative_int(env, ENV_FRESHNESS_MAX_LAG, DEFAULT_FRESHNESS_MAX_LAG_MONTHS)
+    poll_seconds = _non_negative_int(env, ENV_NEW_MONTH_POLL, DEFAULT_NEW_MONTH_POLL_SECONDS)
+    if poll_seconds < 30:
+        raise ValueError(f"{ENV_NEW_MONTH_POLL}={poll_seconds} is under 30 seconds")
     return Settings(
         lake_root=lake_root,
         warehouse_path=warehouse_path,
@@ -105,4 +128,14 @@ def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | 
         sources_file=sources_file,
         earth_engine_variables=earth_engine_variables,
         warehouse_lock_wait_seconds=lock_wait,
+        retrain_cron=retrain_cron,
+        freshness_max_lag_months=freshness_max_lag,
+        new_month_poll_seconds=poll_seconds,
     )
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or str(default)).strip()
+    if not text.isdigit():
+        raise ValueError(f"{name}={text!r} is not a whole number >= 0")
+    return int(text)

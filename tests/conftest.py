@@ -1,6 +1,8 @@
 """Shared fixtures: every test gets its own lake and warehouse under tmp_path."""
 
 import pytest
+from dagster import DagsterInstance
+from instances import instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.dbt import ensure_manifest
@@ -38,3 +40,15 @@ def lake_settings(lake_env) -> settings.Settings:
 @pytest.fixture
 def resources(lake_settings):
     return build_resources(lake_settings)
+
+
+@pytest.fixture(scope="session")
+def months_instance():
+    """Factory of instances that know the reanalysis months up to a given month (YYYY-MM)."""
+    return instance_knowing_months
+
+
+@pytest.fixture
+def instance(lake_settings) -> DagsterInstance:
+    """An instance that knows the lake's published months (up to its PERMAFROST_DEMO_LATEST_MONTH)."""
+    return instance_knowing_months(lake_settings.demo_latest_month)

@@ -33,9 +33,11 @@ def _error_text(error: BaseException) -> str:
     return " | ".join(texts)
 
 
-def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settings):
+def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settings, instance):
     for _ in range(2):
-        result = materialize([raw.era5_land_monthly], resources=resources, partition_key="2002-05-01")
+        result = materialize(
+            [raw.era5_land_monthly], resources=resources, instance=instance, partition_key="2002-05-01"
+        )
         assert result.success
     files = sorted((lake_settings.lake_root / "raw" / "era5_land_monthly").glob("*"))
     assert [f.name for f in files] == ["2002-05.parquet"]
@@ -46,9 +48,12 @@ def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settin
     assert not lake_settings.warehouse_path.exists()  # landing never opens the warehouse
 
 
-def test_a_range_lands_one_file_per_month_in_one_run(resources, lake_settings):
+def test_a_range_lands_one_file_per_month_in_one_run(resources, lake_settings, instance):
     result = materialize(
-        [raw.era5_land_monthly], resources=resources, tags={RANGE_START: "2001-01-01", RANGE_END: "2001-12-01"}
+        [raw.era5_land_monthly],
+        resources=resources,
+        instance=instance,
+        tags={RANGE_START: "2001-01-01", RANGE_END: "2001-12-01"},
     )
     assert result.success
     files = sorted((lake_settings.lake_root / "raw" / "era5_land_monthly").glob("*.parquet"))
@@ -63,16 +68,18 @@ def test_a_range_lands_one_file_per_month_in_one_run(resources, lake_settings):
     assert units["temperature_2m"] == "K" and units["total_precipitation_sum"] == "m"
 
 
-def test_unpublished_month_is_refused_and_never_written(resources, lake_settings):
+def test_unpublished_month_is_refused_and_never_written(resources, lake_settings, months_instance):
+    # registered (say, by a source that later withdrew it) but not published by this source
+    instance = months_instance("2004-01")
     with pytest.raises(Exception) as error:
-        materialize([raw.era5_land_monthly], resources=resources, partition_key="2004-01-01")
+        materialize([raw.era5_land_monthly], resources=resources, instance=instance, partition_key="2004-01-01")
     assert "2004-01 is not published yet (newest published month: 2003-12)" in _error_text(error.value)
     assert not (lake_settings.lake_root / "raw" / "era5_land_monthly").exists()
 
 
-def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypatch):
+def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypatch, instance):
     tags = {RANGE_START: "2001-01-01", RANGE_END: "2001-03-01"}
-    assert materialize([raw.era5_land_monthly], resources=resources, tags=tags).success
+    assert materialize([raw.era5_land_monthly], resources=resources, instance=instance, tags=tags).success
     folder = lake_settings.lake_root / "raw" / "era5_land_monthly"
     before = {f.name: f.read_bytes() for f in folder.iterdir()}
 
@@ -90,7 +97,7 @@ def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypat
 
     monkeypatch.setattr(DemoReanalysisSource, "read_months", corrupted)
     with pytest.raises(Exception) as error:
-        materialize([raw.era5_land_monthly], resources=resources, tags=tags)
+        materialize([raw.era5_land_monthly], resources=resources, instance=instance, tags=tags)
     assert "soil_temperature_level_2, band 3, month 2001-02: value is missing" in _error_text(error.value)
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
 
@@ -126,7 +133,7 @@ time.sleep(120)
 """
 
 
-def test_months_land_while_another_process_holds_the_warehouse(resources, lake_settings):
+def test_months_land_while_another_process_holds_the_warehouse(resources, lake_settings, instance):
     """A writer (or a notebook) holding the warehouse does not stop the raw layer, and what a
     raw run reports as materialized is exactly what it landed."""
     lake_settings.warehouse_path.parent.mkdir(parents=True)
@@ -136,7 +143,10 @@ def test_months_land_while_another_process_holds_the_warehouse(resources, lake_s
     try:
         assert holder.stdout.readline().strip() == "holding"
         result = materialize(
-            [raw.era5_land_monthly], resources=resources, tags={RANGE_START: "2001-01-01", RANGE_END: "2001-03-01"}
+            [raw.era5_land_monthly],
+            resources=resources,
+            instance=instance,
+            tags={RANGE_START: "2001-01-01", RANGE_END: "2001-03-01"},
         )
     finally:
         holder.kill()

@@ -2,15 +2,19 @@ import datetime as dt
 import subprocess
 import sys
 
-from dagster import TimeWindow
+import pytest
 
 from assets.staging import dbt_build_args, failed_nodes, failing_rows
+from dagster_project.partitions import month_window
 from dagster_project.resources import WarehouseResource
 
 
 def test_partition_window_becomes_dbt_vars():
-    window = TimeWindow(dt.datetime(2023, 11, 1), dt.datetime(2024, 1, 1))
+    window = month_window("2023-11-01", "2023-12-01")
+    assert window == (dt.date(2023, 11, 1), dt.date(2024, 1, 1))
     assert dbt_build_args(window) == ["build", "--vars", '{"min_month": "2023-11-01", "max_month": "2024-01-01"}']
+    with pytest.raises(ValueError, match="backwards"):
+        month_window("2023-12-01", "2023-11-01")
     assert dbt_build_args(None) == ["build"]
 
 

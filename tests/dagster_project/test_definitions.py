@@ -42,10 +42,14 @@ def test_definitions_validate_and_hold_the_raw_group(lake_env):
     raw = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "raw"}
     assert raw == {"era5_land_monthly", "cmip5_monthly", "band_lithology", "band_soil_properties"}
     era5 = graph.get(dg.AssetKey("era5_land_monthly"))
-    assert era5.partitions_def.get_first_partition_key() == "2001-01-01"
+    # published months only: a dynamic partition per month the source has published
+    assert isinstance(era5.partitions_def, dg.DynamicPartitionsDefinition)
+    assert era5.partitions_def.name == "reanalysis_months"
     cmip5 = graph.get(dg.AssetKey("cmip5_monthly"))
     assert cmip5.partitions_def.get_partition_keys() == ["historical", "rcp26", "rcp45", "rcp60", "rcp85"]
-    assert [s.name for s in defs.sensors] == ["era5_land_new_month_sensor"]
+    assert sorted(s.name for s in defs.sensors) == ["automation_sensor", "era5_land_new_month_sensor"]
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
+    assert [s.name for s in defs.schedules] == ["monthly_refresh_schedule"]
 
 
 def test_expectation_checks_are_attached_to_both_marts_and_block(lake_env):

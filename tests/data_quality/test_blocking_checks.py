@@ -42,28 +42,38 @@ def _corrupt(lake_root):
 
 
 @pytest.fixture
-def corrupted_run(resources, lake_settings):
+def corrupted_run(resources, lake_settings, instance):
     everything = list(defs.assets) + list(defs.asset_checks) + [trained_on_history, projected_from_scenarios]
     materialize(
         everything,
         selection=AssetSelection.groups("raw") - AssetSelection.assets("era5_land_monthly", "cmip5_monthly"),
         resources=resources,
+        instance=instance,
     )
-    materialize(everything, selection=AssetSelection.assets("era5_land_monthly"), resources=resources, tags=RANGE)
-    materialize(everything, selection=AssetSelection.assets("cmip5_monthly"), resources=resources, tags=EXPERIMENTS)
+    for asset_name, tags in (("era5_land_monthly", RANGE), ("cmip5_monthly", EXPERIMENTS)):
+        materialize(
+            everything, selection=AssetSelection.assets(asset_name), resources=resources, instance=instance, tags=tags
+        )
     _corrupt(lake_settings.lake_root)
-    upstream = AssetSelection.assets("fct_scenario_band_month_features").upstream() - AssetSelection.groups("raw")
+    raw = AssetSelection.groups("raw")
+    static = AssetSelection.assets("int_band_static_features_pivoted").upstream() - raw
+    assert materialize(everything, selection=static, resources=resources, instance=instance).success
+    # the reanalysis side runs per month: staging and the history mart, for the whole range
+    history = materialize(
+        everything,
+        selection=AssetSelection.assets("stg_era5_land__monthly", "fct_band_month_features", "trained_on_history"),
+        resources=resources,
+        instance=instance,
+        tags=RANGE,
+        raise_on_error=False,
+    )
+    monthly = AssetSelection.assets("stg_era5_land__monthly")
+    upstream = AssetSelection.assets("fct_scenario_band_month_features").upstream() - raw - static - monthly
     first = materialize(
         everything,
         selection=upstream | AssetSelection.assets("projected_from_scenarios"),
         resources=resources,
-        raise_on_error=False,
-    )
-    history = materialize(
-        everything,
-        selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
-        resources=resources,
-        tags=RANGE,
+        instance=instance,
         raise_on_error=False,
     )
     return first, history

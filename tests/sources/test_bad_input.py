@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from dagster import materialize
 from generated_files import cds_field, write_cds_netcdf, write_cds_zip, write_cmip5
+from instances import instance_knowing_months
 
 from assets import raw
 from dagster_project import settings
@@ -22,6 +23,7 @@ from sources import catalog
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 MONTHS = [dt.date(2020, m, 1) for m in (1, 2, 3)]
 RANGE = {"dagster/asset_partition_range_start": "2020-01-01", "dagster/asset_partition_range_end": "2020-03-01"}
+KNOWN_MONTHS = instance_knowing_months()  # the reanalysis months a test asks for are partitions
 
 
 def checksums(root: Path) -> dict[str, str]:
@@ -50,7 +52,7 @@ def lake(tmp_path_factory):
     )
     resources = build_resources(config)
     assert materialize([raw.band_lithology, raw.band_soil_properties], resources=resources).success
-    assert materialize([raw.era5_land_monthly], resources=resources, tags=RANGE).success
+    assert materialize([raw.era5_land_monthly], resources=resources, instance=KNOWN_MONTHS, tags=RANGE).success
     assert materialize([raw.cmip5_monthly], resources=resources, partition_key="rcp45").success
     return root
 
@@ -67,7 +69,7 @@ def run_with(lake: Path, tmp_path: Path, sources_yaml: str, asset, **run) -> str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         with pytest.raises(Exception) as failed:
-            materialize([asset], resources=resources, **run)
+            materialize([asset], resources=resources, instance=KNOWN_MONTHS, **run)
     assert checksums(lake / "data") == before
     return error_text(failed.value)
 

@@ -9,8 +9,9 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, materialize
 from dbt_helpers import run_dbt
+from instances import instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.definitions import defs
@@ -50,7 +51,7 @@ def published_run(tmp_path_factory):
         {settings.ENV_LAKE_ROOT: str(root / "data"), settings.ENV_SOURCES_FILE: str(sources_file)}
     )
     resources = build_resources(config)
-    instance = DagsterInstance.ephemeral()
+    instance = instance_knowing_months("2023-12")
     everything = list(defs.assets)
 
     def run(selection, tags=None, run_config=None):

@@ -9,9 +9,10 @@ import duckdb
 import fake_ee
 import polars as pl
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 from dbt_helpers import run_dbt
 from generated_files import write_cds_netcdf
+from instances import instance_knowing_months
 
 from assets import raw
 from dagster_project import settings
@@ -46,7 +47,7 @@ def earth_engine_lake(tmp_path, monkeypatch):
 
 def test_no_credential_in_logs_metadata_or_run_config(earth_engine_lake, caplog):
     config, server, key, _ = earth_engine_lake
-    instance = DagsterInstance.ephemeral()
+    instance = instance_knowing_months()
     caplog.set_level(logging.DEBUG)
     result = materialize([raw.era5_land_monthly], resources=build_resources(config), instance=instance, tags=RANGE)
     assert result.success
@@ -66,7 +67,10 @@ def test_no_credential_in_logs_metadata_or_run_config(earth_engine_lake, caplog)
 
 def test_daily_rows_are_summed_to_months_in_staging(earth_engine_lake):
     config, _, _, tmp_path = earth_engine_lake
-    assert materialize([raw.era5_land_monthly], resources=build_resources(config), tags=RANGE).success
+    instance = instance_knowing_months()
+    assert materialize(
+        [raw.era5_land_monthly], resources=build_resources(config), instance=instance, tags=RANGE
+    ).success
     daily = pl.read_parquet(config.lake_root / "raw" / "era5_land_monthly" / "2021-02.parquet")
     assert daily.height == 28 * 6 and daily["date"].n_unique() == 28
     done = run_dbt(["run", "--select", "stg_era5_land__monthly"], config.lake_root, config.warehouse_path, tmp_path)

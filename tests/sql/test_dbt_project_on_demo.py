@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from dagster import AssetSelection, materialize
 from dbt_helpers import run_dbt
+from instances import instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.dbt import canonical_ranges
@@ -37,8 +38,9 @@ def demo_warehouse(tmp_path_factory):
             AssetSelection.assets("cmip5_monthly"),
         ),
     ]
+    instance = instance_knowing_months(LATEST)
     for tags, selection in ranges:
-        assert materialize(everything, selection=selection, resources=resources, tags=tags).success
+        assert materialize(everything, selection=selection, resources=resources, instance=instance, tags=tags).success
     result = run_dbt(["build"], config.lake_root, config.warehouse_path, root)
     return config, result
 

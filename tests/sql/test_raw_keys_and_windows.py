@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, AssetSelection, asset, materialize
 from dbt_helpers import run_dbt
+from instances import instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.definitions import defs
@@ -29,6 +30,7 @@ def trained_on_history() -> None:
 
 
 EVERYTHING = [*defs.assets, *defs.asset_checks, trained_on_history]
+MONTHS = instance_knowing_months()  # every reanalysis month a test asks for is a partition
 
 
 def _config(root, latest=LATEST, **extra):
@@ -47,7 +49,7 @@ def built(tmp_path_factory):
         (AssetSelection.assets("band_lithology", "band_soil_properties"), {}),
         (AssetSelection.assets("era5_land_monthly"), tags),
     ):
-        assert materialize(EVERYTHING, selection=selection, resources=resources, tags=run_tags).success
+        assert materialize(EVERYTHING, selection=selection, resources=resources, instance=MONTHS, tags=run_tags).success
     result = run_dbt(["build", "--select", *HISTORY], config.lake_root, config.warehouse_path, root)
     assert result.returncode == 0, result.stdout[-3000:]
     shutil.copytree(root / "data", root / "pristine")
@@ -88,6 +90,7 @@ def test_a_duplicated_raw_row_is_refused_not_summed(lake):
     # naming band, month and both files
     run = materialize(
         EVERYTHING,
+        instance=MONTHS,
         selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
         resources=build_resources(config),
         partition_key="2001-03-01",
@@ -114,6 +117,7 @@ def test_a_monthly_run_replaces_every_row_of_its_window(lake):
 
     run = materialize(
         EVERYTHING,
+        instance=MONTHS,
         selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
         resources=build_resources(config),
         partition_key="2001-04-01",
@@ -160,7 +164,11 @@ def test_a_landed_month_shows_in_the_raw_view_and_dbt_waits_for_a_reader(lake):
     reader = _reader(config.warehouse_path, seconds=120)  # raw assets do not care: they never open it
     try:
         assert materialize(
-            EVERYTHING, selection=["era5_land_monthly"], resources=resources, partition_key="2001-07-01"
+            EVERYTHING,
+            instance=MONTHS,
+            selection=["era5_land_monthly"],
+            resources=resources,
+            partition_key="2001-07-01",
         ).success
     finally:
         reader.kill()
@@ -174,7 +182,11 @@ def test_a_landed_month_shows_in_the_raw_view_and_dbt_waits_for_a_reader(lake):
     reader = _reader(config.warehouse_path, seconds=2)  # lets go within the wait
     try:
         run = materialize(
-            EVERYTHING, selection=["fct_band_month_features"], resources=resources, partition_key="2001-07-01"
+            EVERYTHING,
+            instance=MONTHS,
+            selection=["fct_band_month_features"],
+            resources=resources,
+            partition_key="2001-07-01",
         )
     finally:
         reader.kill()
@@ -189,6 +201,7 @@ def test_dbt_gives_up_on_a_reader_that_holds_on_and_names_it(lake):
     try:
         run = materialize(
             EVERYTHING,
+            instance=MONTHS,
             selection=["fct_band_month_features"],
             resources=build_resources(config),
             partition_key="2001-06-01",

@@ -5,6 +5,9 @@
 -- (`unique_raw_key` is the same rule as a test). The raw key is band, month and the product's
 -- own time stamp `date` (the day of a daily product, the month's first day of a monthly one)
 -- where the landed files carry it.
+-- Tagged `monthly`: in Dagster it is partitioned by month with the history mart, so a landed
+-- month flows through both in one run (the view itself covers every month).
+{{ config(tags=['monthly']) }}
 {%- set raw_key = raw_key_columns('era5_land', 'era5_land_monthly', ['band', 'month'], ['date']) %}
 
 with source as (
