@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure
+import duckdb
+from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure, Output, TableColumn, TableSchema
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 
 from dagster_project import settings
@@ -60,6 +61,12 @@ class PermafrostDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] != "model":
             return None
         return dbt_resource_props["fqn"][1]
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The YAML description; never the SQL (dagster-dbt's default appends it)."""
+        described = (dbt_resource_props.get("description") or "").strip()
+        kind, name = dbt_resource_props["resource_type"], dbt_resource_props["name"]
+        return described or f"dbt {kind} `{name}` (its YAML gives no description)"
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         dagster_meta = dbt_resource_props.get("meta", {}).get("dagster", {})
@@ -113,8 +120,53 @@ def failing_rows(run_results: Mapping[str, Any], warehouse: WarehouseResource) -
     return shown
 
 
+def table_metadata(con, node: Mapping[str, Any]) -> dict[str, Any]:
+    """Row count and column types of a built model or seed, read from the warehouse."""
+    schema, name = node["schema"], node.get("alias") or node["name"]
+    rows = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0]
+    typed = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    described = {column: spec.get("description") or None for column, spec in node.get("columns", {}).items()}
+    columns = [TableColumn(column, kind.lower(), description=described.get(column)) for column, kind in typed]
+    return {"dagster/row_count": int(rows), "dagster/column_schema": TableSchema(columns=columns)}
+
+
+def with_table_metadata(events: list, invocation: DbtCliInvocation, warehouse: WarehouseResource):
+    """The dbt events, each model's and seed's output with its row count and column types.
+
+    Read after dbt has finished (dbt holds the warehouse's write lock while it runs), through
+    one read-only connection; a table that cannot be read keeps dbt's own metadata.
+    """
+    nodes = {
+        node["name"]: node
+        for node in invocation.manifest["nodes"].values()
+        if node["resource_type"] in ("model", "seed")
+    }
+    outputs = [event for event in events if isinstance(event, Output) and event.output_name in nodes]
+    if not outputs:
+        yield from events
+        return
+    extra: dict[str, dict[str, Any]] = {}
+    try:
+        with warehouse.read_only() as con:
+            for event in outputs:
+                try:
+                    extra[event.output_name] = table_metadata(con, nodes[event.output_name])
+                except duckdb.Error:
+                    continue
+    except (duckdb.Error, OSError):
+        pass
+    for event in events:
+        if isinstance(event, Output) and event.output_name in extra:
+            event = event.with_metadata({**event.metadata, **extra[event.output_name]})
+        yield event
+
+
 def run_dbt_build(invocation: DbtCliInvocation, warehouse: WarehouseResource):
-    yield from invocation.stream()
+    yield from with_table_metadata(list(invocation.stream()), invocation, warehouse)
     run_results = invocation.get_artifact("run_results.json")
     errors = failed_nodes(run_results)
     if errors:

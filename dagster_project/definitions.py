@@ -8,7 +8,7 @@ from dagster_project import automation, settings
 from dagster_project.jobs import partitioning_jobs
 from dagster_project.resources import build_resources
 from dagster_project.sensors import monthly_refresh_schedule, new_month_sensor
-from data_quality.checks import asset_checks
+from data_quality.checks import build_asset_checks
 
 config = settings.from_environment()
 
@@ -21,7 +21,7 @@ with warnings.catch_warnings():
 
 defs = Definitions(
     assets=all_assets,
-    asset_checks=asset_checks,
+    asset_checks=build_asset_checks(config.freshness_max_lag_months),
     jobs=partitioning_jobs(all_assets),
     sensors=[new_month_sensor(config.new_month_poll_seconds), automation.automation_sensor()],
     schedules=[monthly_refresh_schedule],

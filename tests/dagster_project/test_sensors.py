@@ -14,6 +14,7 @@ from dagster_project.demo import run_demo
 from dagster_project.partitions import REANALYSIS_MONTHS, months_to_register
 from dagster_project.resources import SourcesResource, build_resources
 from dagster_project.sensors import months_to_request
+from data_quality.checks import holds_every_landed_month
 
 ERA5 = dg.AssetKey("era5_land_monthly")
 STAGING = dg.AssetKey("stg_era5_land__monthly")
@@ -127,6 +128,9 @@ def test_a_new_month_flows_from_the_sensor_through_automation_to_the_history_mar
     )
     assert raw_run.success
     assert _mart_months(root)[-1] == "2001-06"  # the sensor's run lands the raw month only
+    resources = build_resources(config)
+    gap = holds_every_landed_month(lake=resources["lake"], warehouse=resources["warehouse"])
+    assert not gap.passed and gap.metadata["missing_months"].value == ["2001-07"]  # the blocking check sees it
 
     # automation, evaluated by Dagster, carries the month to staging and the history mart
     evaluation = dg.evaluate_automation_conditions(defs=code_location, instance=instance, cursor=baseline.cursor)
@@ -138,6 +142,7 @@ def test_a_new_month_flows_from_the_sensor_through_automation_to_the_history_mar
     assert evaluation.total_requested == 2  # nothing else: retraining waits for its cadence
     _launch(code_location, instance, requested)
     assert _mart_months(root) == [f"2001-{m:02d}" for m in range(1, 8)]
+    assert holds_every_landed_month(lake=resources["lake"], warehouse=resources["warehouse"]).passed
 
     # a second tick and a second evaluation request nothing
     assert not _tick(instance, tick.cursor, "2001-07").run_requests

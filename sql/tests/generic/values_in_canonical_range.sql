@@ -1,0 +1,28 @@
+{#
+  Fails on every value of `columns` that is missing or outside its canonical range
+  (var('canonical_ranges'), by column name or by `ranges[column]`), one row per offending
+  value: the variable, its value and the model's key columns (scenario, band, month, ...).
+#}
+{% test values_in_canonical_range(model, columns, ranges={}) %}
+{%- set present = adapter.get_columns_in_relation(model) | map(attribute='name') | list %}
+{%- set keys = [] %}
+{%- for key in ['scenario', 'experiment', 'band', 'month', 'calendar_month', 'property', 'layer'] %}
+    {%- if key in present %}{% do keys.append(key) %}{% endif %}
+{%- endfor %}
+{%- for column in columns %}
+    {%- set bounds = var('canonical_ranges')[ranges.get(column, column)] %}
+select
+    {%- for key in keys %}
+    {{ key }},
+    {%- endfor %}
+    '{{ column }}' as variable,
+    cast({{ column }} as double) as value,
+    {{ bounds[0] }} as lowest_allowed,
+    {{ bounds[1] }} as highest_allowed
+from {{ model }}
+where {{ column }} is null or {{ column }} < {{ bounds[0] }} or {{ column }} > {{ bounds[1] }}
+    {%- if not loop.last %}
+union all
+    {%- endif %}
+{%- endfor %}
+{% endtest %}
