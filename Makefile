@@ -27,8 +27,8 @@ env:
 # none, and again when the repository's copy is newer; the replaced one is kept as dagster.yaml.~N~.
 install-dagster-yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
-	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] || [ dagster.yaml -nt "$(DAGSTER_HOME)/dagster.yaml" ]; then \
-		cmp -s dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp --backup=numbered dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
+	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] || [ dagster_project/dagster.yaml -nt "$(DAGSTER_HOME)/dagster.yaml" ]; then \
+		cmp -s dagster_project/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp --backup=numbered dagster_project/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
 	fi
 
 demo: env

@@ -28,7 +28,7 @@ SQL_TARGET = REPO / "sql" / "target"
 def _environment(root: Path, latest: str) -> dict[str, str]:
     home = root / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # as the Makefile installs it
+    shutil.copy(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")  # as the Makefile installs it
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     env.update({settings.ENV_LAKE_ROOT: str(root / "data"), settings.ENV_DEMO_LATEST_MONTH: latest})
     env.pop(settings.ENV_WAREHOUSE, None)

@@ -41,7 +41,7 @@ def home(tmp_path, monkeypatch):
     """A file-based DAGSTER_HOME with the repository's dagster.yaml, as the Makefile installs it."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 
@@ -132,7 +132,7 @@ def test_the_makefile_installs_a_newer_dagster_yaml(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert installed.read_text() == (REPO / "dagster.yaml").read_text()
+    assert installed.read_text() == (REPO / "dagster_project" / "dagster.yaml").read_text()
     assert [p.read_text() for p in home.glob("dagster.yaml.~*~")] == ["telemetry:\n  enabled: false\n"]
     # an up-to-date copy is left as it is
     again = subprocess.run(
