@@ -19,8 +19,8 @@ help:
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
-	@# the dbt manifest is prepared here, when the project is built or tested, not on every load
-	@cd sql && $(RUN) dbt parse --quiet --profiles-dir .
+	@# the dbt manifest (and the partial parse each dbt run reuses) for the lake the environment names
+	@$(RUN) python -c "from dagster_project.dbt import dbt_project; dbt_project()"
 	@$(MAKE) --no-print-directory install-dagster-yaml
 
 # The instance settings (pools, run monitoring, slot release) go into $(DAGSTER_HOME) when it has

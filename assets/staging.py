@@ -5,7 +5,6 @@ partition's window as dbt vars; everything else is one unpartitioned dbt build.
 """
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,8 +14,7 @@ import duckdb
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Failure, Output, TableColumn, TableSchema
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 
-from dagster_project import settings
-from dagster_project.dbt import dbt_project
+from dagster_project.dbt import dbt_project, run_environment
 from dagster_project.lake import lock_holder
 from dagster_project.partitions import month_window, reanalysis_months
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -27,19 +25,23 @@ MONTHLY_TAG = "tag:monthly"
 DBT_PROJECT = dbt_project()
 
 
-def dbt_build_args(window: tuple[dt.date, dt.date] | None) -> list[str]:
-    """Arguments of `dbt build` for a run: the partitions' [start, end) months as vars."""
-    args = ["build"]
-    if window is not None:
-        start, end = window
-        args += ["--vars", json.dumps({"min_month": start.isoformat(), "max_month": end.isoformat()})]
-    return args
+RUN_MIN_MONTH = "PERMAFROST_RUN_MIN_MONTH"
+RUN_MAX_MONTH = "PERMAFROST_RUN_MAX_MONTH"
+
+
+def dbt_window_environment(window: tuple[dt.date, dt.date] | None) -> dict[str, str]:
+    """The run's [start, end) months for dbt (sql/macros/calendar.sql: run_window), as
+    environment variables: a changed --vars would make dbt parse the whole project again."""
+    start, end = window if window is not None else ("", "")
+    return {RUN_MIN_MONTH: str(start), RUN_MAX_MONTH: str(end)}
 
 
 @contextmanager
-def dbt_environment(lake: LakeResource, warehouse: WarehouseResource) -> Iterator[None]:
-    """Point the dbt subprocess at this run's lake and warehouse (dbt reads the same variables)."""
-    wanted = {settings.ENV_LAKE_ROOT: str(lake.layout.root), settings.ENV_WAREHOUSE: str(warehouse.file)}
+def dbt_environment(
+    lake: LakeResource, warehouse: WarehouseResource, window: tuple[dt.date, dt.date] | None = None
+) -> Iterator[None]:
+    """Point the dbt subprocess at this run's lake, warehouse and month window."""
+    wanted = {**run_environment(lake.layout.root, warehouse.file), **dbt_window_environment(window)}
     previous = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:
@@ -189,8 +191,8 @@ def build_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: Lake
     if context.assets_def.partitions_def is not None:
         window = month_window(context.partition_key_range.start, context.partition_key_range.end)
     warehouse.wait_until_writable()
-    with dbt_environment(lake, warehouse):
-        yield from run_dbt_build(dbt.cli(dbt_build_args(window), context=context, raise_on_error=False), warehouse)
+    with dbt_environment(lake, warehouse, window):
+        yield from run_dbt_build(dbt.cli(["build"], context=context, raise_on_error=False), warehouse)
 
 
 # Both definitions load the same project, name their assets the same way and write the same file.

@@ -140,10 +140,10 @@ def sources_resource(settings: Settings) -> SourcesResource:
 
 
 def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
-    from dagster_dbt import DbtCliResource
+    from dagster_project.dbt_resource import ProjectDbtCliResource
 
     return {
-        "dbt": DbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
+        "dbt": ProjectDbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
         "warehouse": WarehouseResource(
             path=str(settings.warehouse_path), lock_wait_seconds=settings.warehouse_lock_wait_seconds

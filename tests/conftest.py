@@ -5,13 +5,13 @@ from dagster import DagsterInstance
 from instances import instance_knowing_months
 
 from dagster_project import settings
-from dagster_project.dbt import ensure_manifest
+from dagster_project.dbt import dbt_project
 from dagster_project.resources import build_resources
 
 
 def pytest_configure(config):
     """Prepare the dbt manifest once, before test modules import the dbt assets."""
-    ensure_manifest()
+    dbt_project()
 
 
 # Short history keeps the raw-asset tests fast; the demo's realism is tested on the full span.

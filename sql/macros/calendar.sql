@@ -24,10 +24,23 @@
     (86400.0 * {{ days_in_month(calendar, month_start) }})
 {%- endmacro %}
 
-{# Filter a model to the partition window passed as vars, or keep everything. #}
+{#
+  The run's month window [start, end) as YYYY-MM-DD strings, or ('', '') for the whole table.
+  Dagster passes it as environment variables (PERMAFROST_RUN_MIN_MONTH/MAX_MONTH): unlike
+  --vars, a changed value does not make dbt parse the whole project again. On the command
+  line, --vars '{"min_month": ..., "max_month": ...}' does the same.
+#}
+{% macro run_window() -%}
+    {%- set start = env_var('PERMAFROST_RUN_MIN_MONTH', '') or var('min_month', '') -%}
+    {%- set end = env_var('PERMAFROST_RUN_MAX_MONTH', '') or var('max_month', '') -%}
+    {{ return((start, end)) }}
+{%- endmacro %}
+
+{# Filter a model to the run's month window, or keep everything. #}
 {% macro in_month_window(column) -%}
-    {%- if var('min_month', '') != '' -%}
-        {{ column }} >= cast('{{ var("min_month") }}' as date) and {{ column }} < cast('{{ var("max_month") }}' as date)
+    {%- set start, end = run_window() -%}
+    {%- if start != '' -%}
+        {{ column }} >= cast('{{ start }}' as date) and {{ column }} < cast('{{ end }}' as date)
     {%- else -%}
         true
     {%- endif -%}

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from assets.staging import dbt_build_args, failed_nodes, failing_rows
+from assets.staging import dbt_window_environment, failed_nodes, failing_rows
 from dagster_project import processes
 from dagster_project.partitions import month_window
 from dagster_project.resources import WarehouseResource
@@ -13,13 +13,16 @@ from dagster_project.resources import WarehouseResource
 MART = "fct_band_month_features"
 
 
-def test_partition_window_becomes_dbt_vars():
+def test_partition_window_becomes_the_dbt_run_window():
     window = month_window("2023-11-01", "2023-12-01")
     assert window == (dt.date(2023, 11, 1), dt.date(2024, 1, 1))
-    assert dbt_build_args(window) == ["build", "--vars", '{"min_month": "2023-11-01", "max_month": "2024-01-01"}']
+    assert dbt_window_environment(window) == {
+        "PERMAFROST_RUN_MIN_MONTH": "2023-11-01",
+        "PERMAFROST_RUN_MAX_MONTH": "2024-01-01",
+    }
+    assert dbt_window_environment(None) == {"PERMAFROST_RUN_MIN_MONTH": "", "PERMAFROST_RUN_MAX_MONTH": ""}
     with pytest.raises(ValueError, match="backwards"):
         month_window("2023-12-01", "2023-11-01")
-    assert dbt_build_args(None) == ["build"]
 
 
 def test_errors_and_failed_error_severity_tests_stop_the_step_warnings_do_not():

@@ -83,7 +83,7 @@ def test_a_duplicated_raw_row_is_refused_not_summed(lake):
     # dbt from the command line: the raw-key test fails and everything downstream is skipped
     cli = run_dbt(["build", "--select", *HISTORY], config.lake_root, config.warehouse_path, lake)
     assert cli.returncode != 0
-    assert "Failure in test unique_raw_key_stg_era5_land__monthly" in cli.stdout
+    assert "Failure in test stg_era5_land__monthly__no_raw_row_delivered_twice" in cli.stdout
     assert "SKIP relation marts.fct_band_month_features" in cli.stdout
 
     # a monthly partition run in Dagster (whose dbt selection holds only the mart) is refused too,

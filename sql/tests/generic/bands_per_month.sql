@@ -4,11 +4,12 @@
   its window that holds no row at all: a band-month missing from the source is caught there.
 #}
 {% test bands_per_month(model, group_by=['month'], n_bands=6, in_run_window=false) %}
-{%- if in_run_window and var('min_month', '') != '' %}
+{%- set start, end = run_window() %}
+{%- if in_run_window and start != '' %}
 with window_months as (
     select cast(month_start as date) as month
     from range(
-        cast('{{ var("min_month") }}' as date), cast('{{ var("max_month") }}' as date), interval 1 month
+        cast('{{ start }}' as date), cast('{{ end }}' as date), interval 1 month
     ) as months (month_start)
 )
 
