@@ -67,10 +67,10 @@ def test_runs_are_named_and_tagged_by_stage(demo_run):
     runs = instance.get_runs()
     assert runs and {run.job_name for run in runs} <= {
         "unpartitioned_assets",
-        "reanalysis_month_assets",
-        "cmip5_experiment_assets",
-        "rcp_assets",
-        "architecture_assets",
+        "monthly_refresh",
+        "cmip5_ingest",
+        "scenario_features",
+        "model_training",
     }
     assert all(run.tags.get(LAUNCHED_BY) == "make demo" for run in runs)
     stages = {run.tags[STAGE] for run in runs}
