@@ -59,6 +59,31 @@ class ClimateModelSource(Protocol):
 
 
 @runtime_checkable
+class PerfectModelSource(Protocol):
+    """A climate-model source that also knows what its own soil did: a simulator (the demo).
+
+    Real climate models publish no soil temperature of the world they simulate, so real sources
+    do not implement this; `perfect_model_truth` below answers None for them.
+    """
+
+    def perfect_model_truth(self, pathway: str) -> pl.DataFrame:
+        """Rows `band`, `month` (the run's months), canonical drivers, `w_0..w_3` and
+        `t_soil_0..t_soil_3` (degC): the simulator's soil under `pathway` on the model's weather
+        without its bias."""
+        ...
+
+    def perfect_model_floor(self, pathway: str, drivers: pl.DataFrame) -> pl.DataFrame:
+        """Rows `band`, `month`, `t_soil_0..t_soil_3`: the simulator's soil driven by `drivers`
+        (canonical, e.g. the bias-corrected scenario), the best any model of them can do."""
+        ...
+
+
+def perfect_model_truth(source: object, pathway: str) -> pl.DataFrame | None:
+    """The source's simulator truth under `pathway`, or None when it has none (a real source)."""
+    return source.perfect_model_truth(pathway) if isinstance(source, PerfectModelSource) else None
+
+
+@runtime_checkable
 class StaticSource(Protocol):
     """Per-band static geology and soil extracts."""
 

@@ -530,9 +530,12 @@ def _snow_conductivity(density: np.ndarray) -> np.ndarray:
     return np.maximum(0.138 - 1.01 * rho + 3.233 * rho**2, 0.04)
 
 
-def _soil_temperatures(land: dict[str, np.ndarray], days: np.ndarray, t_start: np.ndarray) -> np.ndarray:
+def _soil_temperatures(
+    land: dict[str, np.ndarray], days: np.ndarray, t_start: np.ndarray, cells: np.ndarray | None = None
+) -> np.ndarray:
     """Monthly mean temperature (degC) of each ERA5-Land layer, shape (months, 4, bands),
-    driven by the skin temperature through the snowpack's thermal resistance."""
+    driven by the skin temperature through the snowpack's thermal resistance. When given,
+    ``cells`` (months, cells, bands) receives every cell's monthly mean too."""
     column = _column()
     t = np.repeat(t_start[None, :], column.thickness.shape[0], axis=0)
     snow_conductivity = _snow_conductivity(land["snow_density"])
@@ -548,6 +551,8 @@ def _soil_temperatures(land: dict[str, np.ndarray], days: np.ndarray, t_start: n
             t = _heat_step(t, land["t_skin"][i], r_top, soil, column, dt_s)
             month_mean += t / SUBSTEPS_PER_MONTH
         result[i] = column.layer_weights @ month_mean
+        if cells is not None:
+            cells[i] = month_mean
     return result
 
 
@@ -781,6 +786,21 @@ class DemoClimateModelSource:
         months, world = _cmip_world(self.settings, experiment)
         return _cmip_frame(months, world)
 
+    def perfect_model_truth(self, pathway: str) -> pl.DataFrame:
+        """The simulator's own soil under `pathway` on this twin's weather without its bias
+        (`cmip_truth`): canonical drivers, w_0..w_3 and t_soil_0..t_soil_3, 1950-01..2100-12."""
+        if pathway not in catalog.RCP_EXPERIMENTS:
+            raise SourceError(
+                f"{self.name}: no perfect-model truth for {pathway!r}; expected one of {catalog.RCP_EXPERIMENTS}"
+            )
+        months, world = cmip_truth(self.settings, pathway)
+        return _canonical_frame(months, world)
+
+    def perfect_model_floor(self, pathway: str, drivers: pl.DataFrame) -> pl.DataFrame:
+        """The simulator's soil driven by `drivers` (canonical names and units, this twin's
+        calendar; the bias-corrected scenario): what no model of those drivers can beat."""
+        return soil_response(drivers)
+
 
 class DemoStaticSource:
     """Per-band lithology areas and OpenLandMap soil profiles (stored units), fixed tables."""
@@ -795,3 +815,127 @@ class DemoStaticSource:
 
     def read_soil_properties(self) -> pl.DataFrame:
         return _soil_properties_frame()
+
+
+# --- perfect-model truth ---------------------------------------------------------------------
+# What the simulator's own soil does under a CMIP5 pathway: the twin's weather (the historical
+# stream through 2005, then the RCP's own stream) WITHOUT the climate model's bias, through the
+# same land surface and soil column as the reanalysis. A model trained on the reanalysis and
+# driven by the bias-corrected twin should reproduce these soil temperatures. Nothing in the
+# published frames depends on this block.
+
+
+def cell_centres_m() -> np.ndarray:
+    """Depth (m) of the centre of every cell of the simulated column (to DEEP_EDGES[-1])."""
+    thickness = _column().thickness[:, 0]
+    edges = np.concatenate([[0.0], np.cumsum(thickness)])
+    return 0.5 * (edges[:-1] + edges[1:])
+
+
+def _run_soil(forcing: dict[str, np.ndarray], days: np.ndarray, skip: int) -> dict[str, np.ndarray]:
+    """Land surface and soil column on spun-up forcing; every array without the spin-up."""
+    land = _land_surface(forcing, days)
+    t_start = forcing["t_air"][:12].mean(axis=0) + 4.0  # as the reanalysis world starts
+    cells = np.empty((len(days), _column().thickness.shape[0], catalog.N_BANDS))
+    t_soil = _soil_temperatures(land, days, t_start, cells)
+    world = {name: values[skip:] for name, values in {**forcing, **land}.items()}
+    world["t_soil"] = t_soil[skip:]
+    world["t_soil_cells"] = cells[skip:]
+    world["days"] = days[skip:]
+    return world
+
+
+@functools.lru_cache(maxsize=8)
+def reanalysis_cell_truth(settings: DemoSettings) -> dict[str, np.ndarray]:
+    """The reanalysis world re-run keeping every cell's monthly mean, ``t_soil_cells`` (months,
+    cells, bands; depths in ``cell_centres_m()``) from 2001-01 through ``settings.latest_month``:
+    the active layer's truth. Its ``t_soil`` is the published soil temperature."""
+    horizon = catalog.month_range(catalog.HISTORY_START, HORIZON_END)
+    published = _month_number(settings.latest_month) - _month_number(catalog.HISTORY_START) + 1
+    weather = {name: values[:published] for name, values in _weather(settings.seed, 0, len(horizon)).items()}
+    forcing, days, skip = _spun_up(horizon[:published], "observed", weather, _Bias(), "gregorian", SPINUP_YEARS)
+    return _readonly(_run_soil(forcing, days, skip))
+
+
+@functools.lru_cache(maxsize=8)
+def cmip_truth(settings: DemoSettings, pathway: str) -> tuple[list[dt.date], dict[str, np.ndarray]]:
+    """The simulator's soil under one RCP on the CMIP twin's weather with its bias removed.
+
+    Months run from ``settings.cmip_historical_start`` (1950-01) to 2100-12 on the twin's noleap
+    calendar: the historical experiment's weather and forcing through 2005-12, then the
+    pathway's own (the same weather the twin's published runs carry), with ``_Bias()`` instead
+    of ``CMIP_BIAS`` and SPINUP_YEARS of spin-up, as the reanalysis. Returns (months, world):
+    forcing and land arrays (months, bands), ``theta`` (months, 4, bands), ``t_soil`` (months,
+    4, bands; degC, ERA5-Land layers) and ``t_soil_cells`` (months, cells, bands).
+    """
+    if pathway not in catalog.RCP_EXPERIMENTS:
+        raise ValueError(f"pathway must be one of {catalog.RCP_EXPERIMENTS}, got {pathway!r}")
+    historical = catalog.month_range(settings.cmip_historical_start, catalog.CMIP5_HISTORICAL_END)
+    future = catalog.month_range(catalog.CMIP5_RCP_START, catalog.CMIP5_RCP_END)
+    streams = [
+        _weather(settings.seed, 1 + catalog.CMIP5_EXPERIMENTS.index(experiment), count)
+        for experiment, count in (("historical", len(historical)), (pathway, len(future)))
+    ]
+    forcing, days, skip = _spun_up(historical, "historical", streams[0], _Bias(), CMIP_CALENDAR, SPINUP_YEARS)
+    scenario = _forcing(future, pathway, streams[1], _Bias())
+    forcing = {name: np.concatenate([forcing[name], scenario[name]]) for name in forcing}
+    days = np.concatenate([days, _days_in_month(future, CMIP_CALENDAR)])
+    return historical + future, _readonly(_run_soil(forcing, days, skip))
+
+
+def _canonical_frame(months: list[dt.date], world: dict[str, np.ndarray]) -> pl.DataFrame:
+    """A world in the canonical names and units of the marts (degC, m and J m-2 per month,
+    turbulent fluxes positive downwards), with w_0..w_3 and t_soil_0..t_soil_3."""
+    days = world["days"][:, None]
+    seconds = days * SECONDS_PER_DAY
+    columns = {
+        "t_air": world["t_air"],
+        "t_surface": world["t_skin"],
+        "p_total": world["precip"] * days / 1000.0,
+        "p_snow": world["snowfall"] * days / 1000.0,
+        "r_thermal": world["lw_down"] * seconds,
+        "r_solar": world["sw_down"] * seconds,
+        "q_latent": -world["latent"] * seconds,
+        "q_sensible": -world["sensible"] * seconds,
+        **{name: world["theta"][:, k] for k, name in enumerate(catalog.WATER_CONTENT)},
+        **{name: world["t_soil"][:, k] for k, name in enumerate(catalog.TARGETS)},
+    }
+    data = _band_month_columns(months)
+    data.update({name: pl.Series(name, _flat(values), dtype=pl.Float64) for name, values in columns.items()})
+    return pl.DataFrame(data)
+
+
+def soil_response(drivers: pl.DataFrame, calendar: str = CMIP_CALENDAR) -> pl.DataFrame:
+    """The simulator's land surface and soil driven by canonical ``drivers`` (band, month,
+    t_air, p_total, p_snow, r_thermal, r_solar of consecutive months in ``calendar``), spun up
+    like the truth: rows band, month, t_soil_0..t_soil_3 (degC)."""
+    needed = ("t_air", "p_total", "p_snow", "r_thermal", "r_solar")
+    catalog.require_columns(drivers, ("band", "month", *needed), "drivers for the soil response", SourceError)
+    rows = drivers.select("band", "month", *needed).sort("month", "band")
+    months = sorted(set(rows["month"].to_list()))
+    if rows.height != len(months) * catalog.N_BANDS:
+        raise SourceError(
+            f"drivers for the soil response: expected {catalog.N_BANDS} bands for each of {len(months)} months"
+        )
+    days = _days_in_month(months, calendar)
+    values = {name: rows[name].to_numpy().reshape(len(months), catalog.N_BANDS) for name in needed}
+    per_day = days[:, None]
+    forcing = {
+        "t_air": values["t_air"],
+        "precip": values["p_total"] * 1000.0 / per_day,
+        "snowfall": values["p_snow"] * 1000.0 / per_day,
+        "degree_days": _positive_degree_days(values["t_air"]),
+        "sw_down": values["r_solar"] / (per_day * SECONDS_PER_DAY),
+        "lw_down": values["r_thermal"] / (per_day * SECONDS_PER_DAY),
+    }
+    skip = 12 * SPINUP_YEARS
+    forcing = {name: np.concatenate([np.tile(v[:12], (SPINUP_YEARS, 1)), v]) for name, v in forcing.items()}
+    world = _run_soil(forcing, np.concatenate([np.tile(days[:12], SPINUP_YEARS), days]), skip)
+    data = _band_month_columns(months)
+    data.update(
+        {
+            name: pl.Series(name, _flat(world["t_soil"][:, k]), dtype=pl.Float64)
+            for k, name in enumerate(catalog.TARGETS)
+        }
+    )
+    return pl.DataFrame(data)

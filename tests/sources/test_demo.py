@@ -337,3 +337,60 @@ def test_soil_properties_in_stored_units():
     assert (np.diff(bulk, axis=1) > 0).all()  # compacts with depth
     assert (np.diff(carbon, axis=1) < 0).all() and (np.diff(carbon[:, 0]) > 0).all()  # surface, and north, richer
     validation.validate_soil_properties(frame, "demo")
+
+
+# --- the perfect-model truth --------------------------------------------------------------
+
+
+def test_reanalysis_cells_reproduce_the_published_soil():
+    settings = demo.DemoSettings(seed=3)
+    cells = demo.reanalysis_cell_truth(settings)
+    published = demo._reanalysis_world(settings)["t_soil"]
+    assert cells["t_soil_cells"].shape == (276, len(demo.cell_centres_m()), catalog.N_BANDS)
+    assert np.array_equal(cells["t_soil"], published)
+    assert demo.cell_centres_m()[-1] > catalog.SOIL_LAYERS_M[-1][1]
+
+
+def test_truth_follows_the_pathway_and_shares_the_historical_run():
+    settings = demo.DemoSettings(seed=3)
+    months, low = demo.cmip_truth(settings, "rcp26")
+    _, high = demo.cmip_truth(settings, "rcp85")
+    assert months[0] == settings.cmip_historical_start and months[-1] == catalog.CMIP5_RCP_END
+    assert low["t_soil"].shape == (len(months), 4, catalog.N_BANDS)
+    years = np.array([m.year for m in months])
+    late = years >= 2081
+    assert np.isfinite(high["t_soil"]).all()
+    assert (high["t_soil"][late].mean(axis=0) > low["t_soil"][late].mean(axis=0) + 1.0).all()
+    early = years < 2006  # the historical experiment: identical weather and forcing
+    assert np.array_equal(low["t_soil"][early], high["t_soil"][early])
+
+
+def test_truth_is_the_twin_without_its_bias():
+    settings = demo.DemoSettings(seed=3)
+    _, truth = demo.cmip_truth(settings, "rcp45")
+    months, biased = demo._cmip_world(settings, "rcp45")
+    offset = biased["t_air"] - truth["t_air"][-len(months) :]
+    assert abs(offset.mean() - demo.CMIP_BIAS.t_air_annual) < 0.05  # only the bias differs
+
+
+def test_the_climate_model_source_offers_truth_and_floor_in_canonical_units():
+    source = demo.DemoClimateModelSource(demo.DemoSettings(seed=3))
+    assert isinstance(source, base.PerfectModelSource)
+    truth = source.perfect_model_truth("rcp85")
+    assert {"band", "month", *catalog.DYNAMIC_FEATURES, *catalog.WATER_CONTENT, *catalog.TARGETS} <= set(truth.columns)
+    assert truth.height == len(catalog.month_range(dt.date(1950, 1, 1), catalog.CMIP5_RCP_END)) * catalog.N_BANDS
+    assert truth["t_air"].mean() < 10 and truth["r_thermal"].mean() > 1e8  # degC and J m-2 per month
+    assert base.perfect_model_truth(source, "rcp85").equals(truth)
+    # the simulator driven by the truth's own drivers gives the truth back
+    floor = source.perfect_model_floor("rcp85", truth)
+    late = pl.col("month") >= dt.date(2010, 1, 1)  # after the spin-ups differ
+    assert np.allclose(floor.filter(late)["t_soil_3"].to_numpy(), truth.filter(late)["t_soil_3"].to_numpy(), atol=0.05)
+    with pytest.raises(base.SourceError, match="historical"):
+        source.perfect_model_truth("historical")
+
+
+def test_a_source_without_a_simulator_has_no_truth():
+    class Published:
+        name = "band_table"
+
+    assert base.perfect_model_truth(Published(), "rcp85") is None
