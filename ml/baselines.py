@@ -12,6 +12,10 @@ test months as the networks (2019-01..2023-12); none of them sees the target it 
   it reads OBSERVED soil temperatures, which the networks' windows never contain (their
   inputs are drivers, soil water and statics), so it is a forecasting reference only and
   has no counterpart in scenario projections.
+* ``damped_persistence``: damped lag-1 anomaly persistence, ``clim(t) + phi (observed(t-1) -
+  clim(t-1))`` with phi the lag-1 autocorrelation of the training anomalies per band and layer.
+  It too READS OBSERVED SOIL TEMPERATURE (the previous month): a forecasting reference, the
+  hardest one to beat a month ahead, never a projection method.
 * ``RidgeBaseline``: ridge regression on the flattened, already normalised model window
   (x (n, w, F) -> (n, w * F)) plus a one-hot band, i.e. the networks' exact inputs; the
   intercept and band one-hots are unpenalised (see the class).
@@ -156,6 +160,32 @@ def persistence_predict(
             f"({int((~found).sum())} target(s) affected)"
         )
     return h_values[position].copy()
+
+
+# --- damped anomaly persistence ----------------------------------------------------------
+
+
+def damped_persistence(observed: np.ndarray, calendar: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """(T, B, L) predictions from observed soil temperatures (T, B, L) of consecutive months.
+
+    ``clim(t) + phi * (observed(t-1) - clim(t-1))``; the first month gets the climatology. The
+    climatology (band x calendar month x layer) and phi (band x layer: the lag-1 autocorrelation
+    of the anomalies over consecutive training months, clipped to [0, 1]) come from the months
+    where ``train`` (T,) is True. ``calendar`` (T,) is 0..11.
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    train = np.asarray(train, dtype=bool)
+    if train.sum() < 13:
+        raise ValueError(f"damped persistence needs at least 13 training months, got {int(train.sum())}")
+    clim = np.stack([observed[train & (calendar == m)].mean(axis=0) for m in range(12)])
+    anomaly = observed - clim[calendar]
+    pairs = train[1:] & train[:-1]
+    before, after = anomaly[:-1][pairs], anomaly[1:][pairs]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = np.clip(np.nan_to_num((before * after).sum(axis=0) / (before * before).sum(axis=0)), 0.0, 1.0)
+    predicted = clim[calendar].copy()
+    predicted[1:] += phi * anomaly[:-1]
+    return predicted
 
 
 # --- ridge --------------------------------------------------------------------------------

@@ -16,9 +16,12 @@ How the values are computed (shap 0.51, Keras 3, TensorFlow backend):
   embedding itself gets no attribution.
 * A feature's SHAP value for one window and one layer is the SUM of its values over the
   window's time steps (SHAP values are additive, so this is the attribution of the feature
-  over the whole window); ``mean_abs_shap`` is the mean of its absolute value over the
-  explained windows (hence bands) and the four soil layers, in the model's output units
-  (normalised soil temperature: each layer weighs the same, whatever its variance in degC).
+  over the whole window). The network's outputs are in its own units (a residual network's
+  in residual standard deviations, the paper's in normalised soil temperature); each layer's
+  values are multiplied by that layer's ``output_scale`` (K per output unit) before
+  ``mean_abs_shap`` averages their absolute value over the explained windows (hence bands)
+  and the four soil layers, so the importance is in K: how many kelvin of soil temperature
+  a feature moves, each layer weighed by its own variability in kelvin.
 * Deterministic for ``seed``: it picks the background and explained windows and seeds
   shap's own sampling of background windows and interpolation points (shap does that by
   reseeding numpy's global random state).
@@ -54,11 +57,51 @@ def feature_importance(
     *,
     samples: int = DEFAULT_SAMPLES,
 ) -> pl.DataFrame:
-    """Mean |SHAP| of every input feature: columns ``feature``, ``mean_abs_shap`` (descending).
+    """Mean |SHAP| (K) of every input feature of a paper-design network (``ml.training``).
 
     ``background`` and ``explained`` are normalised windows with the model's features (the
-    paper draws both from the test set). Up to ``max_background`` and ``max_explained`` of
-    them are drawn without replacement with ``seed``.
+    paper draws both from the test set); outputs are scaled to K by the target standard
+    deviations. See ``shap_importance``.
+    """
+    names = tuple(trained.stats.feature_names)
+    for what, windows in (("background", background), ("explained", explained)):
+        if tuple(windows.feature_names) != names:
+            raise ValueError(
+                f"{what} windows have features {list(windows.feature_names)}, the model expects {list(names)}"
+            )
+    return shap_importance(
+        trained.model,
+        names,
+        background.x,
+        explained.x,
+        explained.band,
+        trained.stats.target_std,
+        max_background,
+        max_explained,
+        seed,
+        samples=samples,
+    )
+
+
+def shap_importance(
+    model,
+    feature_names: tuple[str, ...],
+    background_x: np.ndarray,
+    explained_x: np.ndarray,
+    explained_band: np.ndarray,
+    output_scale: np.ndarray,
+    max_background: int = DEFAULT_BACKGROUND,
+    max_explained: int = DEFAULT_EXPLAINED,
+    seed: int = 0,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+) -> pl.DataFrame:
+    """Mean |SHAP| of every input feature: columns ``feature``, ``mean_abs_shap`` (descending),
+    in the units of ``output_scale`` (per output layer: K per unit of the model's output).
+
+    ``model`` takes ``{"x": (n, window, F), "band": (n,)}``. Up to ``max_background`` background
+    windows and ``max_explained`` explained windows (with their bands) are drawn without
+    replacement with ``seed``.
     """
     import keras
 
@@ -67,27 +110,25 @@ def feature_importance(
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module=r"shap\.")
         import shap
 
-    names = tuple(trained.stats.feature_names)
-    for what, windows in (("background", background), ("explained", explained)):
-        if tuple(windows.feature_names) != names:
-            raise ValueError(
-                f"{what} windows have features {list(windows.feature_names)}, the model expects {list(names)}"
-            )
-        if len(windows) == 0:
+    names = tuple(feature_names)
+    for what, x in (("background", background_x), ("explained", explained_x)):
+        if x.ndim != 3 or x.shape[2] != len(names):
+            raise ValueError(f"{what} windows have shape {x.shape}, expected (n, window, {len(names)})")
+        if len(x) == 0:
             raise ValueError(f"no {what} windows")
     for what, value in (("max_background", max_background), ("max_explained", max_explained), ("samples", samples)):
         if value < 1:
             raise ValueError(f"{what} must be >= 1, got {value}")
 
     rng = np.random.default_rng(seed)
-    background_x = background.x[_draw(rng, len(background), max_background)].astype(np.float32)
-    chosen = _draw(rng, len(explained), max_explained)
-    explained_x = explained.x[chosen].astype(np.float32)
-    explained_band = explained.band[chosen].astype(np.int32)
+    background_x = background_x[_draw(rng, len(background_x), max_background)].astype(np.float32)
+    chosen = _draw(rng, len(explained_x), max_explained)
+    explained_band = np.asarray(explained_band)[chosen].astype(np.int32)
+    explained_x = explained_x[chosen].astype(np.float32)
 
     band_holder = _fixed_band_layer(keras)
     x = keras.Input(shape=explained_x.shape[1:], dtype="float32", name="x")
-    output = trained.model({"x": x, "band": band_holder(x)})
+    output = model({"x": x, "band": band_holder(x)})
     # A one-element input list, because shap calls the model with a list of inputs; the
     # float32 Activation makes the output shap reads a plain layer output.
     wrapper = keras.Model([x], keras.layers.Activation("linear", dtype="float32")(output))
@@ -103,7 +144,10 @@ def feature_importance(
         if values.shape != expected:
             raise RuntimeError(f"shap returned values of shape {values.shape}, expected {expected}")
         per_window[rows] = values.sum(axis=1)  # the feature's attribution over the whole window
-    importance = np.abs(per_window).mean(axis=(0, 2))
+    scale = np.asarray(output_scale, dtype=np.float64)
+    if scale.shape != (per_window.shape[2],):
+        raise ValueError(f"output_scale has shape {scale.shape}, expected ({per_window.shape[2]},)")
+    importance = np.abs(per_window * scale).mean(axis=(0, 2))
     return pl.DataFrame({"feature": list(names), "mean_abs_shap": importance.astype(np.float64)}).sort(
         "mean_abs_shap", descending=True, maintain_order=True
     )

@@ -110,3 +110,132 @@ def evaluation_table(y_true: np.ndarray, y_pred: np.ndarray, band: np.ndarray, m
                     }
                 )
     return pl.DataFrame(rows, schema=TABLE_SCHEMA)
+
+
+# --- skill against climatology, seeds and year-block intervals -----------------------------
+
+SKILL_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.Utf8,
+    "kind": pl.Utf8,  # "network" (one row per member and a seed-mean row), "ensemble", "baseline"
+    "member": pl.Int64,  # the network's seed index; null on seed-mean, ensemble and baseline rows
+    "members": pl.Int64,  # predictions summarised by the row (seeds for a seed mean)
+    "uses_observed_soil_temperature": pl.Boolean,
+    "scope": pl.Utf8,
+    "band": pl.Int64,
+    "layer": pl.Int64,
+    "rmse": pl.Float64,
+    "rmse_sd": pl.Float64,  # across seeds, on seed-mean rows
+    "rmse_low": pl.Float64,  # 5% and 95% quantiles of the RMSE over resampled years
+    "rmse_high": pl.Float64,
+    "mae": pl.Float64,
+    "r2": pl.Float64,
+    "skill": pl.Float64,  # 1 - MSE / MSE of the climatology, same scope
+    "n": pl.Int64,
+}
+BOOTSTRAP_DRAWS = 2000
+INTERVAL = (0.05, 0.95)
+
+
+def _scope_masks(band: np.ndarray, layers: int):
+    """(scope, band, layer, mask over the flattened (n, layers) values) of every scope."""
+    band_of = np.repeat(band.astype(np.int64), layers)
+    layer_of = np.tile(np.arange(layers), len(band))
+    for scope, by_band, by_layer in SCOPE_SPLITS:
+        for band_value in np.unique(band_of) if by_band else [None]:
+            for layer_value in range(layers) if by_layer else [None]:
+                keep = np.ones(band_of.shape, dtype=bool)
+                if band_value is not None:
+                    keep &= band_of == band_value
+                if layer_value is not None:
+                    keep &= layer_of == layer_value
+                yield scope, None if band_value is None else int(band_value), layer_value, keep
+
+
+def skill_table(
+    y_true: np.ndarray,
+    predictions: np.ndarray,
+    climatology: np.ndarray,
+    band: np.ndarray,
+    year: np.ndarray,
+    model: str,
+    kind: str,
+    uses_observed_soil_temperature: bool = False,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Scores of ``predictions`` (members, n, L) of one model over every scope (``SKILL_SCHEMA``).
+
+    With several members (a network's seeds) there is one row per member and scope plus a
+    seed-mean row (member null) holding the MEAN over members of each score, the standard
+    deviation of their RMSE, and the interval of their mean RMSE. With one member (an ensemble
+    mean or a baseline) there is one row per scope, member null. ``rmse_low``/``rmse_high``
+    resample whole target YEARS (``year`` (n,)) with replacement ``draws`` times (the same
+    draws for every model with the same ``seed``), so the months of one year stay together.
+    ``skill`` is 1 - MSE / MSE of ``climatology`` (n, L) in the same scope.
+    """
+    truth = np.asarray(y_true, dtype=np.float64)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if predictions.ndim == 2:
+        predictions = predictions[None]
+    if predictions.shape[1:] != truth.shape or climatology.shape != truth.shape:
+        raise ValueError(
+            f"predictions {predictions.shape[1:]}, climatology {climatology.shape} and truth {truth.shape} differ"
+        )
+    members, n, layers = predictions.shape
+    year_of = np.repeat(np.asarray(year), layers)
+    years, year_index = np.unique(year_of, return_inverse=True)
+    picks = np.random.default_rng(seed).integers(0, len(years), (draws, len(years)))
+    flat_truth = truth.ravel()
+    flat_clim = climatology.ravel()
+    flat_predictions = predictions.reshape(members, -1)
+    rows = []
+    for scope, band_value, layer_value, keep in _scope_masks(np.asarray(band), layers):
+        t = flat_truth[keep]
+        squared = (flat_predictions[:, keep] - t) ** 2  # (members, values)
+        mse_clim = float(np.mean((flat_clim[keep] - t) ** 2))
+        # per year: sum of squared errors and count, then resampled years -> RMSE per member
+        sums = np.stack([np.bincount(year_index[keep], weights=s, minlength=len(years)) for s in squared])
+        counts = np.bincount(year_index[keep], minlength=len(years)).astype(float)
+        resampled = np.sqrt(sums[:, picks].sum(axis=2) / counts[picks].sum(axis=1))  # (members, draws)
+        low, high = np.quantile(resampled.mean(axis=0), INTERVAL)
+        per_member = []
+        for m in range(members):
+            p = flat_predictions[m, keep]
+            mse = float(np.mean((p - t) ** 2))
+            per_member.append(
+                {
+                    "rmse": float(np.sqrt(mse)),
+                    "mae": mae(t, p),
+                    "r2": r2(t, p),
+                    "skill": 1.0 - mse / mse_clim if mse_clim > 0 else float("nan"),
+                }
+            )
+        common = {
+            "model": model,
+            "kind": kind,
+            "uses_observed_soil_temperature": uses_observed_soil_temperature,
+            "scope": scope,
+            "band": band_value,
+            "layer": layer_value,
+            "n": int(keep.sum()),
+        }
+        if members > 1:
+            for m, scores in enumerate(per_member):
+                interval = np.quantile(resampled[m], INTERVAL)
+                rows.append(
+                    {**common, **scores, "member": m, "members": 1, "rmse_low": interval[0], "rmse_high": interval[1]}
+                )
+        means = {key: float(np.mean([s[key] for s in per_member])) for key in per_member[0]}
+        spread = float(np.std([s["rmse"] for s in per_member], ddof=1)) if members > 1 else None
+        rows.append(
+            {
+                **common,
+                **means,
+                "member": None,
+                "members": members,
+                "rmse_sd": spread,
+                "rmse_low": low,
+                "rmse_high": high,
+            }
+        )
+    return pl.DataFrame(rows, schema=SKILL_SCHEMA)

@@ -1,7 +1,18 @@
 """Scenario soil water per ERA5-Land layer from the model's total column water.
 
-CMIP5 gives one column total (mrso, kg m-2); the four layers the soil model needs are drawn
-from Dirichlet-distributed shares fitted to ERA5-Land's layer shares per band and month.
+CMIP5 gives one column total (mrso, kg m-2); the four ERA5-Land layers respond to it with their
+own memory (the top layer within a month, the 1-2.89 m layer over a year). Two splits:
+
+* ``split_soil_water_lagged`` (default, ``LaggedLayerSplit``): every layer keeps the
+  reanalysis' climatology (band x calendar month) and follows the ANOMALY of the total through
+  an exponential filter of its own time constant, weighted by the layer's climatological share
+  of the column's water (the deepest layer, which holds two thirds of the column, by its
+  regression on the total instead). Fitted on the reanalysis; no noise is added, so a layer
+  varies month to month as the reanalysis' does.
+* ``split_soil_water`` (the paper's): each month's total split by shares drawn from Dirichlet
+  distributions fitted to the reanalysis' layer shares per band and calendar month. Sampling
+  gives the deep layer the month-to-month noise of the top one (three times the reanalysis'
+  variability, and a quarter of the scenario months outside the historical range).
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.signal import lfilter
 
 from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, require_columns
 
@@ -112,3 +124,117 @@ def split_soil_water(
     water = fraction * total[:, None] / (WATER_DENSITY_KG_M3 * thickness)
     water = np.clip(water, 0.0, 1.0)
     return scenario.with_columns(pl.Series(name, water[:, k]) for k, name in enumerate(WATER_CONTENT))
+
+
+# --- the lagged split ------------------------------------------------------------------------
+
+# Candidate time constants (months) of a layer's response to the column's water anomaly.
+TIME_CONSTANTS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 12.0, 18.0, 24.0)
+REGRESSED_LAYERS: tuple[int, ...] = (3,)  # layers weighted by their fitted regression, not their share
+SPIN_UP_MONTHS = 24  # filter months left out of the fit
+
+
+def exponential_filter(values: np.ndarray, tau: float) -> np.ndarray:
+    """Exponential moving average along axis 0 with time constant ``tau`` (months), from 0."""
+    decay = np.exp(-1.0 / tau)
+    return lfilter([1.0 - decay], [1.0, -decay], values, axis=0)
+
+
+@dataclass
+class LaggedLayerSplit:
+    """Per band and layer: the reanalysis climatology, a time constant and a weight.
+
+    ``clim_w`` (12, B, 4) m3 m-3 and ``clim_total`` (12, B) kg m-2 per calendar month; ``tau``
+    (B, 4) months and ``beta`` (B, 4), the least-squares fit of each layer's water-mass anomaly
+    on the filtered anomaly of the total (``fit``).
+    """
+
+    clim_w: np.ndarray
+    clim_total: np.ndarray
+    tau: np.ndarray
+    beta: np.ndarray
+
+    @classmethod
+    def fit(cls, water: np.ndarray, calendar: np.ndarray) -> LaggedLayerSplit:
+        """water (T, B, 4) reanalysis w_0..w_3 of consecutive months; calendar (T,) 0..11."""
+        thickness = np.asarray(SOIL_LAYER_THICKNESS_M)
+        if len(water) <= SPIN_UP_MONTHS + 12:
+            raise ValueError(f"the lagged split needs more than {SPIN_UP_MONTHS + 12} months of reanalysis water")
+        mass = water * thickness * WATER_DENSITY_KG_M3
+        total = mass.sum(axis=-1)
+        clim_w = np.stack([water[calendar == m].mean(axis=0) for m in range(12)])
+        clim_total = np.stack([total[calendar == m].mean(axis=0) for m in range(12)])
+        anomaly = total - clim_total[calendar]
+        target = (mass - (clim_w * thickness * WATER_DENSITY_KG_M3)[calendar])[SPIN_UP_MONTHS:]  # (T', B, 4)
+        best = np.full(target.shape[1:], np.inf)
+        tau = np.ones(target.shape[1:])
+        beta = np.zeros(target.shape[1:])
+        for candidate in TIME_CONSTANTS:
+            filtered = exponential_filter(anomaly, candidate)[SPIN_UP_MONTHS:, :, None]  # (T', B, 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                weight = np.nan_to_num((filtered * target).sum(axis=0) / (filtered**2).sum(axis=0))
+            error = ((target - weight * filtered) ** 2).mean(axis=0)
+            better = error < best
+            best, tau, beta = (
+                np.where(better, error, best),
+                np.where(better, candidate, tau),
+                np.where(better, weight, beta),
+            )
+        return cls(clim_w, clim_total, tau, beta)
+
+    def split(self, total: np.ndarray, calendar: np.ndarray) -> np.ndarray:
+        """Column water (T, B) kg m-2 of consecutive months -> (T, B, 4) w_0..w_3 in m3 m-3.
+
+        Each layer gets its climatology plus its weight times its filtered anomaly of the total;
+        the weights are the climatological mass shares (which sum to one), except for
+        ``REGRESSED_LAYERS``. Values are clipped to [0, 1]."""
+        thickness = np.asarray(SOIL_LAYER_THICKNESS_M)
+        anomaly = total - self.clim_total[calendar]
+        shares = self.clim_w * thickness * WATER_DENSITY_KG_M3 / self.clim_total[..., None]  # (12, B, 4)
+        out = np.empty((*total.shape, N_LAYERS))
+        for k in range(N_LAYERS):
+            weight = self.beta[:, k] if k in REGRESSED_LAYERS else shares[calendar, :, k]
+            filtered = np.stack(
+                [exponential_filter(anomaly[:, b], self.tau[b, k]) for b in range(total.shape[1])], axis=1
+            )
+            out[..., k] = self.clim_w[calendar, :, k] + weight * filtered / (WATER_DENSITY_KG_M3 * thickness[k])
+        return np.clip(out, 0.0, 1.0)
+
+
+def split_soil_water_lagged(
+    scenario: pl.DataFrame, history: pl.DataFrame, total_column: str = SOIL_WATER_TOTAL
+) -> pl.DataFrame:
+    """Replace w_0..w_3 of ``scenario`` (every band, consecutive months: the whole run, so the
+    filters are spun up by the projection years) by the lagged split of ``total_column``,
+    fitted on the reanalysis ``history`` (w_0..w_3 per band and month)."""
+    from ml.band_arrays import band_grid
+
+    reference = band_grid(history, WATER_CONTENT, "reanalysis soil water")
+    grid = band_grid(scenario, (total_column,), "scenario column water")
+    split = LaggedLayerSplit.fit(reference.values, reference.calendar_month)
+    water = split.split(grid.values[..., 0], grid.calendar_month)
+    months = pl.Series("month", grid.months.astype("datetime64[D]")).cast(pl.Date)
+    split_frame = pl.DataFrame(
+        {
+            "band": np.tile(np.arange(N_BANDS), len(grid.months)),
+            "month": months.gather(np.repeat(np.arange(len(grid.months)), N_BANDS)),
+            **{name: water[..., k].ravel() for k, name in enumerate(WATER_CONTENT)},
+        }
+    )
+    joined = scenario.drop(WATER_CONTENT, strict=False).join(
+        split_frame.with_columns(pl.col("band").cast(scenario.schema["band"])), on=["band", "month"], how="left"
+    )
+    return joined.select(scenario.columns)
+
+
+def water_tails(reference: np.ndarray, scenario: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per layer: the share of scenario (T', B, 4) values outside the reference's (T, B, 4)
+    range of the same band and layer, and the ratio of their month-to-month variability
+    (standard deviation of consecutive differences, pooled over bands)."""
+    low, high = reference.min(axis=0), reference.max(axis=0)  # (B, 4)
+    outside = ((scenario < low) | (scenario > high)).mean(axis=(0, 1))
+    noise = np.diff(scenario, axis=0).std(axis=(0, 1)) / np.diff(reference, axis=0).std(axis=(0, 1))
+    return {
+        name: {"outside_range": float(outside[k]), "noise_ratio": float(noise[k])}
+        for k, name in enumerate(WATER_CONTENT)
+    }

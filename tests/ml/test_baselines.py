@@ -149,3 +149,22 @@ def test_ridge_auto_alpha_time_ordered_and_row_order_free():
 
     with pytest.raises(ValueError, match="target_month"):
         baselines.RidgeBaseline().fit(x, band, y, alpha="auto")
+
+
+def test_damped_persistence_uses_the_previous_month_with_the_fitted_damping():
+    rng = np.random.default_rng(2)
+    n_months = 240
+    calendar = np.arange(n_months) % 12
+    anomaly = np.zeros((n_months, 1, 1))
+    for t in range(1, n_months):
+        anomaly[t] = 0.7 * anomaly[t - 1] + rng.normal()
+    observed = anomaly + 5 * np.cos(2 * np.pi * calendar / 12)[:, None, None]
+    predicted = baselines.damped_persistence(observed, calendar, np.ones(n_months, dtype=bool))
+    clim = np.stack([observed[calendar == m].mean(axis=0) for m in range(12)])
+    phi = (predicted[1:] - clim[calendar][1:]) / (observed[:-1] - clim[calendar][:-1])
+    assert np.allclose(phi, phi[0]) and 0.45 < phi[0, 0, 0] < 0.85  # AR(1) 0.7, minus the climatology's share
+    assert np.allclose(predicted[0], clim[0])
+    # a month-ahead forecast: far better than climatology on this persistent series
+    assert np.mean((predicted - observed) ** 2) < 0.7 * np.mean((clim[calendar] - observed) ** 2)
+    with pytest.raises(ValueError, match="13 training months"):
+        baselines.damped_persistence(observed[:12], calendar[:12], np.ones(12, dtype=bool))

@@ -1,4 +1,5 @@
-"""Mean |SHAP| per feature: every feature once, non-negative, the driver first, deterministic, lazy shap."""
+"""Mean |SHAP| per feature: every feature once, non-negative, the driver first, deterministic, in
+kelvin, lazy shap."""
 
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 from synthetic import statistics_of, synthetic_windows
 
 from ml import training
-from ml.explain import _draw, feature_importance
+from ml.explain import _draw, feature_importance, shap_importance
 from ml.training_config import TrainingConfig
 from ml.windows import WindowSet
 
@@ -72,3 +73,29 @@ def test_import_does_not_load_shap_or_keras():
     code = "import sys, ml.explain; print(sorted(m for m in ('shap', 'keras', 'tensorflow') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_importance_is_in_the_units_of_the_output_scale(setup, importance):
+    trained, test = setup
+
+    def scaled(scale):
+        return shap_importance(
+            trained.model,
+            FEATURES,
+            test.x,
+            test.x,
+            test.band,
+            scale,
+            max_background=20,
+            max_explained=4,
+            seed=1,
+            samples=SAMPLES,
+        )
+
+    unit = scaled(np.ones(4))
+    doubled = scaled(np.full(4, 2.0))
+    assert np.allclose(doubled["mean_abs_shap"], 2 * unit["mean_abs_shap"])
+    # the paper design's importance is in degC: the output scaled by each layer's target sd
+    assert importance.equals(scaled(trained.stats.target_std))
+    with pytest.raises(ValueError, match="output_scale"):
+        scaled(np.ones(3))

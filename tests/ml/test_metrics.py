@@ -76,3 +76,37 @@ def test_evaluation_table_scopes_and_counts():
 def test_evaluation_table_rejects_mismatched_band():
     with pytest.raises(ValueError, match="band"):
         metrics.evaluation_table(np.zeros((3, 4)), np.zeros((3, 4)), np.array([0, 1]), model="m")
+
+
+def test_skill_table_members_seed_mean_and_intervals():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(60, 4))
+    band = np.repeat([0, 1], 30)
+    year = np.tile(np.repeat([2019, 2020, 2021], 10), 2)
+    climatology = np.zeros_like(y)
+    members = np.stack([y + 0.1 * (m + 1) for m in range(3)])  # errors 0.1, 0.2, 0.3 everywhere
+    table = metrics.skill_table(y, members, climatology, band, year, "gru", "network")
+    assert table.columns == list(metrics.SKILL_SCHEMA)
+    overall = table.filter(pl.col("scope") == "overall").sort("member", nulls_last=True)
+    assert overall["member"].to_list() == [0, 1, 2, None]
+    assert overall["rmse"].to_list() == pytest.approx([0.1, 0.2, 0.3, 0.2])
+    assert overall["rmse_sd"][3] == pytest.approx(0.1)
+    mse_clim = float(np.mean(y**2))
+    assert overall["skill"][0] == pytest.approx(1 - 0.01 / mse_clim)
+    # constant errors: every resampled year gives the same RMSE
+    assert overall["rmse_low"][1] == pytest.approx(0.2) and overall["rmse_high"][1] == pytest.approx(0.2)
+    assert table.filter(pl.col("scope") == "band_layer").height == 4 * 2 * 4
+
+
+def test_skill_of_climatology_is_zero_and_intervals_bracket_the_rmse():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(120, 4))
+    band = np.zeros(120, dtype=int)
+    year = np.repeat(np.arange(2010, 2020), 12)
+    prediction = y + rng.normal(scale=np.repeat(np.linspace(0.1, 1.0, 10), 12)[:, None], size=(120, 4))
+    table = metrics.skill_table(y, prediction, np.zeros_like(y), band, year, "x", "baseline")
+    row = table.filter(pl.col("scope") == "overall").row(0, named=True)
+    assert row["member"] is None and row["members"] == 1 and row["rmse_sd"] is None
+    assert row["rmse_low"] < row["rmse"] < row["rmse_high"]
+    clim = metrics.skill_table(y, np.zeros_like(y), np.zeros_like(y), band, year, "climatology", "baseline")
+    assert (clim["skill"] == 0.0).all()

@@ -1,4 +1,5 @@
-"""Dirichlet split of the model's column water over the four ERA5-Land layers."""
+"""Splits of the model's column water over the four ERA5-Land layers: the lagged split (default)
+and the Dirichlet split (the paper's)."""
 
 from datetime import date
 
@@ -6,7 +7,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.soil_water import MAX_PRECISION, DirichletShares, fit_layer_shares, split_soil_water
+from ml.soil_water import (
+    MAX_PRECISION,
+    DirichletShares,
+    LaggedLayerSplit,
+    exponential_filter,
+    fit_layer_shares,
+    split_soil_water,
+    split_soil_water_lagged,
+    water_tails,
+)
 from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, month_range
 
 THICKNESS = np.asarray(SOIL_LAYER_THICKNESS_M)
@@ -165,3 +175,60 @@ def test_split_refuses_missing_totals(scenario, shares):
     broken = scenario.with_columns(pl.lit(None, dtype=pl.Float64).alias("soil_water_total_kg_m2"))
     with pytest.raises(ValueError, match="soil_water_total_kg_m2"):
         split_soil_water(broken, shares, seed=0)
+
+
+# --- the lagged split ------------------------------------------------------------------------
+
+
+def _layered(n_months=240, seed=4):
+    """Layer water that follows a slow column anomaly: the top layers at once, the deep one late."""
+    rng = np.random.default_rng(seed)
+    calendar = np.arange(n_months) % 12
+    anomaly = np.convolve(rng.normal(size=n_months + 24), np.ones(6) / 6, "valid")[:n_months] * 40.0  # kg m-2
+    deep = exponential_filter(anomaly, 6.0)
+    base = np.array([0.30, 0.30, 0.30, 0.30]) + 0.01 * np.sin(2 * np.pi * calendar / 12)[:, None]
+    mass_anomaly = np.stack([0.05 * anomaly, 0.10 * anomaly, 0.25 * anomaly, 0.60 * deep], axis=1)
+    water = base[:, None, :] + mass_anomaly[:, None, :] / (1000 * THICKNESS) * np.ones((1, N_BANDS, 1))
+    return water, calendar
+
+
+def test_exponential_filter_is_a_first_order_lag():
+    step = np.r_[np.zeros(3), np.ones(60)]
+    filtered = exponential_filter(step, 4.0)
+    assert filtered[:3].tolist() == [0.0, 0.0, 0.0]
+    assert filtered[3 + 4] == pytest.approx(1 - np.exp(-5 / 4))  # five months after the step
+    assert filtered[-1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_lagged_split_keeps_the_climatology_and_finds_the_deep_lag():
+    water, calendar = _layered()
+    split = LaggedLayerSplit.fit(water, calendar)
+    assert split.tau[0, 3] >= 3.0 > split.tau[0, 0]  # the deep layer answers slowly, the top at once
+    total = (water * THICKNESS * 1000).sum(axis=-1)
+    back = split.split(total, calendar)
+    assert np.abs(back - water)[24:].mean() < 0.005
+    # the climatological total gives back each layer's climatology exactly
+    assert np.allclose(split.split(split.clim_total[calendar], calendar), split.clim_w[calendar], atol=1e-12)
+
+
+def test_lagged_split_adds_no_month_to_month_noise():
+    water, calendar = _layered()
+    split = LaggedLayerSplit.fit(water, calendar)
+    total = (water * THICKNESS * 1000).sum(axis=-1)
+    tails = water_tails(water, split.split(total, calendar))
+    assert tails["w_3"]["noise_ratio"] < 1.2  # no sampled shares: the reanalysis' own variability
+    assert 0.0 <= tails["w_0"]["outside_range"] < 0.05
+
+
+def test_lagged_split_of_frames(reference):
+    scenario = reference.with_columns(
+        (pl.sum_horizontal(pl.col(w) * t * 1000 for w, t in zip(WATER_CONTENT, THICKNESS, strict=True))).alias(
+            "soil_water_total_kg_m2"
+        ),
+        *(pl.lit(0.0).alias(w) for w in WATER_CONTENT),
+    )
+    out = split_soil_water_lagged(scenario, reference)
+    assert out.columns == scenario.columns and out.height == scenario.height
+    total = sum(out[w] * t * 1000 for w, t in zip(WATER_CONTENT, THICKNESS, strict=True))
+    assert (out.select(WATER_CONTENT).to_numpy() > 0).all()
+    assert np.corrcoef(total.to_numpy(), scenario["soil_water_total_kg_m2"].to_numpy())[0, 1] > 0.5

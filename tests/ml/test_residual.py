@@ -1,0 +1,118 @@
+"""Residual networks: channels, clipping, windows, the bounded output, training and reloading."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ml.residual import (
+    CHANNELS,
+    DRIVERS,
+    ResidualScaler,
+    ResidualWindows,
+    build_bounded,
+    load_residual,
+    residual_windows,
+    save_residual,
+    train_residual,
+    validation_months,
+    window_view,
+)
+from ml.training_config import TrainingConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+def history(n_months=96, n_bands=2, seed=3):
+    """Drivers, a core and observed soil temperatures whose residual depends on one driver."""
+    rng = np.random.default_rng(seed)
+    calendar = np.arange(n_months) % 12
+    drivers = rng.normal(size=(n_months, n_bands, len(DRIVERS))) + np.cos(2 * np.pi * calendar / 12)[:, None, None]
+    core = 5 * np.cos(2 * np.pi * calendar / 12)[:, None, None] + rng.normal(size=(n_months, n_bands, 4))
+    observed = core + 0.8 * drivers[..., :1] + 0.1 * rng.normal(size=(n_months, n_bands, 4))
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2001-01") + n_months)
+    return drivers, core, observed, calendar, months
+
+
+def test_scaler_channels_are_anomalies_in_training_units():
+    drivers, core, observed, calendar, _ = history()
+    train = np.arange(len(calendar)) < 72
+    scaler = ResidualScaler.fit(drivers, core, observed, calendar, train)
+    channels = scaler.transform(drivers, core, calendar, clip=False)
+    assert channels.shape == (96, 2, len(CHANNELS)) and channels.dtype == np.float32
+    flat = channels[train].reshape(-1, len(CHANNELS))
+    assert np.allclose(flat[:, :16].std(axis=0), 1.0, atol=1e-5)  # pooled training sd
+    assert np.allclose(flat[:, -2:].max(axis=0), 1.0, atol=1e-6)  # sin, cos of the month
+    assert np.allclose(scaler.sigma_res, (observed - core)[train].reshape(-1, 4).std(axis=0))
+    again = ResidualScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert np.array_equal(again.transform(drivers, core, calendar), scaler.transform(drivers, core, calendar))
+
+
+def test_channels_are_clipped_to_their_training_range_and_counted():
+    drivers, core, observed, calendar, _ = history()
+    scaler = ResidualScaler.fit(drivers, core, observed, calendar, np.ones(96, dtype=bool))
+    hot = scaler.transform(drivers + 50.0, core + 50.0, calendar)
+    assert (hot <= scaler.high + 1e-6).all() and (hot >= scaler.low - 1e-6).all()
+    share = scaler.out_of_range_share(drivers + 50.0, core + 50.0, calendar)
+    assert share["t_air"] == 1.0 and share["core_t_soil_3"] == 1.0 and share["month_sin"] == 0.0
+    assert max(scaler.out_of_range_share(drivers, core, calendar).values()) == 0.0
+
+
+def test_windows_end_at_the_target_month_or_before():
+    n_months, n_bands, n_channels = 40, 2, 3
+    channels = np.arange(n_months * n_bands * n_channels, dtype=float).reshape(n_months, n_bands, n_channels)
+    x, band, row = window_view(channels, np.array([30, 31]), window=24)
+    assert x.shape == (4, 24, 3) and band.tolist() == [0, 0, 1, 1] and row.tolist() == [30, 31, 30, 31]
+    assert (x[0, -1] == channels[30, 0]).all() and (x[2, -1] == channels[30, 1]).all()
+    assert (x[0, 0] == channels[7, 0]).all()  # t-23
+    paper, *_ = window_view(channels, np.array([30, 31]), window=24, current=False)
+    assert (paper[0, -1] == channels[29, 0]).all()  # the paper's t-1
+    short, _, kept = window_view(channels, np.array([5, 30]), window=24)
+    assert kept.tolist() == [30, 30]  # a target without a full window is left out
+
+
+def test_residual_windows_carry_core_and_scaled_residual(tmp_path):
+    drivers, core, observed, calendar, months = history()
+    scaler = ResidualScaler.fit(drivers, core, observed, calendar, np.arange(96) < 72)
+    windows = residual_windows(scaler, drivers, core, months, np.arange(72, 96), observed)
+    assert len(windows) == 48 and windows.target_month[0] == np.datetime64("2007-01")
+    assert np.allclose(windows.core[0], core[72, 0]) and np.allclose(windows.observed[-1], observed[95, 1])
+    assert np.allclose(windows.residual * scaler.sigma_res, windows.observed - windows.core, atol=1e-5)
+    windows.save(tmp_path / "w.npz")
+    loaded = ResidualWindows.load(tmp_path / "w.npz")
+    assert np.array_equal(loaded.x, windows.x) and loaded.residual is not None
+    scenario = residual_windows(scaler, drivers, core, months, np.arange(72, 96))
+    assert scenario.observed is None and scenario.residual is None
+
+
+def test_validation_is_the_latest_target_months():
+    months = np.repeat(np.arange(np.datetime64("2001-01"), np.datetime64("2002-01")), 2)
+    held = validation_months(months, 0.25)
+    assert held.sum() == 6 and months[held].min() == np.datetime64("2001-10")
+    assert not validation_months(months, 0.0).any()
+
+
+def test_the_bounded_network_cannot_exceed_its_bound():
+    model = build_bounded("gru", n_features=5, bound=1.5, window=6)
+    out = model.predict({"x": np.full((3, 6, 5), 1e3, np.float32), "band": np.zeros(3, np.int32)}, verbose=0)
+    assert out.shape == (3, 4) and np.abs(out).max() <= 1.5 + 1e-6
+
+
+def test_trains_learns_the_residual_and_reloads(tmp_path):
+    drivers, core, observed, calendar, months = history(n_months=120)
+    train = np.arange(120) < 96
+    scaler = ResidualScaler.fit(drivers, core, observed, calendar, train)
+    windows = residual_windows(scaler, drivers, core, months, np.flatnonzero(train), observed)
+    test = residual_windows(scaler, drivers, core, months, np.arange(96, 120), observed)
+    config = TrainingConfig(epochs=25, seeds=1, batch_size=32, learning_rate=1e-2, patience=25)
+    trained = train_residual("gru", windows, scaler, config, member=1, hyperparameters={"units": 8})
+    assert trained.member == 1 and len(trained.history["loss"]) == 25
+    error_core = np.abs(test.observed - test.core).mean()
+    error_model = np.abs(test.observed - trained.predict(test)).mean()
+    assert error_model < 0.6 * error_core  # the network learned the driver's part of the residual
+    save_residual(trained, tmp_path / "gru")
+    loaded = load_residual(tmp_path / "gru")
+    assert loaded.member == 1 and loaded.config == config
+    assert np.allclose(loaded.predict(test), trained.predict(test), atol=1e-5)
+    record = json.loads((tmp_path / "gru" / "training.json").read_text())
+    assert record["hyperparameters"]["units"] == 8 and record["epochs_run"] == 25
