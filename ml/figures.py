@@ -3,10 +3,14 @@
 * ``bias_correction_figure``: one band's reanalysis, raw and corrected model series (Figure 11);
 * ``observed_vs_predicted_figure``: bands x layers of one test year, observed and each model
   (Figure 4);
-* ``projection_figure``: bands x layers of annual-mean soil temperature 2024-2100 for one
-  RCP, one line per model, ensemble mean and spread (Figures 5-9);
-* ``feature_importance_figure``: top features by mean |SHAP| (Figure 10);
-* ``active_layer_figure``: active-layer thickness per band over time, by scenario.
+* ``projection_figure``: bands x layers of annual-mean soil temperature for one RCP: the
+  reanalysis 2001-2023, the ensemble's hindcast on the scenario's own forcing (dashed) and its
+  projection 2024-2100 with the members' 5-95% range, each architecture's seed mean and the
+  reference models (Figures 5-9);
+* ``feature_importance_figure``: top features by mean |SHAP|, in the units it was computed in
+  (Figure 10);
+* ``active_layer_figure``: active-layer thickness per band over time, by scenario;
+* ``perfect_model_figure``: the perfect-model validation, truth against the ensemble.
 
 One backend and one resolution for all: a bare ``matplotlib.figure.Figure`` (Agg, imported
 inside each function, so importing this module costs nothing and pyplot's global state is
@@ -25,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.active_layer import MID_DEPTHS_M
+from ml.active_layer import MAX_DEPTH_M
 from ml.bias_correction import DEFAULT_OVERLAP, UNITS
-from ml.projections import ENSEMBLE_MODEL
+from ml.projections import ENSEMBLE_MODEL, REFERENCE_MODELS
 from sources import catalog
 
 DPI = 100
@@ -38,6 +42,7 @@ RAW_COLOUR = "tab:red"
 CORRECTED_COLOUR = "tab:blue"
 YEARS_AFTER_OVERLAP = 5  # the bias-correction figure runs a few years past the overlap
 SCENARIO_COLOURS: dict[str, str] = {
+    "reanalysis": OBSERVED_COLOUR,  # not green: green is rcp45 here
     "historical": "tab:gray",
     "rcp26": "tab:blue",
     "rcp45": "tab:green",
@@ -52,15 +57,21 @@ MODEL_COLOURS: dict[str, str] = {
     "conv1d_lstm": "tab:green",
     "gru": "tab:red",
     "bilstm": "tab:purple",
+    "ensemble": ENSEMBLE_COLOUR,
+    ENSEMBLE_MODEL: ENSEMBLE_COLOUR,
+    "thermal_core": "dimgray",
+    "dl_ridge": "goldenrod",
     "ridge": "tab:brown",
     "climatology": "tab:gray",
     "persistence": "tab:olive",
+    "damped_persistence": "tab:cyan",
+    "floor": "tab:pink",
 }
-_EXTRA_COLOURS = ("tab:pink", "tab:cyan", "gold", "navy", "teal", "maroon")
+_EXTRA_COLOURS = ("navy", "teal", "maroon", "darkkhaki", "slateblue", "sienna")
 # active-layer flags other than "ok" (ml.active_layer): marker, meaning
 FLAG_MARKERS: dict[str, tuple[str, str]] = {
-    "all_thawed": ("^", "all layers thaw (ALT is a lower bound)"),
-    "none_thawed": ("v", "top layer never thaws"),
+    "all_thawed": ("^", f"thaws below {MAX_DEPTH_M:g} m: talik or deeper ALT (a lower bound)"),
+    "none_thawed": ("v", "the surface never thaws"),
     "multiple_crossings": ("D", "several 0 degC crossings"),
     "incomplete": ("x", "incomplete year (no ALT)"),
 }
@@ -246,81 +257,120 @@ def _legend(figure, axes, anchor: tuple[float, float] = (0.99, 0.99), loc: str =
         )
 
 
-def _annual_members(projections: pl.DataFrame, scenario: str) -> pl.DataFrame:
-    """Annual means (years with 12 months) per model, band and year of the single-model rows."""
-    catalog.require_columns(projections, ("scenario", "model", "band", "month", *catalog.TARGETS), "projection frame")
-    rows = projections.filter(pl.col("scenario") == scenario, pl.col("model") != ENSEMBLE_MODEL)
-    if rows.height == 0:
-        available = sorted(projections["scenario"].unique().to_list())
-        raise ValueError(f"no single-model projections for {scenario!r}; scenarios present: {available}")
+def _annual(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """Annual means of complete years (12 months) per ``keys``, band and year."""
     return (
-        rows.with_columns(
+        frame.with_columns(
             pl.col("month").cast(pl.Date).dt.year().alias("year"),
             *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in catalog.TARGETS),
         )
-        .group_by("model", "band", "year")
+        .group_by(*keys, "band", "year")
         .agg(pl.len().alias("_n"), *(pl.col(c).mean() for c in catalog.TARGETS))
         .filter(pl.col("_n") == 12)
         .drop("_n")
-        .sort("model", "band", "year")
+        .sort(*keys, "band", "year")
     )
 
 
-def projection_figure(projections: pl.DataFrame, scenario: str, path: Path | str) -> Path:
+def _annual_members(projections: pl.DataFrame, scenario: str) -> pl.DataFrame:
+    """Annual means per model, member, band and year of one scenario's member rows."""
+    catalog.require_columns(
+        projections, ("scenario", "model", "member", "band", "month", *catalog.TARGETS), "projection frame"
+    )
+    rows = projections.filter(pl.col("scenario") == scenario, pl.col("model") != ENSEMBLE_MODEL)
+    if rows.height == 0:
+        available = sorted(projections["scenario"].unique().to_list())
+        raise ValueError(f"no member projections for {scenario!r}; scenarios present: {available}")
+    return _annual(rows, ("model", "member"))
+
+
+def projection_figure(
+    projections: pl.DataFrame,
+    scenario: str,
+    path: Path | str,
+    history: pl.DataFrame | None = None,
+    first_projected_year: int = catalog.PROJECTION_FIRST_MONTH.year,
+) -> Path:
     """Annual-mean soil temperature of one scenario, bands (rows) x layers (columns).
 
-    One thin line per model, the ensemble mean in black and a shaded band of +- one
-    standard deviation across models. Both are computed here from the models' ANNUAL means
-    (the spread of annual means, not the mean of monthly spreads), so ``ensemble_mean`` rows
-    in ``projections`` are ignored and the figure is the same with or without them. Only
-    complete years (12 months) are drawn.
+    The ensemble mean (black; dashed over the hindcast years before ``first_projected_year``,
+    which run on the climate model's own historical weather) with the 5-95% range of its
+    members' annual means (grey), each architecture's seed mean (thin, its colour), the
+    reference models (dotted) and, if ``history`` (band, month, t_soil_k) is given, the
+    reanalysis' annual means (green). Everything is computed here from the member rows, so
+    ``ensemble_mean`` rows in ``projections`` are ignored. Only complete years are drawn.
     """
     annual = _annual_members(projections, scenario)
-    if annual.height == 0:
-        raise ValueError(f"{scenario!r} has no complete year to draw")
+    networks = annual.filter(~pl.col("model").is_in(REFERENCE_MODELS))
+    if networks.height == 0:
+        raise ValueError(f"{scenario!r} has no network member to draw")
     ensemble = (
-        annual.group_by("band", "year")
+        networks.group_by("band", "year")
         .agg(
-            pl.len().alias("n_models"),
             *(pl.col(c).mean().alias(c) for c in catalog.TARGETS),
-            *(pl.col(c).std(ddof=0).alias(f"{c}_spread") for c in catalog.TARGETS),
+            *(pl.col(c).quantile(0.05, interpolation="linear").alias(f"{c}_q05") for c in catalog.TARGETS),
+            *(pl.col(c).quantile(0.95, interpolation="linear").alias(f"{c}_q95") for c in catalog.TARGETS),
         )
         .sort("band", "year")
     )
-    models = sorted(annual["model"].unique().to_list())
+    architectures = (
+        networks.group_by("model", "band", "year")
+        .agg(pl.col(c).mean() for c in catalog.TARGETS)
+        .sort("model", "band", "year")
+    )
+    references = annual.filter(pl.col("model").is_in(REFERENCE_MODELS))
+    observed = (
+        None if history is None else _annual(history.with_columns(pl.lit("reanalysis").alias("_source")), ("_source",))
+    )
 
     rows, n_layers = _band_rows(), len(catalog.TARGETS)
     figure, axes = _band_layer_grid(len(rows), n_layers)
     for r, b in enumerate(rows):
-        members = annual.filter(pl.col("band") == b)
         mean = ensemble.filter(pl.col("band") == b)
         for k, column in enumerate(catalog.TARGETS):
             axis = axes[r, k]
-            for model in models:
-                series = members.filter(pl.col("model") == model)
-                axis.plot(series["year"], series[column], color=model_colour(model), lw=0.8, alpha=0.8, label=model)
-            if mean.height:
-                years = mean["year"].to_numpy()
-                centre = mean[column].to_numpy()
-                spread = np.nan_to_num(mean[f"{column}_spread"].to_numpy().astype(np.float64))
-                axis.fill_between(
-                    years, centre - spread, centre + spread, color="grey", alpha=0.3, lw=0, label="ensemble +- 1 sd"
-                )
-                axis.plot(years, centre, color=ENSEMBLE_COLOUR, lw=1.6, label="ensemble mean")
-            else:
-                axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
+            for model in sorted(architectures["model"].unique().to_list()):
+                series = architectures.filter(pl.col("model") == model, pl.col("band") == b)
+                axis.plot(series["year"], series[column], color=model_colour(model), lw=0.7, alpha=0.8, label=model)
+            for model in REFERENCE_MODELS:
+                series = references.filter(pl.col("model") == model, pl.col("band") == b)
+                if series.height:
+                    axis.plot(series["year"], series[column], color=model_colour(model), lw=0.9, ls=":", label=model)
+            years = mean["year"].to_numpy()
+            axis.fill_between(
+                years,
+                mean[f"{column}_q05"].to_numpy(),
+                mean[f"{column}_q95"].to_numpy(),
+                color="grey",
+                alpha=0.3,
+                lw=0,
+                label="ensemble 5-95%",
+            )
+            centre = mean[column].to_numpy()
+            hindcast = years < first_projected_year
+            axis.plot(
+                years[hindcast], centre[hindcast], color=ENSEMBLE_COLOUR, lw=1.4, ls="--", label="ensemble hindcast"
+            )
+            axis.plot(years[~hindcast], centre[~hindcast], color=ENSEMBLE_COLOUR, lw=1.6, label="ensemble mean")
+            if observed is not None:
+                series = observed.filter(pl.col("band") == b)
+                axis.plot(series["year"], series[column], color=REANALYSIS_COLOUR, lw=1.4, label="ERA5-Land")
+            axis.axvline(first_projected_year - 0.5, color="grey", lw=0.6, ls="--")
             _label_band_layer_axis(axis, r, k, b)
     _legend(figure, axes)
     first, last = annual["year"].min(), annual["year"].max()
     for axis in axes[-1]:
         axis.set_xlabel("year", fontsize="small")
-    figure.suptitle(f"Projected annual-mean soil temperature, {scenario}, {first}-{last}", x=0.02, ha="left")
+    figure.suptitle(f"Annual-mean soil temperature, {scenario}, {first}-{last}", x=0.02, ha="left")
     figure.subplots_adjust(left=0.09, right=0.99, bottom=0.07, top=0.92, wspace=0.25, hspace=0.15)
     return save_png(figure, path)
 
 
-def feature_importance_figure(importance: pl.DataFrame, model: str, path: Path | str, top: int = 15) -> Path:
-    """Horizontal bars of the ``top`` features by mean |SHAP|, largest at the top (Figure 10).
+def feature_importance_figure(
+    importance: pl.DataFrame, model: str, path: Path | str, top: int = 15, unit: str = "K", explained: str = ""
+) -> Path:
+    """Horizontal bars of the ``top`` features by mean |SHAP| in ``unit``, largest at the top
+    (Figure 10), in ``model``'s colour; ``explained`` says what output was explained.
 
     ``importance`` has columns ``feature`` and ``mean_abs_shap``; a feature listed more than
     once (e.g. per band or layer) is refused: aggregate it first, the choice of sum or mean
@@ -344,10 +394,10 @@ def feature_importance_figure(importance: pl.DataFrame, model: str, path: Path |
     figure = _figure(7.5, 0.35 * ranked.height + 1.5)
     axis = figure.subplots()
     positions = np.arange(ranked.height)[::-1]  # largest at the top
-    axis.barh(positions, ranked["mean_abs_shap"].to_numpy(), color="tab:blue")
+    axis.barh(positions, ranked["mean_abs_shap"].to_numpy(), color=model_colour(model))
     axis.set_yticks(positions, ranked["feature"].to_list(), fontsize="small")
-    axis.set_xlabel("mean |SHAP| (degC)")
-    axis.set_title(f"Feature importance, {model} (top {ranked.height})")
+    axis.set_xlabel(f"mean |SHAP| ({unit})")
+    axis.set_title(f"Feature importance, {model}{f' ({explained})' if explained else ''}, top {ranked.height}")
     axis.grid(axis="x", lw=0.4, alpha=0.5)
     figure.tight_layout()
     return save_png(figure, path)
@@ -367,7 +417,7 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
 
     ``alt`` has ``scenario, band, year, alt_m, flag`` (``ml.active_layer`` output with the
     scenario as a group column). Depth grows downwards on the y axis. Years flagged other
-    than ``"ok"`` are marked (FLAG_MARKERS): ``all_thawed`` at the deepest mid-depth (a lower
+    than ``"ok"`` are marked (FLAG_MARKERS): ``all_thawed`` at the deepest depth resolved (a lower
     bound, drawn as a dotted line too), ``incomplete`` years (no ALT) at the surface.
     If ``alt`` has a ``model`` column with several models, ``model`` picks one (default
     ``"ensemble_mean"`` when present, otherwise it must be given).
@@ -388,7 +438,7 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
         raise ValueError("no active-layer thickness to draw")
     scenarios = [s for s in SCENARIO_COLOURS if s in alt["scenario"].unique().to_list()]
     scenarios += sorted(set(alt["scenario"].unique().to_list()) - set(scenarios))
-    deepest = max(MID_DEPTHS_M)
+    deepest = MAX_DEPTH_M
 
     rows = _band_rows()
     n_cols = 3
@@ -429,6 +479,74 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
         axis.set_xlabel("year")
     _legend(figure, axes, anchor=(0.5, 0.92), loc="upper center")
     suffix = f", {title_model}" if title_model else ""
-    figure.suptitle(f"Active-layer thickness by scenario{suffix} (dotted: deepest layer mid-depth)", x=0.02, ha="left")
+    figure.suptitle(
+        f"Active-layer thickness by scenario{suffix} (dotted: {deepest:g} m, the deepest depth the layers resolve)",
+        x=0.02,
+        ha="left",
+    )
     figure.subplots_adjust(left=0.07, right=0.99, bottom=0.1, top=0.8, wspace=0.08, hspace=0.25)
+    return save_png(figure, path)
+
+
+def perfect_model_figure(cells: pl.DataFrame, series: pl.DataFrame, path: Path | str, title: str = "") -> Path:
+    """The perfect-model validation in three panels.
+
+    Left and middle: per scenario x band x layer cell, the truth's 2081-2100 minus 2024-2043
+    change (left) and 2081-2100 level (middle) against the ensemble mean, with the members'
+    5-95% range as error bars, one colour per RCP; on the diagonal the ensemble is right.
+    ``cells`` has ``scenario``, ``truth_change``, ``ensemble_change``, ``change_q05``,
+    ``change_q95`` and the same for ``level``. Right: annual means of one band and layer,
+    ``series`` with ``scenario``, ``source`` ("truth", "ensemble" or "reanalysis"), ``year``,
+    ``value`` and, for the ensemble, ``q05``/``q95``.
+    """
+    catalog.require_columns(
+        cells,
+        ("scenario", *(f"{p}_{s}" for s in ("change", "level") for p in ("truth", "ensemble")), "change_q05"),
+        "perfect-model cells",
+    )
+    catalog.require_columns(series, ("scenario", "source", "year", "value", "q05", "q95"), "perfect-model series")
+    if cells.height == 0:
+        raise ValueError("no perfect-model cells to draw")
+    figure = _figure(16, 5.2)
+    axes = figure.subplots(1, 3)
+    for axis, signal, label in (
+        (axes[0], "change", "2081-2100 minus 2024-2043 (K)"),
+        (axes[1], "level", "2081-2100 (degC)"),
+    ):
+        for scenario in [s for s in SCENARIO_COLOURS if s in cells["scenario"].unique().to_list()]:
+            rows = cells.filter(pl.col("scenario") == scenario)
+            truth = rows[f"truth_{signal}"].to_numpy()
+            centre = rows[f"ensemble_{signal}"].to_numpy()
+            error = np.abs(
+                np.stack([centre - rows[f"{signal}_q05"].to_numpy(), rows[f"{signal}_q95"].to_numpy() - centre])
+            )
+            axis.errorbar(
+                truth, centre, yerr=error, fmt="o", ms=3, lw=0.6, color=SCENARIO_COLOURS[scenario], label=scenario
+            )
+        low = float(np.nanmin(cells.select(f"truth_{signal}", f"{signal}_q05").to_numpy()))
+        high = float(np.nanmax(cells.select(f"truth_{signal}", f"{signal}_q95").to_numpy()))
+        axis.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+        axis.set_xlabel(f"truth: {label}")
+        axis.set_ylabel(f"ensemble mean and 5-95%: {label}")
+        axis.set_title(f"{signal}, every band x layer cell", fontsize="medium")
+        axis.legend(fontsize="small", frameon=False)
+    axis = axes[2]
+    for scenario in sorted(series["scenario"].unique().to_list()):
+        colour = SCENARIO_COLOURS.get(scenario, REANALYSIS_COLOUR)
+        for source, style in (("truth", "-"), ("ensemble", "--"), ("reanalysis", "-")):
+            rows = series.filter(pl.col("scenario") == scenario, pl.col("source") == source).sort("year")
+            if rows.height == 0:
+                continue
+            name = "ERA5-Land" if source == "reanalysis" else f"{scenario} {source}"
+            axis.plot(rows["year"], rows["value"], color=colour, lw=1.0, ls=style, label=name)
+            if source == "ensemble":
+                axis.fill_between(rows["year"], rows["q05"], rows["q95"], color=colour, alpha=0.15, lw=0)
+    axis.axvline(catalog.PROJECTION_FIRST_MONTH.year - 0.5, color="grey", lw=0.6, ls="--")
+    axis.set_xlabel("year")
+    axis.set_ylabel("annual mean (degC)")
+    axis.legend(fontsize="x-small", frameon=False, ncol=2)
+    figure.suptitle(
+        title or "Perfect-model validation: the simulator's own soil against the ensemble", x=0.02, ha="left"
+    )
+    figure.tight_layout(rect=(0, 0, 1, 0.94))
     return save_png(figure, path)

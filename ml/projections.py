@@ -1,18 +1,21 @@
-"""Soil-temperature projections 2024-2100: long frames, ensemble statistics, CF-netCDF export.
+"""Soil-temperature projections: long frames, ensemble statistics, CF-netCDF export.
 
-A projection frame is long, one row per scenario, model, band and month::
+A projection frame is long, one row per scenario, model, member, band and month::
 
     scenario  str   RCP experiment (catalog.RCP_EXPERIMENTS: rcp26, rcp45, rcp60, rcp85)
-    model     str   architecture (or architecture + seed) that produced it, e.g. "gru";
-                    ENSEMBLE_MODEL ("ensemble_mean") for the rows added by ``with_ensemble``
+    model     str   architecture ("gru", ...), reference model ("thermal_core", "dl_ridge"), or
+                    ENSEMBLE_MODEL ("ensemble_mean") on the rows ``with_ensemble`` adds
+    member    i64   the network's seed index (0 for a reference model; null on ensemble rows)
     band      i64   latitude band 0-5 (catalog.BANDS)
-    month     date  first day of the month predicted (normally 2024-01-01 .. 2100-12-01)
+    month     date  first day of the month predicted: the hindcast on the scenario's own
+                    (bias-corrected historical) forcing from 2001, then the projection 2024-2100
     t_soil_0..t_soil_3  f64  degC, one per soil layer (catalog.SOIL_LAYERS_M, top first)
 
-``with_ensemble`` adds the ensemble rows and the ``t_soil_k_spread`` columns (standard
-deviation across models). ``to_cf_netcdf`` writes the frame as a CF-1.8 netCDF file and
-``late_century_difference`` compares two scenarios over a period (rcp85 minus rcp26 over
-2081-2100 by default: positive where rcp85 is warmer).
+``with_ensemble`` adds one ``ensemble_mean`` row per scenario, band and month: the mean over the
+network members and their 5% and 95% quantiles (``t_soil_k_q05``, ``t_soil_k_q95``). The
+reference models (``REFERENCE_MODELS``) project beside the ensemble but are not part of it.
+``to_cf_netcdf`` writes the frame as a CF-1.8 netCDF file; ``late_century_difference`` compares
+two scenarios over a period (rcp85 minus rcp26 over 2081-2100 by default).
 """
 
 from __future__ import annotations
@@ -28,16 +31,18 @@ from ml.active_layer import MID_DEPTHS_M
 from sources import catalog
 
 ENSEMBLE_MODEL = "ensemble_mean"
-SPREAD_SUFFIX = "_spread"
-SPREAD_COLUMNS: tuple[str, ...] = tuple(f"{c}{SPREAD_SUFFIX}" for c in catalog.TARGETS)
-KEYS: tuple[str, ...] = ("scenario", "model", "band", "month")
-TIME_UNITS = f"days since {catalog.PROJECTION_FIRST_MONTH.isoformat()}"
+REFERENCE_MODELS: tuple[str, ...] = ("thermal_core", "dl_ridge")
+QUANTILES: dict[str, float] = {"q05": 0.05, "q95": 0.95}
+QUANTILE_COLUMNS: tuple[str, ...] = tuple(f"{c}_{q}" for q in QUANTILES for c in catalog.TARGETS)
+KEYS: tuple[str, ...] = ("scenario", "model", "member", "band", "month")
+TIME_UNITS = "days since 2001-01-01"
 TIME_CALENDAR = "standard"
 PRODUCER = "permafrost lakehouse"
 
 SCHEMA: dict[str, pl.DataType] = {
     "scenario": pl.Utf8,
     "model": pl.Utf8,
+    "member": pl.Int64,
     "band": pl.Int64,
     "month": pl.Date,
     **{c: pl.Float64 for c in catalog.TARGETS},
@@ -50,8 +55,9 @@ def projection_frame(
     band: np.ndarray,
     target_month: np.ndarray,
     predictions: np.ndarray,
+    member: int = 0,
 ) -> pl.DataFrame:
-    """Long projection frame of one scenario and model from a model's window predictions.
+    """Long projection frame of one scenario, model and member from its window predictions.
 
     ``band`` (n,) integer band index, ``target_month`` (n,) the month each window predicts
     (datetime64[M], or anything numpy turns into it: dates, 'YYYY-MM' strings),
@@ -92,6 +98,7 @@ def projection_frame(
         {
             "scenario": pl.Series([scenario] * n, dtype=pl.Utf8),
             "model": pl.Series([model] * n, dtype=pl.Utf8),
+            "member": pl.Series([member] * n, dtype=pl.Int64),
             "band": pl.Series(band, dtype=pl.Int64),
             "month": pl.Series(months.astype("datetime64[D]")).cast(pl.Date),
             **{c: pl.Series(values[:, k], dtype=pl.Float64) for k, c in enumerate(catalog.TARGETS)},
@@ -113,45 +120,43 @@ def _check_columns(frame: pl.DataFrame, columns: Sequence[str]) -> None:
 
 
 def with_ensemble(projections: pl.DataFrame) -> pl.DataFrame:
-    """The single-model rows plus one ``model == "ensemble_mean"`` row per scenario, band and month.
+    """The member rows plus one ``model == "ensemble_mean"`` row per scenario, band and month.
 
-    On an ensemble row ``t_soil_k`` is the mean across the models present for that scenario,
-    band and month (nulls and NaNs are skipped, so a model missing from one scenario leaves
-    the ensemble of that scenario to the others) and ``t_soil_k_spread`` is the population
-    standard deviation across those models (ddof=0: 1.0 and 3.0 give mean 2.0, spread 1.0).
-    The spread is null where fewer than two models contribute (one model says nothing about
-    spread) and on every single-model row.
-
-    Idempotent: ensemble rows and spread columns already in ``projections`` are dropped and
-    recomputed. Single-model rows come first, in the order given (temperatures cast to
-    Float64, NaN turned into null), then the ensemble rows sorted by
-    scenario, band and month. Raises if there are no single-model rows or two rows share
-    scenario, model, band and month.
+    On an ensemble row ``t_soil_k`` is the mean over the network members present for that
+    scenario, band and month (every model but ``REFERENCE_MODELS``; nulls and NaNs skipped) and
+    ``t_soil_k_q05`` / ``t_soil_k_q95`` their 5% and 95% quantiles (linear interpolation); the
+    quantile columns are null on member rows. Idempotent: ensemble rows and quantile columns
+    already present are dropped and recomputed. Member rows come first, in the order given, then
+    the ensemble rows sorted by scenario, band and month. Raises if no network member is present
+    or two rows share scenario, model, member, band and month.
     """
     _check_columns(projections, (*KEYS, *catalog.TARGETS))
     members = (
         projections.filter(pl.col("model") != ENSEMBLE_MODEL)
-        .drop([c for c in SPREAD_COLUMNS if c in projections.columns])
+        .drop([c for c in QUANTILE_COLUMNS if c in projections.columns])
         .with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in catalog.TARGETS)
     )
-    if members.height == 0:
-        raise ValueError("no single-model rows to average")
     _check_unique(members)
+    networks = members.filter(~pl.col("model").is_in(REFERENCE_MODELS))
+    if networks.height == 0:
+        raise ValueError(f"no network member to average (models present: {sorted(set(members['model']))})")
     ensemble = (
-        members.group_by("scenario", "band", "month")
+        networks.group_by("scenario", "band", "month")
         .agg(
             *(pl.col(c).mean().alias(c) for c in catalog.TARGETS),
             *(
-                pl.when(pl.col(c).count() >= 2).then(pl.col(c).std(ddof=0)).otherwise(None).alias(s)
-                for c, s in zip(catalog.TARGETS, SPREAD_COLUMNS, strict=True)
+                pl.col(c).quantile(q, interpolation="linear").alias(f"{c}_{name}")
+                for name, q in QUANTILES.items()
+                for c in catalog.TARGETS
             ),
         )
-        .with_columns(pl.lit(ENSEMBLE_MODEL, dtype=pl.Utf8).alias("model"))
+        .with_columns(
+            pl.lit(ENSEMBLE_MODEL, dtype=pl.Utf8).alias("model"), pl.lit(None, dtype=pl.Int64).alias("member")
+        )
         .sort("scenario", "band", "month")
     )
-    members = members.with_columns(pl.lit(None, dtype=pl.Float64).alias(s) for s in SPREAD_COLUMNS)
-    columns = [*members.columns]
-    return pl.concat([members, ensemble.select(columns).cast(members.schema)])
+    members = members.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in QUANTILE_COLUMNS)
+    return pl.concat([members, ensemble.select(members.columns).cast(members.schema)])
 
 
 def _scenario_order(names: Sequence[str]) -> list[str]:
@@ -160,7 +165,7 @@ def _scenario_order(names: Sequence[str]) -> list[str]:
 
 
 def _days_since_epoch(months: np.ndarray) -> np.ndarray:
-    epoch = np.datetime64(catalog.PROJECTION_FIRST_MONTH, "D")
+    epoch = np.datetime64(TIME_UNITS.removeprefix("days since "), "D")
     return (months.astype("datetime64[D]") - epoch).astype(np.int64)
 
 
@@ -168,74 +173,97 @@ def _dataset(projections: pl.DataFrame):
     """The xarray Dataset ``to_cf_netcdf`` writes (split out so it can be inspected)."""
     import xarray as xr
 
-    frame = with_ensemble(projections)
-    frame = frame.with_columns(pl.col("month").cast(pl.Date))
+    frame = with_ensemble(projections).with_columns(pl.col("month").cast(pl.Date))
     scenarios = _scenario_order(frame["scenario"].unique().to_list())
-    single = sorted(set(frame["model"].unique().to_list()) - {ENSEMBLE_MODEL})
-    models = [*single, ENSEMBLE_MODEL]
+    present = set(frame["model"].unique().to_list()) - {ENSEMBLE_MODEL}
+    models = sorted(present - set(REFERENCE_MODELS)) + [m for m in REFERENCE_MODELS if m in present]
+    member_ids = sorted(frame.filter(pl.col("model") != ENSEMBLE_MODEL)["member"].unique().to_list())
     bands = sorted(frame["band"].unique().to_list())
     known_bands = {b.index: b for b in catalog.BANDS}
     unknown = [b for b in bands if b not in known_bands]
     if unknown:
         raise ValueError(f"unknown bands {unknown}")
     months = np.array(sorted(frame["month"].unique().to_list()), dtype="datetime64[M]")
-
-    index = frame.with_columns(
-        pl.col("scenario").replace_strict({s: i for i, s in enumerate(scenarios)}, return_dtype=pl.Int64).alias("_s"),
-        pl.col("model").replace_strict({m: i for i, m in enumerate(models)}, return_dtype=pl.Int64).alias("_m"),
-        pl.col("band").replace_strict({b: i for i, b in enumerate(bands)}, return_dtype=pl.Int64).alias("_b"),
-    )
-    s_i, m_i, b_i = (index[c].to_numpy() for c in ("_s", "_m", "_b"))
-    t_i = np.searchsorted(months, index["month"].to_numpy().astype("datetime64[M]"))
     n_layers = len(catalog.TARGETS)
 
-    # (scenario, model, band, time, depth) then moved to the CF order, depth before time
-    values = np.full((len(scenarios), len(models), len(bands), len(months), n_layers), np.nan, dtype=np.float32)
-    values[s_i, m_i, b_i, t_i, :] = index.select(catalog.TARGETS).to_numpy().astype(np.float32)
-    values = values.transpose(0, 1, 2, 4, 3)
+    def positions(rows: pl.DataFrame) -> tuple[np.ndarray, ...]:
+        s_i = rows["scenario"].replace_strict({s: i for i, s in enumerate(scenarios)}, return_dtype=pl.Int64)
+        b_i = rows["band"].replace_strict({b: i for i, b in enumerate(bands)}, return_dtype=pl.Int64)
+        t_i = np.searchsorted(months, rows["month"].to_numpy().astype("datetime64[M]"))
+        return s_i.to_numpy(), b_i.to_numpy(), t_i
 
-    is_ensemble = (index["model"] == ENSEMBLE_MODEL).to_numpy()
-    spread = np.full((len(scenarios), len(bands), len(months), n_layers), np.nan, dtype=np.float32)
-    spread_values = index.filter(pl.Series(is_ensemble)).select(SPREAD_COLUMNS).to_numpy().astype(np.float32)
-    spread[s_i[is_ensemble], b_i[is_ensemble], t_i[is_ensemble], :] = spread_values
-    spread = spread.transpose(0, 1, 3, 2)
+    # members: (scenario, model, member, band, time, depth), then depth before time (CF order)
+    member_rows = frame.filter(pl.col("model") != ENSEMBLE_MODEL)
+    s_i, b_i, t_i = positions(member_rows)
+    m_i = member_rows["model"].replace_strict({m: i for i, m in enumerate(models)}, return_dtype=pl.Int64).to_numpy()
+    r_i = np.searchsorted(np.asarray(member_ids), member_rows["member"].to_numpy())
+    shape = (len(scenarios), len(models), len(member_ids), len(bands), len(months), n_layers)
+    values = np.full(shape, np.nan, dtype=np.float32)
+    values[s_i, m_i, r_i, b_i, t_i, :] = member_rows.select(catalog.TARGETS).to_numpy().astype(np.float32)
+    values = values.transpose(0, 1, 2, 3, 5, 4)
+
+    ensemble_rows = frame.filter(pl.col("model") == ENSEMBLE_MODEL)
+    s_i, b_i, t_i = positions(ensemble_rows)
+    statistics = {}
+    for name, columns in (
+        ("mean", catalog.TARGETS),
+        *((q, tuple(f"{c}_{q}" for c in catalog.TARGETS)) for q in QUANTILES),
+    ):
+        grid = np.full((len(scenarios), len(bands), len(months), n_layers), np.nan, dtype=np.float32)
+        grid[s_i, b_i, t_i, :] = ensemble_rows.select(columns).to_numpy().astype(np.float32)
+        statistics[name] = grid.transpose(0, 1, 3, 2)
 
     month_end = months + np.timedelta64(1, "M")
     time_bnds = np.stack([_days_since_epoch(months), _days_since_epoch(month_end)], axis=1)
     depth_bnds = np.asarray(catalog.SOIL_LAYERS_M, dtype=np.float64)
     south = np.array([known_bands[b].south for b in bands], dtype=np.float64)
     north = np.array([known_bands[b].north for b in bands], dtype=np.float64)
-    dims = ("scenario", "model", "band", "depth", "time")
+    ensemble_dims = ("scenario", "band", "depth", "time")
     cell_methods = "area: mean where land time: mean"
+    networks = ", ".join(m for m in models if m not in REFERENCE_MODELS)
+    before_2024 = (
+        "months before 2024 are the hindcast on the climate model's own bias-corrected historical forcing "
+        "(its weather, not the observed one); the projection starts in 2024"
+    )
+
+    def ensemble_variable(values: np.ndarray, long_name: str, comment: str):
+        attributes = {
+            "standard_name": "soil_temperature",
+            "long_name": long_name,
+            "units": "degC",
+            "cell_methods": cell_methods,
+            "comment": f"{comment}; {before_2024}",
+        }
+        return ensemble_dims, values, attributes
 
     dataset = xr.Dataset(
         data_vars={
             "soil_temperature": (
-                dims,
+                ("scenario", "model", "member", "band", "depth", "time"),
                 values,
                 {
                     "standard_name": "soil_temperature",
-                    "long_name": "monthly mean soil temperature of the latitude band and soil layer",
+                    "long_name": "monthly mean soil temperature of the latitude band and soil layer, per model member",
                     "units": "degC",
                     "cell_methods": cell_methods,
                     "comment": (
-                        f"model '{ENSEMBLE_MODEL}' is the mean across the other models of the same "
-                        "scenario; NaN where a model has no projection for a scenario, band or month"
+                        f"member: the network's seed index (reference models {', '.join(REFERENCE_MODELS)} have "
+                        f"member 0 only); NaN where a model has no such member or projection; {before_2024}"
                     ),
                 },
             ),
-            "soil_temperature_spread": (
-                ("scenario", "band", "depth", "time"),
-                spread,
-                {
-                    "long_name": "ensemble spread of soil temperature: standard deviation across models",
-                    "units": "K",
-                    "cell_methods": cell_methods,
-                    "comment": (
-                        "population standard deviation (ddof=0) across the models of the scenario, a "
-                        "temperature difference (1 K = 1 degC); NaN where fewer than two models contribute"
-                    ),
-                },
+            "soil_temperature_ensemble_mean": ensemble_variable(
+                statistics["mean"], "ensemble mean soil temperature", f"mean over the members of {networks}"
+            ),
+            "soil_temperature_q05": ensemble_variable(
+                statistics["q05"],
+                "5th percentile of the ensemble's soil temperature",
+                f"over the members of {networks}",
+            ),
+            "soil_temperature_q95": ensemble_variable(
+                statistics["q95"],
+                "95th percentile of the ensemble's soil temperature",
+                f"over the members of {networks}",
             ),
             "time_bnds": (("time", "bnds"), time_bnds),
             "depth_bnds": (("depth", "bnds"), depth_bnds),
@@ -251,7 +279,12 @@ def _dataset(projections: pl.DataFrame):
             "model": (
                 ("model",),
                 np.array(models, dtype=object),
-                {"long_name": f"soil-temperature model architecture ('{ENSEMBLE_MODEL}': mean across models)"},
+                {"long_name": "soil-temperature model: network architecture or reference model"},
+            ),
+            "member": (
+                ("member",),
+                np.array(member_ids, dtype=np.int32),
+                {"long_name": "seed index of the network within its architecture"},
             ),
             "band": (
                 ("band",),
@@ -321,8 +354,9 @@ def _dataset(projections: pl.DataFrame):
             "title": "Projected monthly soil temperature of Alaskan permafrost latitude bands",
             "institution": PRODUCER,
             "source": (
-                f"{PRODUCER}: deep-learning soil-temperature models driven by bias-corrected CMIP5 "
-                "RCP scenarios, trained on ERA5-Land"
+                f"{PRODUCER}: a calibrated heat-conduction core with deep-learning residual networks (several "
+                "seeds per architecture, each with its own bootstrap draw of the bias correction), driven by "
+                "bias-corrected CMIP5 RCP scenarios, trained on ERA5-Land"
             ),
             "history": (
                 f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} written by ml.projections.to_cf_netcdf"
@@ -338,24 +372,26 @@ def _dataset(projections: pl.DataFrame):
 def to_cf_netcdf(projections: pl.DataFrame, path: Path | str) -> Path:
     """Write ``projections`` as a CF-1.8 netCDF-4 file at ``path`` and return the path.
 
-    Variables: ``soil_temperature`` (scenario, model, band, depth, time), float32 degC, NaN
-    (``_FillValue``) where a model has no projection, with ``model = "ensemble_mean"`` as the
-    last model; ``soil_temperature_spread`` (scenario, band, depth, time), the standard
-    deviation across models (see ``with_ensemble``, which is applied here, so the ensemble
-    rows and spread are always recomputed from the single-model rows). Coordinates: ``time``
-    (days since 2024-01-01, standard calendar, the 1st of each month, ``time_bnds`` month
-    bounds), ``depth`` (layer mid-depths in m, positive down, ``depth_bnds`` layer edges),
-    ``band`` with ``lat_south``/``lat_north`` (and ``lat`` with ``lat_bnds``) and a scalar
-    ``lon`` with ``lon_bnds``, ``scenario`` and ``model`` strings.
-
-    The file is written to a temporary file in the same folder and renamed onto ``path``
-    (``os.replace``), so ``path`` holds either the previous file or the complete new one.
+    Variables: ``soil_temperature`` (scenario, model, member, band, depth, time), float32 degC,
+    NaN (``_FillValue``) where a model has no such member or projection; the ensemble's
+    ``soil_temperature_ensemble_mean``, ``soil_temperature_q05`` and ``soil_temperature_q95``
+    (scenario, band, depth, time), recomputed here from the member rows (``with_ensemble``).
+    Coordinates: ``time`` (days since 2001-01-01, standard calendar, the 1st of each month,
+    ``time_bnds`` month bounds), ``depth`` (layer mid-depths in m, positive down, ``depth_bnds``
+    layer edges), ``band`` with ``lat_south``/``lat_north`` (and ``lat`` with ``lat_bnds``) and
+    a scalar ``lon`` with ``lon_bnds``, ``scenario`` and ``model`` strings, ``member`` integers.
+    The caller makes the write atomic (a temporary path renamed into place).
     """
     path = Path(path)
     dataset = _dataset(projections)
     encoding: dict[str, dict] = {
         name: {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 4}
-        for name in ("soil_temperature", "soil_temperature_spread")
+        for name in (
+            "soil_temperature",
+            "soil_temperature_ensemble_mean",
+            "soil_temperature_q05",
+            "soil_temperature_q95",
+        )
     }
     # coordinates and bounds never have missing values: no _FillValue attribute on them
     for name in ("lat_south", "lat_north", "lat", "lon", "depth"):
@@ -380,10 +416,11 @@ def late_century_difference(
     cooler: str = "rcp26",
     layer: str = "t_soil_0",
 ) -> pl.DataFrame:
-    """Mean of ``warmer`` minus ``cooler`` over ``first_year``..``last_year`` per model and band.
+    """Mean of ``warmer`` minus ``cooler`` over ``first_year``..``last_year`` per model, member
+    and band.
 
-    Columns: ``model, band, warmer_mean, cooler_mean, difference, n_months`` (degC), sorted
-    by model and band. Only months both scenarios have are compared (``n_months`` of them),
+    Columns: ``model, member, band, warmer_mean, cooler_mean, difference, n_months`` (degC),
+    sorted by model, member and band. Only months both scenarios have are compared (``n_months`` of them),
     so ``difference = warmer_mean - cooler_mean`` over the same months. Ensemble rows, when
     present, are one more model. A model or band that lacks either scenario in the period is
     left out; if nothing is left, it raises rather than let a check pass on no data.
@@ -395,13 +432,17 @@ def late_century_difference(
     period = projections.filter(
         pl.col("month").cast(pl.Date).dt.year().is_between(first_year, last_year),
         pl.col(layer).is_not_null() & pl.col(layer).cast(pl.Float64).is_not_nan(),
-    ).select("scenario", "model", "band", "month", pl.col(layer).cast(pl.Float64).alias("_t"))
-    keys = ["model", "band", "month"]
+    ).select("scenario", "model", "member", "band", "month", pl.col(layer).cast(pl.Float64).alias("_t"))
+    keys = ["model", "member", "band", "month"]
     pairs = (
         period.filter(pl.col("scenario") == warmer)
         .drop("scenario")
         .rename({"_t": "_warm"})
-        .join(period.filter(pl.col("scenario") == cooler).drop("scenario").rename({"_t": "_cool"}), on=keys)
+        .join(
+            period.filter(pl.col("scenario") == cooler).drop("scenario").rename({"_t": "_cool"}),
+            on=keys,
+            nulls_equal=True,  # ensemble rows have no member
+        )
     )
     if pairs.height == 0:
         raise ValueError(
@@ -409,12 +450,12 @@ def late_century_difference(
             "in the same model and band"
         )
     return (
-        pairs.group_by("model", "band")
+        pairs.group_by("model", "member", "band")
         .agg(
             pl.col("_warm").mean().alias("warmer_mean"),
             pl.col("_cool").mean().alias("cooler_mean"),
             (pl.col("_warm") - pl.col("_cool")).mean().alias("difference"),
             pl.len().cast(pl.Int64).alias("n_months"),
         )
-        .sort("model", "band")
+        .sort("model", "member", "band")
     )

@@ -42,30 +42,82 @@ def test_observed_vs_predicted_figure(tmp_path):
 
 
 def projections_frame():
-    months = np.arange(np.datetime64("2024-01"), np.datetime64("2101-01"))
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2101-01"))
     frames = []
-    for offset, model in enumerate(("gru", "tcn", "bilstm")):
+    for offset, (model, member) in enumerate((("gru", 0), ("gru", 1), ("tcn", 0), ("bilstm", 0), ("thermal_core", 0))):
         month = np.tile(months, 6)
         band = np.repeat(np.arange(6), len(months))
         trend = 0.04 * (month.astype(int) - months[0].astype(int)) / 12.0
         values = np.stack([seasonal(month, band, k) + trend + 0.3 * offset for k in range(4)], axis=1)
-        frames.append(P.projection_frame("rcp85", model, band, month, values))
+        frames.append(P.projection_frame("rcp85", model, band, month, values, member))
     return pl.concat(frames)
+
+
+def history_frame():
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"))
+    month = np.tile(months, 6)
+    band = np.repeat(np.arange(6), len(months))
+    values = {f"t_soil_{k}": seasonal(month, band, k) for k in range(4)}
+    return pl.DataFrame({"band": band, "month": month.astype("datetime64[D]"), **values}).with_columns(
+        pl.col("month").cast(pl.Date)
+    )
 
 
 def test_projection_figure(tmp_path):
     frame = P.with_ensemble(projections_frame())
     target = tmp_path / "fig8.png"
-    assert_png(F.projection_figure(frame, "rcp85", target), target)
+    assert_png(F.projection_figure(frame, "rcp85", target, history=history_frame()), target)
     with pytest.raises(ValueError, match="rcp26"):
         F.projection_figure(frame, "rcp26", tmp_path / "none.png")
+    with pytest.raises(ValueError, match="no network member"):
+        F.projection_figure(frame.filter(pl.col("model") == "thermal_core"), "rcp85", tmp_path / "none.png")
+
+
+def test_one_colour_per_model_everywhere():
+    names = ("tcn", "transformer", "conv1d_lstm", "gru", "bilstm", "thermal_core", "dl_ridge", "ridge")
+    colours = [F.model_colour(name) for name in names]
+    assert len(set(colours)) == len(colours)
+    assert F.model_colour("ensemble") == F.model_colour("ensemble_mean") == F.ENSEMBLE_COLOUR
+    assert F.model_colour("something_new") == F.model_colour("something_new")
+
+
+def test_perfect_model_figure(tmp_path):
+    rng = np.random.default_rng(3)
+    cells = pl.DataFrame(
+        {
+            "scenario": np.repeat(["rcp26", "rcp45", "rcp60", "rcp85"], 24),
+            **{f"truth_{s}": rng.normal(2, 1, 96) for s in ("change", "level")},
+            **{f"ensemble_{s}": rng.normal(2, 1, 96) for s in ("change", "level")},
+        }
+    ).with_columns(
+        *(pl.col(f"ensemble_{s}") - 0.3 for s in ("change", "level")),
+    )
+    cells = cells.with_columns(
+        *(
+            (pl.col(f"ensemble_{s}") + sign * 0.4).alias(f"{s}_{q}")
+            for s in ("change", "level")
+            for q, sign in (("q05", -1), ("q95", 1))
+        )
+    )
+    years = np.arange(2001, 2101)
+    series = pl.concat(
+        [
+            pl.DataFrame({"scenario": s, "source": source, "year": years, "value": np.linspace(-3, 1 + i, 100)})
+            for i, s in enumerate(("rcp26", "rcp85"))
+            for source in ("truth", "ensemble")
+        ]
+    ).with_columns((pl.col("value") - 0.5).alias("q05"), (pl.col("value") + 0.5).alias("q95"))
+    target = tmp_path / "pm.png"
+    assert_png(F.perfect_model_figure(cells, series, target), target)
+    with pytest.raises(ValueError, match="no perfect-model cells"):
+        F.perfect_model_figure(cells.head(0), series, tmp_path / "x.png")
 
 
 def test_feature_importance_figure(tmp_path):
     features = [f"feature_{i:02d}" for i in range(25)]
     importance = pl.DataFrame({"feature": features, "mean_abs_shap": np.linspace(0.01, 1.0, 25)})
     target = tmp_path / "fig10.png"
-    assert_png(F.feature_importance_figure(importance, "gru", target), target)
+    assert_png(F.feature_importance_figure(importance, "gru", target, explained="its correction to the core"), target)
     with pytest.raises(ValueError, match=r"missing column\(s\) \[.mean_abs_shap.\]"):
         F.feature_importance_figure(importance.rename({"mean_abs_shap": "shap"}), "gru", tmp_path / "bad.png")
     with pytest.raises(ValueError, match="more than once"):

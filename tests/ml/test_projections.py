@@ -17,12 +17,12 @@ from sources import catalog
 MONTHS = np.arange(np.datetime64("2024-01"), np.datetime64("2025-01"))  # 12 months
 
 
-def constant_frame(scenario, model, value, bands=(0, 1), months=MONTHS, layer_step=0.0):
+def constant_frame(scenario, model, value, bands=(0, 1), months=MONTHS, layer_step=0.0, member=0):
     """Every band and month at `value` (+ k * layer_step for layer k)."""
     band = np.repeat(np.asarray(bands), len(months))
     month = np.tile(months, len(bands))
     values = np.full((len(band), 4), float(value)) + layer_step * np.arange(4)
-    return P.projection_frame(scenario, model, band, month, values)
+    return P.projection_frame(scenario, model, band, month, values, member)
 
 
 # --- projection_frame -------------------------------------------------------------------
@@ -32,9 +32,9 @@ def test_projection_frame_shape_columns_and_types():
     band = np.array([1, 0, 1])
     month = np.array(["2024-02", "2024-01", "2024-01"], dtype="datetime64[M]")
     values = np.arange(12, dtype=float).reshape(3, 4)
-    frame = P.projection_frame("rcp45", "gru", band, month, values)
-    assert frame.columns == ["scenario", "model", "band", "month", *catalog.TARGETS]
-    assert frame.shape == (3, 8)
+    frame = P.projection_frame("rcp45", "gru", band, month, values, member=3)
+    assert frame.columns == ["scenario", "model", "member", "band", "month", *catalog.TARGETS]
+    assert frame.shape == (3, 9) and frame["member"].to_list() == [3, 3, 3]
     assert frame.schema["band"] == pl.Int64 and frame.schema["month"] == pl.Date
     # sorted by band then month; the values travel with their rows
     assert frame["band"].to_list() == [0, 1, 1]
@@ -74,27 +74,30 @@ def test_projection_frame_rejects(kwargs, message):
 # --- with_ensemble ----------------------------------------------------------------------
 
 
-def test_ensemble_mean_and_spread_of_two_models():
-    frame = pl.concat([constant_frame("rcp26", "gru", 1.0, layer_step=1.0), constant_frame("rcp26", "tcn", 3.0)])
+def test_ensemble_mean_and_quantiles_of_the_members():
+    frame = pl.concat(
+        [constant_frame("rcp26", "gru", v, member=m, layer_step=1.0) for m, v in enumerate((0.0, 1.0, 2.0, 3.0, 4.0))]
+    )
     out = P.with_ensemble(frame)
-    assert out.columns == [*frame.columns, *P.SPREAD_COLUMNS]
+    assert out.columns == [*frame.columns, *P.QUANTILE_COLUMNS]
     assert out.height == frame.height + 2 * 12  # one ensemble row per band and month
-    assert out.head(frame.height).equals(out.head(frame.height).filter(pl.col("model") != "ensemble_mean"))
-    singles = out.filter(pl.col("model") != "ensemble_mean")
-    assert singles.select(P.SPREAD_COLUMNS).null_count().row(0) == (frame.height,) * 4
+    members = out.filter(pl.col("model") != "ensemble_mean")
+    assert members.select(P.QUANTILE_COLUMNS).null_count().row(0) == (frame.height,) * 8
     ensemble = out.filter(pl.col("model") == "ensemble_mean")
-    # layer k: gru 1 + k, tcn 3 -> mean (4 + k) / 2, population sd |3 - (1 + k)| / 2
+    assert ensemble["member"].null_count() == 24
+    # layer k: members k .. 4 + k -> mean 2 + k, linear 5% quantile k + 0.2, 95% k + 3.8
     for k in range(4):
-        assert ensemble[f"t_soil_{k}"].to_list() == pytest.approx([(4.0 + k) / 2] * 24)
-        assert ensemble[f"t_soil_{k}_spread"].to_list() == pytest.approx([abs(2.0 - k) / 2] * 24)
-    assert ensemble["t_soil_0"][0] == pytest.approx(2.0) and ensemble["t_soil_0_spread"][0] == pytest.approx(1.0)
+        assert ensemble[f"t_soil_{k}"].to_list() == pytest.approx([2.0 + k] * 24)
+        assert ensemble[f"t_soil_{k}_q05"].to_list() == pytest.approx([k + 0.2] * 24)
+        assert ensemble[f"t_soil_{k}_q95"].to_list() == pytest.approx([k + 3.8] * 24)
 
 
-def test_ensemble_per_scenario_skips_missing_model_and_is_idempotent():
+def test_reference_models_stay_out_of_the_ensemble_and_it_is_idempotent():
     frame = pl.concat(
         [
             constant_frame("rcp26", "gru", 1.0),
             constant_frame("rcp26", "tcn", 3.0),
+            constant_frame("rcp26", "thermal_core", 100.0),
             constant_frame("rcp85", "gru", 5.0),
             constant_frame("rcp85", "tcn", 9.0),
             constant_frame("rcp85", "bilstm", 10.0),
@@ -102,22 +105,20 @@ def test_ensemble_per_scenario_skips_missing_model_and_is_idempotent():
     )
     out = P.with_ensemble(frame)
     ensemble = out.filter(pl.col("model") == "ensemble_mean")
-    by_scenario = ensemble.group_by("scenario").agg(pl.col("t_soil_0").mean(), pl.col("t_soil_0_spread").mean())
-    values = {row["scenario"]: row for row in by_scenario.iter_rows(named=True)}
-    assert values["rcp26"]["t_soil_0"] == pytest.approx(2.0)
-    assert values["rcp85"]["t_soil_0"] == pytest.approx(8.0)  # (5 + 9 + 10) / 3
-    assert values["rcp85"]["t_soil_0_spread"] == pytest.approx(np.sqrt((9 + 1 + 4) / 3))
+    by_scenario = dict(ensemble.group_by("scenario").agg(pl.col("t_soil_0").mean()).iter_rows())
+    assert by_scenario["rcp26"] == pytest.approx(2.0)  # the core's 100 is not averaged in
+    assert by_scenario["rcp85"] == pytest.approx(8.0)  # (5 + 9 + 10) / 3
     assert P.with_ensemble(out).equals(out)
 
 
-def test_spread_is_null_with_one_model_and_rejects_duplicates():
-    out = P.with_ensemble(constant_frame("rcp45", "gru", 2.0))
-    ensemble = out.filter(pl.col("model") == "ensemble_mean")
-    assert ensemble["t_soil_0"].to_list() == [2.0] * 24
-    assert ensemble["t_soil_0_spread"].null_count() == 24
+def test_ensemble_needs_a_network_and_rejects_duplicates():
+    with pytest.raises(ValueError, match="no network member"):
+        P.with_ensemble(constant_frame("rcp45", "thermal_core", 2.0))
     doubled = pl.concat([constant_frame("rcp45", "gru", 2.0), constant_frame("rcp45", "gru", 3.0)])
     with pytest.raises(ValueError, match="more than one row"):
         P.with_ensemble(doubled)
+    two_members = pl.concat([constant_frame("rcp45", "gru", 2.0), constant_frame("rcp45", "gru", 3.0, member=1)])
+    assert P.with_ensemble(two_members).filter(pl.col("model") == "ensemble_mean")["t_soil_0"][0] == 2.5
 
 
 # --- CF netCDF --------------------------------------------------------------------------
@@ -125,36 +126,46 @@ def test_spread_is_null_with_one_model_and_rejects_duplicates():
 
 @pytest.fixture
 def cf_frame():
-    """rcp26 with gru and tcn, rcp85 with gru only (tcn missing there), bands 0 and 2."""
+    """rcp26 with gru (members 0, 1), tcn and the core, rcp85 with gru member 0 only, bands 0 and 2."""
     rng = np.random.default_rng(7)
     frames = []
-    for scenario, model in (("rcp26", "gru"), ("rcp26", "tcn"), ("rcp85", "gru")):
+    runs = (
+        ("rcp26", "gru", 0),
+        ("rcp26", "gru", 1),
+        ("rcp26", "tcn", 0),
+        ("rcp26", "thermal_core", 0),
+        ("rcp85", "gru", 0),
+    )
+    for scenario, model, member in runs:
         band = np.repeat([0, 2], len(MONTHS))
         month = np.tile(MONTHS, 2)
-        frames.append(P.projection_frame(scenario, model, band, month, rng.normal(size=(len(band), 4))))
+        frames.append(P.projection_frame(scenario, model, band, month, rng.normal(size=(len(band), 4)), member))
     return pl.concat(frames)
 
 
 def test_cf_netcdf_round_trip(cf_frame, tmp_path):
     target = tmp_path / "out" / "projections.nc"
     assert P.to_cf_netcdf(cf_frame, target) == target
-    assert sorted(os.listdir(target.parent)) == ["projections.nc"]  # no temporary left behind
+    assert sorted(os.listdir(target.parent)) == ["projections.nc"]
     with xr.open_dataset(target) as ds:
         ds.load()
     variable = ds["soil_temperature"]
-    assert variable.dims == ("scenario", "model", "band", "depth", "time")
-    assert dict(ds.sizes) == {"scenario": 2, "model": 3, "band": 2, "depth": 4, "time": 12, "bnds": 2}
+    assert variable.dims == ("scenario", "model", "member", "band", "depth", "time")
+    sizes = {"scenario": 2, "model": 3, "member": 2, "band": 2, "depth": 4, "time": 12, "bnds": 2}
+    assert dict(ds.sizes) == sizes
     assert variable.dtype == np.float32
     assert variable.attrs["units"] == "degC" and variable.attrs["standard_name"] == "soil_temperature"
     assert "time: mean" in variable.attrs["cell_methods"]
     assert np.isnan(variable.encoding["_FillValue"])
-    assert ds["soil_temperature_spread"].dims == ("scenario", "band", "depth", "time")
+    for name in ("soil_temperature_ensemble_mean", "soil_temperature_q05", "soil_temperature_q95"):
+        assert ds[name].dims == ("scenario", "band", "depth", "time") and ds[name].attrs["units"] == "degC"
     assert ds.attrs["Conventions"] == "CF-1.8"
     assert ds.attrs["institution"] == "permafrost lakehouse"
 
-    # coordinates
+    # coordinates: networks first, then the reference models; members are seed indices
     assert ds["scenario"].values.tolist() == ["rcp26", "rcp85"]
-    assert ds["model"].values.tolist() == ["gru", "tcn", "ensemble_mean"]
+    assert ds["model"].values.tolist() == ["gru", "tcn", "thermal_core"]
+    assert ds["member"].values.tolist() == [0, 1]
     assert ds["band"].values.tolist() == [0, 2]
     assert ds["lat_south"].values.tolist() == [catalog.BANDS[0].south, catalog.BANDS[2].south]
     assert ds["lat_north"].attrs["units"] == "degrees_north"
@@ -164,38 +175,37 @@ def test_cf_netcdf_round_trip(cf_frame, tmp_path):
     assert np.issubdtype(ds["time"].dtype, np.datetime64)  # decoded
     assert ds["time"].values[0] == np.datetime64("2024-01-01")
     assert ds["time"].values[-1] == np.datetime64("2024-12-01")
-    assert ds["time"].encoding["units"] == "days since 2024-01-01"
+    assert ds["time"].encoding["units"] == "days since 2001-01-01"
     assert ds["time"].encoding["calendar"] == "standard"
     np.testing.assert_array_equal(
         ds["time_bnds"].values[1], np.array(["2024-02-01", "2024-03-01"], dtype="datetime64[ns]")
     )
     assert ds["time_bnds"].values[-1, 1] == np.datetime64("2025-01-01")
 
-    # values: rcp26/tcn/band 2/layer 3 in 2024-05 equals the frame's
-    row = cf_frame.filter(
-        pl.col("scenario") == "rcp26",
-        pl.col("model") == "tcn",
-        pl.col("band") == 2,
-        pl.col("month") == dt.date(2024, 5, 1),
-    )
-    cell = variable.sel(scenario="rcp26", model="tcn", band=2, time="2024-05-01").values
-    assert cell == pytest.approx(row.select(catalog.TARGETS).to_numpy()[0].astype(np.float32))
-    # every value matches, not only one cell
-    for scenario, model in (("rcp26", "gru"), ("rcp26", "tcn"), ("rcp85", "gru")):
-        rows = cf_frame.filter(pl.col("scenario") == scenario, pl.col("model") == model, pl.col("band") == 0)
-        rows = rows.sort("month")
-        block = variable.sel(scenario=scenario, model=model, band=0).values.T  # (time, depth)
+    # every value of every member matches the frame
+    for scenario, model, member in (("rcp26", "gru", 1), ("rcp26", "tcn", 0), ("rcp85", "gru", 0)):
+        rows = cf_frame.filter(
+            pl.col("scenario") == scenario, pl.col("model") == model, pl.col("member") == member, pl.col("band") == 2
+        ).sort("month")
+        block = variable.sel(scenario=scenario, model=model, member=member, band=2).values.T  # (time, depth)
         np.testing.assert_array_equal(block, rows.select(catalog.TARGETS).to_numpy().astype(np.float32))
-    # tcn has no rcp85 run: NaN there, and the rcp85 ensemble is gru alone with no spread
+    # absent runs are NaN: tcn has no member 1, nothing but gru runs under rcp85
+    assert np.isnan(variable.sel(scenario="rcp26", model="tcn", member=1).values).all()
     assert np.isnan(variable.sel(scenario="rcp85", model="tcn").values).all()
-    np.testing.assert_array_equal(
-        variable.sel(scenario="rcp85", model="ensemble_mean").values, variable.sel(scenario="rcp85", model="gru").values
+    # the ensemble is over the networks' members, not the core
+    rcp26 = variable.sel(scenario="rcp26")
+    networks = np.stack(
+        [rcp26.sel(model="gru", member=0), rcp26.sel(model="gru", member=1), rcp26.sel(model="tcn", member=0)]
     )
-    assert np.isnan(ds["soil_temperature_spread"].sel(scenario="rcp85").values).all()
-    # rcp26 spread of two models = |gru - tcn| / 2
-    gru, tcn = (variable.sel(scenario="rcp26", model=m).values for m in ("gru", "tcn"))
-    spread = ds["soil_temperature_spread"].sel(scenario="rcp26").values
-    np.testing.assert_allclose(spread, np.abs(gru - tcn) / 2, rtol=1e-5)
+    mean = ds["soil_temperature_ensemble_mean"].sel(scenario="rcp26").values
+    np.testing.assert_allclose(mean, networks.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ds["soil_temperature_q95"].sel(scenario="rcp26").values, np.quantile(networks, 0.95, axis=0), rtol=1e-5
+    )
+    np.testing.assert_array_equal(
+        ds["soil_temperature_ensemble_mean"].sel(scenario="rcp85").values,
+        variable.sel(scenario="rcp85", model="gru", member=0).values,
+    )
 
 
 # --- late-century difference ------------------------------------------------------------
@@ -224,7 +234,7 @@ def test_late_century_difference_sign_and_period():
         ]
     )
     out = P.late_century_difference(frame)
-    assert out.columns == ["model", "band", "warmer_mean", "cooler_mean", "difference", "n_months"]
+    assert out.columns == ["model", "member", "band", "warmer_mean", "cooler_mean", "difference", "n_months"]
     assert out["model"].to_list() == ["gru", "tcn"]
     assert out["difference"].to_list() == pytest.approx([3.0, -1.5])
     assert out["warmer_mean"].to_list() == pytest.approx([4.0, 0.5])
