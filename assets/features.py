@@ -3,6 +3,10 @@
 Thin wrappers: each asset reads the marts or the lake, calls a plain function in `ml/`, writes
 atomically to the lake and records metadata (shapes, features, statistics, diagnostics, a
 figure). Heavy imports (xsdba, matplotlib) happen inside the ml functions.
+
+Windows come in two designs (``ml.training_config``): the residual design's (anomaly channels
+and the conduction core, window t-23..t; the default) and the paper's (normalised inputs with the
+calendar year and the scenario signal z, window t-24..t-1), so either can be trained.
 """
 
 import json
@@ -10,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from dagster import (
     AllPartitionMapping,
@@ -23,7 +28,7 @@ from dagster import (
     asset,
 )
 
-from dagster_project.lake import HISTORY_MART, SCENARIO_MART, SOIL_WATER_SHARES
+from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, SCENARIO_MART, SOIL_WATER_SHARES, Table
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import rcp_scenarios
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -38,7 +43,10 @@ class BiasCorrectionConfig(Config):
     # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
     method: Literal["qdm", "eqm"] = "qdm"
     n_quantiles: int = 50
-    soil_water_seed: int = catalog.DEFAULT_SEED  # Dirichlet split of column water over the four layers
+    # "lagged": each layer's climatology plus its filtered response to the column's anomaly |
+    # "dirichlet": shares sampled per month, as the paper
+    soil_water_split: Literal["lagged", "dirichlet"] = "lagged"
+    soil_water_seed: int = catalog.DEFAULT_SEED  # the Dirichlet split's draws
 
 
 @asset(
@@ -54,19 +62,22 @@ class BiasCorrectionConfig(Config):
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "xsdba"},
     description="Each RCP's CMIP5 features quantile-mapped onto ERA5-Land per band, variable and calendar month "
-    "(2001-2023 overlap), with column soil water split over the four layers by fitted Dirichlet shares.",
+    "(2001-2023 overlap), with column soil water split over the four layers: each layer's reanalysis "
+    "climatology plus its lagged response to the corrected column's anomaly (or Dirichlet shares, as the paper).",
 )
 def cmip5_bias_corrected(
     context: AssetExecutionContext, config: BiasCorrectionConfig, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
+    from ml.band_arrays import band_grid
     from ml.bias_correction import bias_correct
     from ml.figures import bias_correction_figure
-    from ml.soil_water import fit_layer_shares, split_soil_water
+    from ml.soil_water import fit_layer_shares, split_soil_water, split_soil_water_lagged, water_tails
 
     history = warehouse.read_table(HISTORY_MART)
     scenarios = warehouse.read_table(SCENARIO_MART)
     shares = fit_layer_shares(warehouse.read_table(SOIL_WATER_SHARES))
-    diagnostics, figures, overlap, notes = [], {}, {}, []
+    reference_water = band_grid(history, catalog.WATER_CONTENT, "reanalysis soil water").values
+    diagnostics, figures, overlap, notes, tails = [], {}, {}, [], []
     # every scenario of the run lands together, or none does
     with lake.batch() as batch:
         for scenario in context.partition_keys:
@@ -76,8 +87,15 @@ def cmip5_bias_corrected(
                 result = bias_correct(history, raw, method=config.method, n_quantiles=config.n_quantiles)
             for warning in caught:
                 context.log.warning(str(warning.message))
-            corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
+            if config.soil_water_split == "lagged":
+                corrected = split_soil_water_lagged(result.corrected, history)
+            else:
+                corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
             batch.parquet(lake.layout.bias_corrected(scenario), corrected)
+            projected = corrected.filter(pl.col("month") >= catalog.PROJECTION_FIRST_MONTH)
+            scenario_water = band_grid(projected, catalog.WATER_CONTENT, f"{scenario} soil water").values
+            for layer, values in water_tails(reference_water, scenario_water).items():
+                tails.append({"scenario": scenario, "layer": layer, **values})
             figures[scenario] = batch.file(
                 lake.layout.figure(f"bias_correction_{scenario}"),
                 lambda tmp, raw=raw, corrected=corrected: bias_correction_figure(history, raw, corrected, 3, path=tmp),
@@ -103,6 +121,10 @@ def cmip5_bias_corrected(
             "overlap": MetadataValue.json(overlap),
             "warnings": MetadataValue.json(notes),
             "quantile_mapping_diagnostics": MetadataValue.md(markdown_table(summary)),
+            "soil_water_split": config.soil_water_split,
+            # share of 2024-2100 months outside the reanalysis' 2001-2023 range of the band and
+            # layer, and month-to-month variability relative to the reanalysis'
+            "soil_water_tails": MetadataValue.md(markdown_table(pl.DataFrame(tails), float_precision=3)),
             "figure": png_markdown(figures[first], f"reanalysis, raw and corrected {first}, band 3"),
             "figure_paths": MetadataValue.json({k: str(v) for k, v in figures.items()}),
             "path": MetadataValue.path(str(lake.layout.bias_corrected(first).parent)),
@@ -124,61 +146,200 @@ def _stats_table(stats) -> str:
 
 @asset(
     group_name=FEATURES,
-    deps=[AssetKey(HISTORY_MART.name)],
+    deps=[AssetKey(HISTORY_MART.name), AssetKey("thermal_core")],
     pool=WAREHOUSE_POOL,
     kinds={"numpy"},
-    description="24-month input windows -> next month's four soil temperatures per band; train targets up to "
-    "2018-12, test 2019-01..2023-12; z-score statistics from training windows only, stored beside them.",
+    description="Training (targets up to 2018-12) and test (2019-01..2023-12) windows in both designs: the "
+    "residual design's anomaly channels with the conduction core, window t-23..t, target = (soil temperature - "
+    "core) / sigma_res, every channel's training range kept for clipping; and the paper's normalised windows "
+    "t-24..t-1 with year and z, absolute targets. Statistics from training months only, stored beside them.",
 )
 def training_windows(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
+    from ml.band_arrays import history_grid
+    from ml.residual import CHANNELS, DRIVERS, ResidualScaler, residual_windows
+    from ml.scenario_members import read_history_run
     from ml.windows import build_training_windows
 
     history = warehouse.read_table(HISTORY_MART)
     train, test, stats = build_training_windows(history)
+    grid = history_grid(history)
+    core = read_history_run(lake.layout.thermal_core().history, grid.months)
+    drivers, observed = grid.select(DRIVERS), grid.select(catalog.TARGETS)
+    in_train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    scaler = ResidualScaler.fit(drivers, core, observed, grid.calendar_month, in_train)
+    test_rows = grid.rows(
+        catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
+    )
+    residual_train = residual_windows(scaler, drivers, core, grid.months, np.flatnonzero(in_train), observed)
+    residual_test = residual_windows(scaler, drivers, core, grid.months, test_rows, observed)
     files = lake.layout.training_windows()
     with lake.batch() as batch:
         batch.file(files.train, train.save)
         batch.file(files.test, test.save)
         batch.file(files.stats, lambda tmp: Path(tmp).write_text(json.dumps(stats.to_dict(), indent=2)))
+        batch.file(files.residual_train, residual_train.save)
+        batch.file(files.residual_test, residual_test.save)
+        batch.file(files.residual_scaler, lambda tmp: Path(tmp).write_text(json.dumps(scaler.to_dict(), indent=2)))
+    ranges = pl.DataFrame(
+        {"channel": list(CHANNELS), "scale": [*scaler.scale, 1.0, 1.0], "low": scaler.low, "high": scaler.high}
+    )
     return MaterializeResult(
         metadata={
-            "train_shape": MetadataValue.json(list(train.x.shape)),
-            "test_shape": MetadataValue.json(list(test.x.shape)),
+            "residual_train_shape": MetadataValue.json(list(residual_train.x.shape)),
+            "residual_test_shape": MetadataValue.json(list(residual_test.x.shape)),
+            "residual_channels": MetadataValue.md(markdown_table(ranges, float_precision=4)),
+            "sigma_res": MetadataValue.json(
+                dict(zip(catalog.TARGETS, scaler.sigma_res.round(4).tolist(), strict=True))
+            ),
+            "paper_train_shape": MetadataValue.json(list(train.x.shape)),
+            "paper_test_shape": MetadataValue.json(list(test.x.shape)),
             "train_targets": target_span(train),
             "test_targets": target_span(test),
-            "features": MetadataValue.json(list(stats.feature_names)),
-            "normalization": MetadataValue.md(_stats_table(stats)),
+            "paper_features": MetadataValue.json(list(stats.feature_names)),
+            "paper_normalization": MetadataValue.md(_stats_table(stats)),
             "path": MetadataValue.path(str(files.folder)),
         }
     )
+
+
+class ScenarioWindowsConfig(Config):
+    """How the ensemble members' scenario drivers and core runs are prepared."""
+
+    # one per network: architectures x seeds (member s of architecture a uses draw 5 s + a)
+    bias_draws: int = 25
+    bootstrap_seed: int = catalog.DEFAULT_SEED
+    # bias-correction methods the members take in turn (draw k: method k mod the number of
+    # methods; draw 0 the first, unperturbed): "qdm" the pipeline's cmip5_bias_corrected,
+    # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
+    bias_methods: list[str] = ["qdm", "mean_delta"]
+
+
+def _scenario_calendar(warehouse: WarehouseResource, scenario: str) -> str:
+    """The climate model's own calendar, as the raw CMIP5 rows of `scenario` state it."""
+    table = Table(RAW_SCHEMA, CMIP5)
+    with warehouse.read_only() as con:
+        rows = con.execute(
+            f'select distinct calendar from "{table.schema}"."{table.name}" where experiment = ?', [scenario]
+        ).fetchall()
+    calendars = sorted({row[0] for row in rows if row[0]})
+    if len(calendars) != 1:
+        raise ValueError(f"raw CMIP5 rows of {scenario} state calendars {calendars}; expected exactly one")
+    return calendars[0]
 
 
 @asset(
     group_name=FEATURES,
     partitions_def=rcp_scenarios,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[AssetKey("cmip5_bias_corrected"), AssetKey("training_windows")],
+    deps=[
+        AssetKey("cmip5_bias_corrected"),
+        AssetKey("training_windows"),
+        AssetKey("thermal_core"),
+        AssetKey(SCENARIO_MART.name),
+        AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
+    ],
+    pool=WAREHOUSE_POOL,
     kinds={"numpy"},
-    description="Windows predicting 2024-01..2100-12 for each RCP from its bias-corrected series, normalised "
-    "with the training statistics.",
+    description="Per RCP and ensemble member: the scenario drivers bias-corrected by the member's method (quantile "
+    "delta mapping or mean delta, in turn) with its own bootstrap draw of the correction (draw 0 unperturbed), "
+    "and the conduction core run on them, 1950-2100; the paper's "
+    "windows predicting 2001-01..2100-12 (hindcast, then projection) with the training statistics. Metadata: "
+    "how often the scenario leaves the training range, per variable and network channel.",
 )
-def scenario_windows(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
+def scenario_windows(
+    context: AssetExecutionContext, config: ScenarioWindowsConfig, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
+    from ml.band_arrays import band_grid, days_in_month, history_grid
+    from ml.residual import CHANNELS, DRIVERS, ResidualScaler
+    from ml.scenario_members import (
+        mean_delta_correction,
+        member_cores,
+        member_drivers,
+        outside_training_range,
+        water_climatology,
+    )
+    from ml.thermal_core import ThermalCore
     from ml.windows import NormalizationStats, build_scenario_windows
 
-    stats = NormalizationStats.from_dict(json.loads(lake.layout.training_windows().stats.read_text()))
-    shapes = {}
+    if config.bias_draws < 1:
+        raise ValueError(f"bias_draws must be >= 1, got {config.bias_draws}")
+    unknown = sorted(set(config.bias_methods) - {"qdm", "mean_delta"})
+    if unknown or not config.bias_methods:
+        raise ValueError(f"bias_methods must name one or more of 'qdm', 'mean_delta'; got {config.bias_methods}")
+    files = lake.layout.training_windows()
+    stats = NormalizationStats.from_dict(json.loads(files.stats.read_text()))
+    scaler = ResidualScaler.from_dict(json.loads(files.residual_scaler.read_text()))
+    core = ThermalCore.from_dict(json.loads(lake.layout.thermal_core().parameters.read_text()))
+    history = history_grid(warehouse.read_table(HISTORY_MART))
+    in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    water_clim = water_climatology(history, in_train)
+    raw_marts = warehouse.read_table(SCENARIO_MART)
+    shapes, physical, clipped = {}, [], []
     with lake.batch() as batch:
         for scenario in context.partition_keys:
-            corrected = pl.read_parquet(lake.layout.bias_corrected(scenario))
-            windows = build_scenario_windows(corrected, stats)
+            corrected_frame = pl.read_parquet(lake.layout.bias_corrected(scenario))
+            # the hindcast from 2001 where the run reaches back far enough for a window
+            first_input = corrected_frame["month"].min()
+            first_target = max(catalog.HISTORY_START, catalog.add_months(first_input, stats.window))
+            windows = build_scenario_windows(corrected_frame, stats, first_target=first_target)
             batch.file(lake.layout.scenario_windows(scenario), windows.save)
-            shapes[scenario] = {"shape": list(windows.x.shape), "targets": target_span(windows)}
+            corrected = band_grid(corrected_frame, DRIVERS, f"bias-corrected {scenario}")
+            raw = band_grid(raw_marts.filter(pl.col("scenario") == scenario), DRIVERS, f"scenario mart {scenario}")
+            bases = {"qdm": corrected, "mean_delta": mean_delta_correction(raw, history, corrected)}
+            methods = [bases[name] for name in config.bias_methods]
+            drivers = member_drivers(methods, history, raw, config.bias_draws, config.bootstrap_seed)
+            days = days_in_month(corrected.months, _scenario_calendar(warehouse, scenario))
+            cores = member_cores(core, drivers, DRIVERS, corrected.calendar_month, water_clim, days)
+            draw_methods = [config.bias_methods[k % len(config.bias_methods)] for k in range(config.bias_draws)]
+            batch.file(
+                lake.layout.scenario_members(scenario),
+                lambda tmp, drivers=drivers, cores=cores, months=corrected.months, methods=draw_methods: _save_members(
+                    tmp, months, drivers, cores, methods
+                ),
+            )
+            projected = corrected.rows(catalog.month64(catalog.PROJECTION_FIRST_MONTH), corrected.months[-1])
+            physical.append(
+                {"scenario": scenario, **outside_training_range(history, in_train, corrected, projected, DRIVERS)}
+            )
+            shares = scaler.out_of_range_share(
+                drivers[0][projected], cores[0][projected], corrected.calendar_month[projected]
+            )
+            clipped.append({"scenario": scenario, **shares})
+            shapes[scenario] = {
+                "paper_windows": list(windows.x.shape),
+                "paper_targets": target_span(windows),
+                "members": int(drivers.shape[0]),
+                "member_months": f"{corrected.months[0]}..{corrected.months[-1]}",
+            }
     return MaterializeResult(
         metadata={
             "windows": MetadataValue.json(shapes),
-            "features": MetadataValue.json(list(stats.feature_names)),
+            "bias_methods": MetadataValue.json(
+                {"methods": list(config.bias_methods), "draws": config.bias_draws, "draw_0": "unperturbed"}
+            ),
+            # physical: 2024-2100 (month, band) values outside the 2001-2018 range of the same band
+            # and calendar month (about 10% even without climate change: 18 values per cell)
+            "outside_training_range": MetadataValue.md(markdown_table(pl.DataFrame(physical), float_precision=3)),
+            # network: share of each residual-network channel clipped to its training range (draw 0)
+            "channels_clipped": MetadataValue.md(
+                markdown_table(pl.DataFrame(clipped).select("scenario", *CHANNELS[:-2]), float_precision=3)
+            ),
             "path": MetadataValue.path(str(lake.layout.scenario_windows(context.partition_keys[0]).parent)),
         }
     )
+
+
+def _save_members(path: Path, months, drivers, cores, methods: list[str]) -> None:
+    from ml.residual import DRIVERS
+
+    with open(path, "wb") as handle:  # a file object stops np.savez from appending '.npz'
+        np.savez(
+            handle,
+            months=months,
+            drivers=drivers,
+            core=cores,
+            driver_names=np.asarray(DRIVERS, dtype=np.str_),
+            bias_method=np.asarray(methods, dtype=np.str_),
+        )

@@ -15,9 +15,9 @@ config = settings.from_environment()
 with warnings.catch_warnings():
     # single-run backfills (BackfillPolicy) are a Dagster beta the project relies on knowingly
     warnings.simplefilter("ignore", BetaWarning)
-    from assets import features, models, raw, staging
+    from assets import features, models, raw, staging, validation
 
-    all_assets = automation.apply(load_assets_from_modules([raw, staging, features, models]), config.retrain_cron)
+    all_assets = automation.apply(load_assets_from_modules([raw, staging, features, models, validation]), config.retrain_cron)
 
 defs = Definitions(
     assets=all_assets,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
 from dagster_project import jobs, processes, recovery, settings
-from dagster_project.partitions import partitioning_of, register_published_months
+from dagster_project.partitions import architectures, partitioning_of, register_published_months
 from dagster_project.resources import build_resources
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -356,7 +356,11 @@ def run_demo(
     registered = register_published_months(instance, resources["sources"].latest_published_month())
     if registered:
         out(f"registered {len(registered)} published month(s): {registered[0][:7]}..{registered[-1][:7]}")
-    asset_config = {"trained_models": {"epochs": config.training_epochs}}
+    asset_config = {
+        "trained_models": {"epochs": config.training_epochs, "seeds": config.training_seeds},
+        # one bias-correction draw per network: architectures x seeds
+        "scenario_windows": {"bias_draws": len(architectures.get_partition_keys()) * config.training_seeds},
+    }
     selected = AssetSelection.from_string(select).resolve(graph) if select else None
     stages = plan_stages(graph, selected)
     timings: dict[str, float] = {}

@@ -56,10 +56,32 @@ SOIL_PROPERTIES = "band_soil_properties"
 
 @dataclass(frozen=True)
 class TrainingWindowFiles:
+    """The paper's windows (train, test, stats) and the residual design's (ml.residual)."""
+
     folder: Path
     train: Path
     test: Path
     stats: Path
+    residual_train: Path
+    residual_test: Path
+    residual_scaler: Path
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.train, self.test, self.stats, self.residual_train, self.residual_test, self.residual_scaler]
+
+
+@dataclass(frozen=True)
+class ThermalCoreFiles:
+    folder: Path
+    parameters: Path
+    history: Path
+
+
+@dataclass(frozen=True)
+class ValidationFiles:
+    scores: Path
+    cells: Path
 
 
 @dataclass(frozen=True)
@@ -101,12 +123,28 @@ class LakeLayout:
 
     def training_windows(self) -> TrainingWindowFiles:
         folder = self.root / "features" / "training_windows"
-        return TrainingWindowFiles(folder, folder / "train.npz", folder / "test.npz", folder / "normalization.json")
+        return TrainingWindowFiles(
+            folder,
+            folder / "train.npz",
+            folder / "test.npz",
+            folder / "normalization.json",
+            folder / "residual_train.npz",
+            folder / "residual_test.npz",
+            folder / "residual_scaler.json",
+        )
 
     def scenario_windows(self, scenario: str) -> Path:
         return self.root / "features" / "scenario_windows" / f"{scenario}.npz"
 
-    # models, evaluation, projections
+    def scenario_members(self, scenario: str) -> Path:
+        """Per ensemble member: the scenario's drivers under its bias-correction draw and the core's run."""
+        return self.root / "features" / "scenario_windows" / f"{scenario}_members.npz"
+
+    # models, evaluation, projections, validation
+    def thermal_core(self) -> ThermalCoreFiles:
+        folder = self.root / "models" / "thermal_core"
+        return ThermalCoreFiles(folder, folder / "core.json", folder / "history.parquet")
+
     def model_folder(self, architecture: str) -> Path:
         return self.root / "models" / architecture
 
@@ -121,6 +159,10 @@ class LakeLayout:
 
     def active_layer(self) -> Path:
         return self.root / "projections" / "active_layer_thickness.parquet"
+
+    def validation(self) -> ValidationFiles:
+        folder = self.root / "validation"
+        return ValidationFiles(folder / "perfect_model_validation.parquet", folder / "perfect_model_cells.parquet")
 
     def figure(self, name: str) -> Path:
         return self.root / "figures" / f"{name}.png"
@@ -144,8 +186,9 @@ class LakeLayout:
                 self.bias_corrected(partition),
                 self.figure(f"bias_correction_{partition}"),
             ],
-            "training_windows": lambda: [windows.train, windows.test, windows.stats],
-            "scenario_windows": lambda: [self.scenario_windows(partition)],
+            "training_windows": lambda: windows.files,
+            "scenario_windows": lambda: [self.scenario_windows(partition), self.scenario_members(partition)],
+            "thermal_core": lambda: [self.thermal_core().parameters, self.thermal_core().history],
             "trained_models": lambda: [self.model_folder(partition)],
             "model_evaluation": lambda: [self.model_evaluation(), self.figure("observed_vs_predicted")],
             "soil_temperature_projections": lambda: [
@@ -157,6 +200,11 @@ class LakeLayout:
             "feature_importance": lambda: [
                 self.feature_importance(),
                 *(self.figure(f"feature_importance_{name}") for name in names),
+            ],
+            "perfect_model_validation": lambda: [
+                self.validation().scores,
+                self.validation().cells,
+                self.figure("perfect_model_validation"),
             ],
         }
         if asset not in by_asset:
@@ -174,11 +222,13 @@ class LakeLayout:
             "cmip5_bias_corrected",
             "training_windows",
             "scenario_windows",
+            "thermal_core",
             "trained_models",
             "model_evaluation",
             "soil_temperature_projections",
             "active_layer_thickness",
             "feature_importance",
+            "perfect_model_validation",
         )
 
 

@@ -14,6 +14,8 @@ def markdown_table(frame: pl.DataFrame, float_precision: int | None = None) -> s
         tbl_hide_dataframe_shape=True,
         tbl_rows=-1,
         tbl_cols=-1,
+        tbl_width_chars=10_000,  # no wrapping of long names: the UI renders the markdown
+        fmt_str_lengths=200,
         float_precision=float_precision,
     ):
         return str(frame)

@@ -68,8 +68,9 @@ PARTITIONINGS: dict[str, Partitioning] = {
     "unpartitioned": Partitioning(
         None,
         "unpartitioned_assets",
-        "Every unpartitioned asset: static extracts, the dbt models over them and the scenario mart, training "
-        "windows, evaluation, projections, active layer and explanations. Launch with an asset selection.",
+        "Every unpartitioned asset: static extracts, the dbt models over them and the scenario mart, the "
+        "conduction core, training windows, evaluation, projections, active layer, explanations and the "
+        "perfect-model validation. Launch with an asset selection.",
     ),
     "reanalysis_month": Partitioning(
         reanalysis_months,
@@ -81,7 +82,9 @@ PARTITIONINGS: dict[str, Partitioning] = {
         cmip5_experiments, "cmip5_ingest", "CMIP5 experiments (historical and four RCPs) landed raw."
     ),
     "rcp": Partitioning(
-        rcp_scenarios, "scenario_features", "Per RCP: bias-corrected scenario features and scenario windows."
+        rcp_scenarios,
+        "scenario_features",
+        "Per RCP: bias-corrected scenario features, each ensemble member's drivers and core run, scenario windows."
     ),
     "architecture": Partitioning(
         architectures,

@@ -29,7 +29,9 @@ ENV_WAREHOUSE_LOCK_WAIT = "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS"
 ENV_RETRAIN_CRON = "PERMAFROST_RETRAIN_CRON"
 ENV_FRESHNESS_MAX_LAG = "PERMAFROST_FRESHNESS_MAX_LAG_MONTHS"
 ENV_NEW_MONTH_POLL = "PERMAFROST_NEW_MONTH_POLL_SECONDS"
-DEFAULT_TRAINING_EPOCHS = 50
+ENV_TRAINING_SEEDS = "PERMAFROST_TRAINING_SEEDS"
+DEFAULT_TRAINING_EPOCHS = 30
+DEFAULT_TRAINING_SEEDS = 5
 # Retraining and projections refresh once a year (1 January, 03:00 UTC), not on every month.
 DEFAULT_RETRAIN_CRON = "0 3 1 1 *"
 # The raw reanalysis is fresh while at most this many published months are not landed yet.
@@ -47,7 +49,8 @@ class Settings:
     source: str
     demo_seed: int
     demo_latest_month: str  # YYYY-MM
-    training_epochs: int = DEFAULT_TRAINING_EPOCHS  # epochs `make demo` trains each architecture for
+    training_epochs: int = DEFAULT_TRAINING_EPOCHS  # epochs `make demo` trains each network for
+    training_seeds: int = DEFAULT_TRAINING_SEEDS  # networks (seeds) `make demo` trains per architecture
     sources_file: Path | None = None  # PERMAFROST_SOURCES; none: every kind on the demo
     # Earth Engine credential variables that are set (their names only: the resource reads the
     # values through Dagster's EnvVar, so no credential enters run config, logs or the UI)
@@ -96,6 +99,9 @@ def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | 
     epochs_text = env.get(ENV_TRAINING_EPOCHS) or str(DEFAULT_TRAINING_EPOCHS)
     if not epochs_text.isdigit() or int(epochs_text) < 1:
         raise ValueError(f"{ENV_TRAINING_EPOCHS}={epochs_text!r} is not a positive integer")
+    seeds_text = env.get(ENV_TRAINING_SEEDS) or str(DEFAULT_TRAINING_SEEDS)
+    if not seeds_text.isdigit() or int(seeds_text) < 1:
+        raise ValueError(f"{ENV_TRAINING_SEEDS}={seeds_text!r} is not a positive integer")
     sources_text = (env.get(ENV_SOURCES_FILE) or "").strip()
     sources_file = Path(sources_text).expanduser().resolve() if sources_text else None
     earth_engine_variables = tuple(name for name in EARTH_ENGINE_ENVIRONMENT if env.get(name))
@@ -125,6 +131,7 @@ def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | 
         demo_seed=demo_seed,
         demo_latest_month=latest.strftime("%Y-%m"),
         training_epochs=int(epochs_text),
+        training_seeds=int(seeds_text),
         sources_file=sources_file,
         earth_engine_variables=earth_engine_variables,
         warehouse_lock_wait_seconds=lock_wait,

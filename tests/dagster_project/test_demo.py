@@ -31,8 +31,9 @@ def demo_run(tmp_path_factory):
     patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
     patch.delenv(settings.ENV_WAREHOUSE, raising=False)
     patch.delenv(settings.ENV_DEMO_LATEST_MONTH, raising=False)
-    # a few epochs keep the suite short; `make demo` trains for 50
+    # two seeds of a few epochs keep the suite short; `make demo` trains 5 seeds for 30
     patch.setenv(settings.ENV_TRAINING_EPOCHS, "3")
+    patch.setenv(settings.ENV_TRAINING_SEEDS, "2")
     from dagster_project.demo import run_demo
 
     instance = DagsterInstance.ephemeral()
@@ -42,21 +43,24 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_every_asset_materializes_and_every_check_passes(demo_run):
+def test_every_asset_materializes_and_every_blocking_check_passes(demo_run):
     lake, instance, timings = demo_run
     from dagster_project.definitions import defs
 
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert instance.get_latest_materialization_event(key) is not None, key.to_user_string()
-    failed = []
+    failed, warned = [], []
     for check_key in graph.asset_check_keys:
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key]).get(check_key)
         assert record is not None, f"check never ran: {check_key.to_user_string()}"
         evaluation = record.event.asset_check_evaluation if record.event else None
-        if evaluation is None or not evaluation.passed:
-            failed.append(check_key.to_user_string())
+        assert evaluation is not None, check_key.to_user_string()
+        if not evaluation.passed:
+            (failed if graph.get_check_spec(check_key).blocking else warned).append(check_key.to_user_string())
     assert failed == []
+    # the non-blocking check of the models is a report: with 3 epochs it may warn, but it ran
+    assert set(warned) <= {"model_evaluation:models_beat_best_baseline"}
 
 
 @pytest.mark.slow
@@ -65,13 +69,9 @@ def test_runs_are_named_and_tagged_by_stage(demo_run):
     from dagster_project.demo import LAUNCHED_BY, STAGE
 
     runs = instance.get_runs()
-    assert runs and {run.job_name for run in runs} <= {
-        "unpartitioned_assets",
-        "monthly_refresh",
-        "cmip5_ingest",
-        "scenario_features",
-        "model_training",
-    }
+    from dagster_project.partitions import PARTITIONINGS
+
+    assert runs and {run.job_name for run in runs} <= {partitioning.job for partitioning in PARTITIONINGS.values()}
     assert all(run.tags.get(LAUNCHED_BY) == "make demo" for run in runs)
     stages = {run.tags[STAGE] for run in runs}
     assert len(stages) == len(timings) and all(stage.endswith(f"/{len(timings)}") for stage in stages)
@@ -117,8 +117,10 @@ def test_windows_land_with_their_statistics(demo_run):
     assert len(test) == 6 * 60
     for scenario in ("rcp26", "rcp45", "rcp60", "rcp85"):
         windows = WindowSet.load(lake / "features" / "scenario_windows" / f"{scenario}.npz")
-        assert len(windows) == 6 * (2100 - 2024 + 1) * 12
+        assert len(windows) == 6 * (2100 - 2001 + 1) * 12  # the hindcast from 2001, then 2024-2100
         assert np.isfinite(windows.x).all()
+        with np.load(lake / "features" / "scenario_windows" / f"{scenario}_members.npz") as members:
+            assert members["drivers"].shape[0] == 10 and np.isfinite(members["core"]).all()
 
 
 @pytest.mark.slow
@@ -142,19 +144,14 @@ def test_evaluation_lists_every_model_and_baseline(demo_run):
     lake, _, _ = demo_run
     table = pl.read_parquet(lake / "evaluation" / "model_evaluation.parquet")
     overall = table.filter(pl.col("scope") == "overall")
-    assert set(overall["model"]) == {
-        "tcn",
-        "transformer",
-        "conv1d_lstm",
-        "gru",
-        "bilstm",
-        "climatology",
-        "persistence",
-        "ridge",
-    }
+    networks = {"tcn", "transformer", "conv1d_lstm", "gru", "bilstm"}
+    baselines = {"climatology", "persistence", "damped_persistence", "ridge", "dl_ridge", "thermal_core"}
+    assert set(overall["model"]) == networks | baselines | {"ensemble"}
     assert overall["rmse"].is_finite().all() and (overall["rmse"] > 0).all()
+    # two seeds and their mean per network, one row per ensemble and baseline
+    assert overall.height == 5 * 3 + 1 + len(baselines)
     per_band_layer = table.filter(pl.col("scope") == "band_layer")
-    assert per_band_layer.height == 8 * 6 * 4
+    assert per_band_layer.height == overall.height * 6 * 4
 
 
 @pytest.mark.slow
@@ -163,22 +160,40 @@ def test_projections_exports_and_active_layer(demo_run):
 
     lake, _, _ = demo_run
     projections = pl.read_parquet(lake / "projections" / "soil_temperature_projections.parquet")
-    assert projections["month"].min().isoformat() == "2024-01-01"
+    assert projections["month"].min().isoformat() == "2001-01-01"  # the hindcast, then 2024-2100
     assert projections["month"].max().isoformat() == "2100-12-01"
     assert "ensemble_mean" in set(projections["model"])
     with xr.open_dataset(lake / "projections" / "soil_temperature_projections.nc") as dataset:
         assert dict(dataset["soil_temperature"].sizes) == {
             "scenario": 4,
-            "model": 6,
+            "model": 7,  # five architectures, the core and the distributed-lag ridge
+            "member": 2,
             "band": 6,
             "depth": 4,
-            "time": 924,
+            "time": 1200,
         }
         assert dataset["soil_temperature"].attrs["units"] == "degC"
+        assert dict(dataset["soil_temperature_q95"].sizes) == {"scenario": 4, "band": 6, "depth": 4, "time": 1200}
     alt = pl.read_parquet(lake / "projections" / "active_layer_thickness.parquet")
     assert {"reanalysis", "rcp26", "rcp85"} <= set(alt["scenario"])
     importance = pl.read_parquet(lake / "evaluation" / "feature_importance.parquet")
-    assert importance.group_by("model").len()["len"].to_list() == [33] * 5
+    assert importance.group_by("model").len()["len"].to_list() == [18] * 5
+
+
+@pytest.mark.slow
+def test_perfect_model_validation_reports_its_targets(demo_run):
+    lake, instance, _ = demo_run
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey("perfect_model_validation"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["status"].value == "validated"
+    targets = metadata["targets"].value
+    for name in ("ensemble_change_rmse", "ensemble_level_rmse", "coverage_change", "ensemble_ordered_cells"):
+        assert name in targets
+    scores = pl.read_parquet(lake / "validation" / "perfect_model_validation.parquet")
+    assert scores.filter(pl.col("kind") == "member").height == 10
+    assert (lake / "figures" / "perfect_model_validation.png").stat().st_size > 10_000
 
 
 # --- faults, as an operator meets them ----------------------------------------------------------

@@ -13,6 +13,7 @@ def test_defaults_run_offline_on_the_demo(tmp_path, monkeypatch):
     assert config.lake_root == (tmp_path / "data").resolve()
     assert config.warehouse_path == config.lake_root / "warehouse.duckdb"
     assert config.demo_latest_month == "2023-12"
+    assert (config.training_epochs, config.training_seeds) == (30, 5)
 
 
 def test_environment_overrides(tmp_path):
@@ -22,12 +23,15 @@ def test_environment_overrides(tmp_path):
             settings.ENV_WAREHOUSE: str(tmp_path / "wh.duckdb"),
             settings.ENV_DEMO_LATEST_MONTH: "2010-06-01",
             settings.ENV_DEMO_SEED: "7",
+            settings.ENV_TRAINING_EPOCHS: "3",
+            settings.ENV_TRAINING_SEEDS: "2",
         }
     )
     assert config.lake_root == tmp_path / "lake"
     assert config.warehouse_path == tmp_path / "wh.duckdb"
     assert config.demo_latest_month == "2010-06"
     assert config.demo_seed == 7
+    assert (config.training_epochs, config.training_seeds) == (3, 2)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +41,8 @@ def test_environment_overrides(tmp_path):
         (settings.ENV_DEMO_SEED, "seven", "not an integer"),
         (settings.ENV_DEMO_LATEST_MONTH, "July", "not a month"),
         (settings.ENV_DEMO_LATEST_MONTH, "1999-12", "before the history start"),
+        (settings.ENV_TRAINING_SEEDS, "0", "not a positive integer"),
+        (settings.ENV_TRAINING_EPOCHS, "many", "not a positive integer"),
     ],
 )
 def test_bad_settings_are_named(key, value, message):

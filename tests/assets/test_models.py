@@ -1,0 +1,249 @@
+"""The model assets on a small lake built straight from the demo's simulator (no raw layer, no dbt,
+no quantile mapping): the marts are the demo's worlds in canonical units, and each scenario's
+"bias-corrected" drivers are the simulator's own unbiased weather. The core, the windows, two
+small networks of one architecture, evaluation, projections, the active layer, SHAP and the
+perfect-model validation then run through Dagster as in the graph; on forcing without bias the
+projections must land near the truth."""
+
+import datetime as dt
+from dataclasses import replace
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from dagster import AssetSelection, DagsterInstance, build_asset_context, materialize
+
+from assets import validation
+from dagster_project import settings
+from dagster_project.definitions import defs
+from dagster_project.lake import LakeLayout
+from dagster_project.resources import SourcesResource, build_resources
+from sources import catalog, demo
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+SEED = 11
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+SEEDS = 2
+BIAS_DRAWS = 9  # gru's members 0 and 1 use bias-correction draws 3 and 8
+
+
+def _with_features(frame: pl.DataFrame) -> pl.DataFrame:
+    """The mart's static and time features (constant statics: the demo's do not matter here)."""
+    static = {name: 1.0 / len(catalog.LITHOLOGY_FEATURES) for name in catalog.LITHOLOGY_FEATURES}
+    static.update({name: 1300.0 if name.startswith("bulk") else 10.0 for name in catalog.SOIL_PROPERTY_FEATURES})
+    month = pl.col("month").dt.month()
+    return frame.with_columns(
+        pl.col("band").cast(pl.Int32),
+        pl.col("month").dt.year().alias("year"),
+        (2 * np.pi * month / 12.0).sin().alias("month_sin"),
+        (2 * np.pi * month / 12.0).cos().alias("month_cos"),
+        *(pl.lit(value).alias(name) for name, value in static.items()),
+        pl.sum_horizontal(
+            pl.col(w) * t * 1000 for w, t in zip(catalog.WATER_CONTENT, catalog.SOIL_LAYER_THICKNESS_M, strict=True)
+        ).alias("soil_water_total_kg_m2"),
+    )
+
+
+def _write_marts(config: settings.Settings) -> None:
+    """History mart from the demo's reanalysis world, scenario marts and corrected scenarios from
+    its unbiased CMIP twin, the raw CMIP5 calendar: what the assets read upstream."""
+    world_settings = demo.DemoSettings(seed=SEED)
+    months = catalog.month_range(catalog.HISTORY_START, catalog.DEFAULT_LATEST_MONTH)
+    history = _with_features(demo._canonical_frame(months, demo._reanalysis_world(world_settings)))
+    source = demo.DemoClimateModelSource(world_settings)
+    scenarios = {
+        s: _with_features(source.perfect_model_truth(s)).drop(catalog.TARGETS) for s in catalog.RCP_EXPERIMENTS
+    }
+    layout = LakeLayout(config.lake_root)
+    for scenario, frame in scenarios.items():
+        path = layout.bias_corrected(scenario)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.with_columns(pl.lit(scenario).alias("scenario")).write_parquet(path)
+    scenario_mart = pl.concat([f.with_columns(pl.lit(s).alias("scenario")) for s, f in scenarios.items()])
+    calendars = pl.DataFrame({"experiment": list(catalog.RCP_EXPERIMENTS), "calendar": demo.CMIP_CALENDAR})
+    config.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(config.warehouse_path)) as con:
+        for schema in ("marts", "raw"):
+            con.execute(f"create schema {schema}")
+        for name, frame in (
+            ("marts.fct_band_month_features", history),
+            ("marts.fct_scenario_band_month_features", scenario_mart),
+            ("raw.cmip5_monthly", calendars),
+        ):
+            con.register("frame", frame.to_arrow())
+            con.execute(f"create table {name} as select * from frame")
+            con.unregister("frame")
+
+
+@pytest.fixture(scope="module")
+def model_lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model_lake")
+    config = replace(
+        settings.from_environment({settings.ENV_LAKE_ROOT: str(root / "data")}),
+        demo_seed=SEED,
+        demo_latest_month="2023-12",
+    )
+    _write_marts(config)
+    resources = build_resources(config)
+    instance = DagsterInstance.ephemeral()
+    everything = list(defs.assets)
+
+    def run(selection, partition_key=None, tags=None, run_config=None):
+        result = materialize(
+            everything,
+            selection=AssetSelection.assets(*selection),
+            resources=resources,
+            instance=instance,
+            partition_key=partition_key,
+            tags=tags or {},
+            run_config=run_config,
+        )
+        assert result.success
+        return {
+            event.materialization.asset_key.to_user_string(): event.materialization.metadata
+            for event in result.get_asset_materialization_events()
+        }, result
+
+    metadata = {}
+    metadata.update(run(["thermal_core", "training_windows"])[0])
+    config_draws = {"ops": {"scenario_windows": {"config": {"bias_draws": BIAS_DRAWS}}}}
+    metadata.update(
+        run(["scenario_windows"], tags={RANGE_START: "rcp26", RANGE_END: "rcp85"}, run_config=config_draws)[0]
+    )
+    training = {"ops": {"trained_models": {"config": {"seeds": SEEDS, "epochs": 2}}}}
+    metadata.update(run(["trained_models"], partition_key="gru", run_config=training)[0])
+    rest, result = run(
+        [
+            "model_evaluation",
+            "soil_temperature_projections",
+            "active_layer_thickness",
+            "feature_importance",
+            "perfect_model_validation",
+        ]
+    )
+    metadata.update(rest)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    return LakeLayout(config.lake_root), metadata, checks
+
+
+@pytest.mark.slow
+def test_the_core_fits_the_history(model_lake):
+    layout, metadata, _ = model_lake
+    meta = metadata["thermal_core"]
+    assert meta["test_rmse"].value < 1.5  # degC; climatology is about 1.3-2 K on the demo
+    history = pl.read_parquet(layout.thermal_core().history)
+    assert history.height == 276 * 6 and history.select(catalog.TARGETS).null_count().row(0) == (0, 0, 0, 0)
+
+
+@pytest.mark.slow
+def test_windows_and_members_land_in_both_designs(model_lake):
+    layout, metadata, _ = model_lake
+    files = layout.training_windows()
+    assert all(path.is_file() for path in files.files)
+    assert metadata["training_windows"]["residual_train_shape"].value[1:] == [24, 18]
+    with np.load(layout.scenario_members("rcp85")) as members:
+        assert members["drivers"].shape[0] == BIAS_DRAWS and members["core"].shape[-1] == 4
+        assert members["bias_method"].tolist()[:3] == ["qdm", "mean_delta", "qdm"]
+        assert np.array_equal(members["months"][[0, -1]], np.array(["1950-01", "2100-12"], dtype="datetime64[M]"))
+    assert "t_air" in metadata["scenario_windows"]["outside_training_range"].value
+
+
+@pytest.mark.slow
+def test_an_architecture_trains_its_seeds_in_one_step(model_lake):
+    layout, metadata, _ = model_lake
+    meta = metadata["trained_models"]
+    assert meta["seeds"].value == SEEDS and meta["design"].value == "residual"
+    assert meta["epochs_run"].value == [2, 2]
+    folder = layout.model_folder("gru")
+    assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_0", "member_1"]
+
+
+@pytest.mark.slow
+def test_evaluation_scores_every_model_and_baseline_and_checks_them(model_lake):
+    layout, metadata, checks = model_lake
+    table = pl.read_parquet(layout.model_evaluation())
+    assert set(table["model"]) == {
+        "gru",
+        "ensemble",
+        "climatology",
+        "persistence",
+        "damped_persistence",
+        "ridge",
+        "dl_ridge",
+        "thermal_core",
+    }
+    gru = table.filter(pl.col("model") == "gru", pl.col("scope") == "overall")
+    assert gru["member"].to_list() == [0, 1, None] and gru["rmse_sd"][2] is not None
+    observed = table.filter(pl.col("uses_observed_soil_temperature"))["model"].unique().sort().to_list()
+    assert observed == ["damped_persistence", "persistence"]
+    climatology = table.filter(pl.col("model") == "climatology")
+    assert (climatology["skill"] == 0.0).all()
+    assert "every_architecture_10pct_below_climatology" in metadata["model_evaluation"]["targets"].value
+    check = checks["models_beat_best_baseline"]
+    assert "best_baseline" in check.metadata and check.severity.value == "WARN"
+
+
+@pytest.mark.slow
+def test_projections_keep_members_hindcast_and_the_ensemble_range(model_lake):
+    layout, metadata, _ = model_lake
+    projections = pl.read_parquet(layout.projections("parquet"))
+    assert metadata["soil_temperature_projections"]["members"].value == {
+        "dl_ridge": [0],
+        "gru": [0, 1],
+        "thermal_core": [0],
+    }
+    assert projections["month"].min() == dt.date(2001, 1, 1) and projections["month"].max() == dt.date(2100, 12, 1)
+    ensemble = projections.filter(pl.col("model") == "ensemble_mean")
+    assert (ensemble["t_soil_0_q05"] <= ensemble["t_soil_0"]).all()
+    assert (ensemble["t_soil_0"] <= ensemble["t_soil_0_q95"]).all()
+    # the two members carry different bias-correction draws: they differ
+    late = projections.filter(pl.col("model") == "gru", pl.col("scenario") == "rcp85", pl.col("month").dt.year() > 2090)
+    by_member = late.group_by("member").agg(pl.col("t_soil_3").mean()).sort("member")["t_soil_3"]
+    assert abs(by_member[0] - by_member[1]) > 1e-3
+    assert layout.projections("nc").stat().st_size > 100_000
+
+
+@pytest.mark.slow
+def test_active_layer_from_the_profile_and_importance_in_kelvin(model_lake):
+    layout, metadata, _ = model_lake
+    alt = pl.read_parquet(layout.active_layer())
+    assert {"reanalysis", "rcp26", "rcp85"} <= set(alt["scenario"])
+    assert alt.filter(pl.col("flag") == "all_thawed")["alt_m"].max() == pytest.approx(2.89)
+    assert 0.0 <= metadata["active_layer_thickness"]["reanalysis_censored_bands_2_5"].value <= 1.0
+    importance = pl.read_parquet(layout.feature_importance())
+    assert importance["unit"].unique().to_list() == ["K"] and importance.height == 18
+
+
+@pytest.mark.slow
+def test_perfect_model_validation_on_unbiased_forcing_lands_near_the_truth(model_lake):
+    layout, metadata, _ = model_lake
+    meta = metadata["perfect_model_validation"]
+    assert meta["status"].value == "validated"
+    scores = pl.read_parquet(layout.validation().scores)
+    assert set(scores["kind"]) == {"member", "architecture", "ensemble", "reference", "floor"}
+    floor = scores.filter(pl.col("kind") == "floor").row(0, named=True)
+    # the simulator fed its own unbiased weather gives the truth back (spin-up aside)
+    assert floor["change_rmse"] < 0.05 and floor["level_rmse"] < 0.05
+    core = scores.filter(pl.col("model") == "thermal_core").row(0, named=True)
+    assert core["change_rmse"] < 0.4 and core["ordered"] >= 20
+    cells = pl.read_parquet(layout.validation().cells)
+    assert cells.height == 4 * 6 * 4 and (cells["change_q05"] <= cells["change_q95"]).all()
+    assert "coverage_change" in meta["targets"].value
+
+
+def test_validation_says_so_and_writes_nothing_on_a_source_without_truth(tmp_path, monkeypatch):
+    class Published:
+        name = "band_table"
+
+    monkeypatch.setattr(SourcesResource, "climate_model", lambda self: Published())
+    resources = build_resources(settings.from_environment({settings.ENV_LAKE_ROOT: str(tmp_path / "data")}))
+    context = build_asset_context()
+    result = validation.perfect_model_validation(
+        context, lake=resources["lake"], warehouse=resources["warehouse"], sources=resources["sources"]
+    )
+    assert result.metadata["status"] == "skipped"
+    assert "band_table" in result.metadata["reason"] and "no truth" in result.metadata["reason"]
+    assert not (tmp_path / "data").exists()
