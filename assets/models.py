@@ -434,21 +434,14 @@ def _project_residual(trained, members_file, scenario: str, first_month: np.date
     return frames
 
 
-def _project_references(history, members_file, scenario: str, first_month) -> list[pl.DataFrame]:
+def _project_references(ridge, members_file, scenario: str, first_month: np.datetime64) -> list[pl.DataFrame]:
     """The core alone and the distributed-lag ridge on the unperturbed corrected drivers (draw 0)."""
-    from ml.distributed_lag import DistributedLagRidge
     from ml.projections import projection_frame
-    from ml.residual import DRIVERS
 
     months, drivers, cores = members_file["months"], members_file["drivers"][0], members_file["core"][0]
     rows = months >= first_month
-    calendar = months.astype(np.int64) % 12
-    train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    ridge = DistributedLagRidge().fit(
-        history.select(DRIVERS), history.select(catalog.TARGETS), history.calendar_month, train
-    )
     frames = []
-    for name, values in (("thermal_core", cores), ("dl_ridge", ridge.predict(drivers, calendar))):
+    for name, values in (("thermal_core", cores), ("dl_ridge", ridge.predict(drivers, months.astype(np.int64) % 12))):
         band = np.tile(np.arange(values.shape[1]), int(rows.sum()))
         month = np.repeat(months[rows], values.shape[1])
         frames.append(projection_frame(scenario, name, band, month, values[rows].reshape(-1, values.shape[2])))
@@ -469,20 +462,26 @@ def soil_temperature_projections(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.band_arrays import history_grid
+    from ml.distributed_lag import DistributedLagRidge
     from ml.ensemble import load_architecture, predict_members
     from ml.figures import projection_figure
     from ml.projections import late_century_difference, projection_frame, to_cf_netcdf, with_ensemble
+    from ml.residual import DRIVERS
     from ml.windows import WindowSet
 
     history_frame = warehouse.read_table(HISTORY_MART)
     history = history_grid(history_frame)
     first_month = catalog.month64(catalog.HISTORY_START)
     trained = {a: load_architecture(folder) for a, folder in trained_model_folders(context).items()}
+    train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    ridge = DistributedLagRidge().fit(
+        history.select(DRIVERS), history.select(catalog.TARGETS), history.calendar_month, train
+    )
     frames = []
     for scenario in catalog.RCP_EXPERIMENTS:
         with np.load(lake.layout.scenario_members(scenario), allow_pickle=False) as stored:
             members_file = {key: stored[key] for key in ("months", "drivers", "core")}
-        frames += _project_references(history, members_file, scenario, first_month)
+        frames += _project_references(ridge, members_file, scenario, first_month)
         paper_windows = None
         for architecture, networks in trained.items():
             if networks.design == "residual":

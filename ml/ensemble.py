@@ -116,7 +116,7 @@ def read_record(folder: Path) -> dict[str, Any]:
     """``ensemble.json`` of a trained-architecture folder."""
     path = Path(folder) / ENSEMBLE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} holds no {ENSEMBLE_FILE}: not a trained architecture")
+        raise FileNotFoundError(f"{folder} holds no {ENSEMBLE_FILE}: not a trained architecture (train it again)")
     return json.loads(path.read_text())
 
 

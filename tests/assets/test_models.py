@@ -115,6 +115,10 @@ def model_lake(tmp_path_factory):
     )
     training = {"ops": {"trained_models": {"config": {"seeds": SEEDS, "epochs": 2}}}}
     metadata.update(run(["trained_models"], partition_key="gru", run_config=training)[0])
+    paper = {"ops": {"trained_models": {"config": {"design": "paper", "seeds": 1, "epochs": 1}}}}
+    metadata["trained_models_paper"] = run(["trained_models"], partition_key="tcn", run_config=paper)[0][
+        "trained_models"
+    ]
     rest, result = run(
         [
             "model_evaluation",
@@ -159,6 +163,10 @@ def test_an_architecture_trains_its_seeds_in_one_step(model_lake):
     assert meta["epochs_run"].value == [2, 2]
     folder = layout.model_folder("gru")
     assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_0", "member_1"]
+    assert (folder / "member_1" / "scaler.json").is_file()
+    paper = metadata["trained_models_paper"]
+    assert paper["design"].value == "paper" and paper["seeds"].value == 1
+    assert (layout.model_folder("tcn") / "member_0" / "normalization.json").is_file()
 
 
 @pytest.mark.slow
@@ -167,6 +175,7 @@ def test_evaluation_scores_every_model_and_baseline_and_checks_them(model_lake):
     table = pl.read_parquet(layout.model_evaluation())
     assert set(table["model"]) == {
         "gru",
+        "tcn",
         "ensemble",
         "climatology",
         "persistence",
@@ -182,6 +191,7 @@ def test_evaluation_scores_every_model_and_baseline_and_checks_them(model_lake):
     climatology = table.filter(pl.col("model") == "climatology")
     assert (climatology["skill"] == 0.0).all()
     assert "every_architecture_10pct_below_climatology" in metadata["model_evaluation"]["targets"].value
+    assert metadata["model_evaluation"]["designs"].value == {"gru": "residual", "tcn": "paper"}
     check = checks["models_beat_best_baseline"]
     assert "best_baseline" in check.metadata and check.severity.value == "WARN"
 
@@ -193,6 +203,7 @@ def test_projections_keep_members_hindcast_and_the_ensemble_range(model_lake):
     assert metadata["soil_temperature_projections"]["members"].value == {
         "dl_ridge": [0],
         "gru": [0, 1],
+        "tcn": [0],
         "thermal_core": [0],
     }
     assert projections["month"].min() == dt.date(2001, 1, 1) and projections["month"].max() == dt.date(2100, 12, 1)
@@ -214,7 +225,9 @@ def test_active_layer_from_the_profile_and_importance_in_kelvin(model_lake):
     assert alt.filter(pl.col("flag") == "all_thawed")["alt_m"].max() == pytest.approx(2.89)
     assert 0.0 <= metadata["active_layer_thickness"]["reanalysis_censored_bands_2_5"].value <= 1.0
     importance = pl.read_parquet(layout.feature_importance())
-    assert importance["unit"].unique().to_list() == ["K"] and importance.height == 18
+    assert importance["unit"].unique().to_list() == ["K"]
+    counts = dict(importance.group_by("model").len().iter_rows())
+    assert counts == {"gru": 18, "tcn": 33}  # residual channels; the paper's 33 features with year and z
 
 
 @pytest.mark.slow
