@@ -164,7 +164,8 @@ def training_windows(
 
     history = warehouse.read_table(HISTORY_MART)
     train, test, stats = build_training_windows(history)
-    grid = history_grid(history)
+    # the months the windows use: training and test targets (the mart may run on past 2023)
+    grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
     core = read_history_run(lake.layout.thermal_core().history, grid.months)
     drivers, observed = grid.select(DRIVERS), grid.select(catalog.TARGETS)
     in_train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
@@ -213,6 +214,7 @@ class ScenarioWindowsConfig(Config):
     # bias-correction methods the members take in turn (draw k: method k mod the number of
     # methods; draw 0 the first, unperturbed): "qdm" the pipeline's cmip5_bias_corrected,
     # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
+    # between the reanalysis and all the model's runs over the overlap
     bias_methods: list[str] = ["qdm", "mean_delta"]
 
 
@@ -276,6 +278,11 @@ def scenario_windows(
     in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
     water_clim = water_climatology(history, in_train)
     raw_marts = warehouse.read_table(SCENARIO_MART)
+    # every run of the climate model: the mean-delta correction pools their overlap means
+    raw_runs = {
+        s: band_grid(raw_marts.filter(pl.col("scenario") == s), DRIVERS, f"scenario mart {s}")
+        for s in sorted(set(raw_marts["scenario"].to_list()))
+    }
     shapes, physical, clipped = {}, [], []
     with lake.batch() as batch:
         for scenario in context.partition_keys:
@@ -286,8 +293,11 @@ def scenario_windows(
             windows = build_scenario_windows(corrected_frame, stats, first_target=first_target)
             batch.file(lake.layout.scenario_windows(scenario), windows.save)
             corrected = band_grid(corrected_frame, DRIVERS, f"bias-corrected {scenario}")
-            raw = band_grid(raw_marts.filter(pl.col("scenario") == scenario), DRIVERS, f"scenario mart {scenario}")
-            bases = {"qdm": corrected, "mean_delta": mean_delta_correction(raw, history, corrected)}
+            raw = raw_runs[scenario]
+            bases = {
+                "qdm": corrected,
+                "mean_delta": mean_delta_correction(raw, history, corrected, list(raw_runs.values())),
+            }
             methods = [bases[name] for name in config.bias_methods]
             drivers = member_drivers(methods, history, raw, config.bias_draws, config.bootstrap_seed)
             days = days_in_month(corrected.months, _scenario_calendar(warehouse, scenario))

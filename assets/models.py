@@ -215,7 +215,7 @@ def _test_predictions(context, lake: LakeResource, history: pl.DataFrame):
         raise ValueError("no test windows: the history must reach into 2019-2023 to evaluate")
     if not np.allclose(paper_test.y, residual_test.observed, atol=1e-4):
         raise ValueError("the paper's and the residual design's test windows disagree: re-materialize training_windows")
-    grid = history_grid(history)
+    grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
     row = np.searchsorted(grid.months, residual_test.target_month)
     band = residual_test.band
 

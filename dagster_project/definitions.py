@@ -17,7 +17,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)
     from assets import features, models, raw, staging, validation
 
-    all_assets = automation.apply(load_assets_from_modules([raw, staging, features, models, validation]), config.retrain_cron)
+    all_assets = automation.apply(
+        load_assets_from_modules([raw, staging, features, models, validation]), config.retrain_cron
+    )
 
 defs = Definitions(
     assets=all_assets,

@@ -84,7 +84,7 @@ PARTITIONINGS: dict[str, Partitioning] = {
     "rcp": Partitioning(
         rcp_scenarios,
         "scenario_features",
-        "Per RCP: bias-corrected scenario features, each ensemble member's drivers and core run, scenario windows."
+        "Per RCP: bias-corrected scenario features, each ensemble member's drivers and core run, scenario windows.",
     ),
     "architecture": Partitioning(
         architectures,

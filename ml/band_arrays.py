@@ -46,6 +46,11 @@ class BandGrid:
             raise KeyError(f"band grid has no {missing}; it holds {list(self.names)}")
         return self.values[..., [self.names.index(n) for n in names]]
 
+    def until(self, last: np.datetime64) -> BandGrid:
+        """The months up to ``last`` (included)."""
+        keep = self.months <= last
+        return BandGrid(self.months[keep], self.values[keep], self.names)
+
     def rows(self, first: np.datetime64, last: np.datetime64) -> np.ndarray:
         """Indices of the months first..last (both included)."""
         return np.flatnonzero((self.months >= first) & (self.months <= last))

@@ -11,7 +11,9 @@
   perfect-model experiment the largest error of a projection is the bias correction's own
   (quantile mapping ranks a trending series within the overlap, which bends its trend a
   little); bootstrap draws of the correction's mean offsets widen the spread of the level
-  but cancel in a change, so only a second method makes the spread of the CHANGE honest.
+  but cancel in a change, so only a second method makes the spread of the CHANGE honest
+  (measured on five demo worlds: the truth inside the 5-95% range of the change in 65-89% of
+  cells instead of 52-78% with quantile mapping alone, scenario ordering kept).
 * ``member_cores``: the fitted core driven by each member's drivers, all members side by side
   in one simulation. Soil water is the reanalysis' training climatology, so scenario soil water
   cannot reach the core.
@@ -65,14 +67,16 @@ def history_run_frame(months: np.ndarray, core: np.ndarray) -> pl.DataFrame:
 
 
 def read_history_run(path: Path, months: np.ndarray) -> np.ndarray:
-    """The core's history run (T, B, 4) saved at ``path``, checked to cover exactly ``months``."""
+    """The core's history run (T, B, 4) saved at ``path`` over ``months``; raises naming the
+    months it lacks (the core ran before they were published: re-fit it)."""
     grid = band_grid(pl.read_parquet(path), catalog.TARGETS, f"thermal core history {path}")
-    if len(grid.months) != len(months) or (grid.months != months).any():
+    missing = np.setdiff1d(months, grid.months)
+    if len(missing):
         raise ValueError(
-            f"the thermal core ran over {grid.months[0]}..{grid.months[-1]} but the history holds "
-            f"{months[0]}..{months[-1]}: re-materialize thermal_core"
+            f"the thermal core ran over {grid.months[0]}..{grid.months[-1]} and lacks {len(missing)} month(s) "
+            f"from {missing[0]}: re-materialize thermal_core"
         )
-    return grid.values
+    return grid.values[np.searchsorted(grid.months, months)]
 
 
 def overlap(history: BandGrid, raw_scenario: BandGrid) -> tuple[dict, dict, np.ndarray]:
@@ -93,21 +97,30 @@ def overlap(history: BandGrid, raw_scenario: BandGrid) -> tuple[dict, dict, np.n
     return reference, model, history.calendar_month[rows_h]
 
 
-def mean_delta_correction(raw_scenario: BandGrid, history: BandGrid, like: BandGrid) -> BandGrid:
+def mean_delta_correction(
+    raw_scenario: BandGrid, history: BandGrid, like: BandGrid, runs: list[BandGrid] | None = None
+) -> BandGrid:
     """``like`` (a corrected scenario) with its drivers replaced by the raw scenario corrected by
     the plain difference (temperatures, fluxes) or ratio (precipitation, snowfall) of the
-    reanalysis' and the scenario's means per band and calendar month over their whole common
-    years: the model's own change signal, untouched by any ranking. Soil water is kept."""
-    reference, model, _ = overlap(history, raw_scenario)
+    reanalysis' and the climate model's means per band and calendar month over their whole
+    common years: the model's own change signal, untouched by any ranking. The model's means
+    pool all its ``runs`` (default: this scenario's alone): a model's bias belongs to the model,
+    not to one pathway, and pooling the runs' weather keeps sampling noise from shifting one
+    pathway against another. Soil water is kept."""
+    pooled = [overlap(history, run)[1] for run in (runs or [raw_scenario])]
+    reference, _, _ = overlap(history, raw_scenario)
     rows = raw_scenario.rows(like.months[0], like.months[-1])
     if len(rows) != len(like.months):
         raise ValueError(f"the raw scenario does not cover the corrected one's {like.months[0]}..{like.months[-1]}")
     values = like.values.copy()
     calendar = like.calendar_month
+
+    def monthly_mean(series: np.ndarray) -> np.ndarray:  # (years * 12, B) -> (12, B)
+        return series.reshape(-1, 12, series.shape[-1]).mean(axis=0)
+
     for v in BOOTSTRAPPED:
-        n_years = len(reference[v]) // 12
-        ref = reference[v].reshape(n_years, 12, -1).mean(axis=0)
-        mod = model[v].reshape(n_years, 12, -1).mean(axis=0)
+        ref = monthly_mean(reference[v])
+        mod = np.mean([monthly_mean(model[v]) for model in pooled], axis=0)
         raw = raw_scenario.select((v,))[rows, :, 0]
         if v in MULTIPLICATIVE:
             with np.errstate(divide="ignore", invalid="ignore"):

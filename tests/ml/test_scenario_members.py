@@ -68,3 +68,52 @@ def test_outside_training_range_counts_warmer_months():
     assert shares == {"t_air": 1.0, "p_total": 1.0}
     same = outside_training_range(history, train, history, np.flatnonzero(train), ("t_air",))
     assert same["t_air"] == 0.0
+
+
+def test_the_history_run_is_read_for_the_months_asked_and_refuses_missing_ones(tmp_path):
+    from ml.scenario_members import history_run_frame, read_history_run
+
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2004-01"))
+    run = BandGrid(months, np.random.default_rng(1).normal(size=(36, 6, 4)), catalog.TARGETS)
+    path = tmp_path / "history.parquet"
+    history_run_frame(run.months, run.values).write_parquet(path)
+    asked = run.until(np.datetime64("2002-06")).months[5:]
+    assert np.array_equal(read_history_run(path, asked), run.values[5:18])
+    later = np.arange(np.datetime64("2003-06"), np.datetime64("2004-02"))
+    with pytest.raises(ValueError, match="lacks 1 month.*from 2004-01"):
+        read_history_run(path, later)
+
+
+def test_mean_delta_keeps_the_model_change_and_matches_the_reference_mean():
+    from ml.scenario_members import mean_delta_correction
+
+    history = grid("2001-01", 120, 1)
+    raw = grid("2001-01", 240, 2, offset=-2.0, names=DRIVERS)
+    trend = np.linspace(0, 3, 240)[:, None]
+    raw.values[..., DRIVERS.index("t_air")] += trend
+    corrected = mean_delta_correction(raw, history, raw)
+    t_air = DRIVERS.index("t_air")
+    on_overlap = corrected.values[:120, :, t_air].reshape(10, 12, 6).mean(axis=0)
+    reference = history.select(("t_air",))[..., 0].reshape(10, 12, 6).mean(axis=0)
+    assert np.allclose(on_overlap, reference)
+    shift = (corrected.values - raw.values)[..., t_air].reshape(20, 12, 6)
+    assert np.allclose(shift, shift[0])  # one offset per band and calendar month: the trend is kept
+    snow = DRIVERS.index("p_snow")
+    assert (corrected.values[..., snow] >= 0).all()
+    # pooled over two runs, both get the same offsets: their difference is the model's own
+    other = grid("2001-01", 240, 3, offset=-1.0, names=DRIVERS)
+    first = mean_delta_correction(raw, history, raw, [raw, other])
+    second = mean_delta_correction(other, history, other, [raw, other])
+    assert np.allclose((first.values - second.values)[..., t_air], (raw.values - other.values)[..., t_air])
+
+
+def test_members_take_the_methods_in_turn():
+    history = grid("2001-01", 120, 1)
+    raw = grid("2001-01", 240, 2, offset=-1.0, names=DRIVERS)
+    a = grid("2001-01", 240, 3, names=DRIVERS)
+    b = BandGrid(a.months, a.values + 5.0, a.names)
+    drivers = member_drivers([a, b], history, raw, draws=4, seed=1)
+    assert np.allclose(drivers[0], a.values)
+    t_air = DRIVERS.index("t_air")
+    assert abs((drivers[1] - a.values)[..., t_air].mean() - 5.0) < 1.0  # draw 1: method b, perturbed
+    assert abs((drivers[2] - a.values)[..., t_air].mean()) < 1.0  # draw 2: method a again
