@@ -35,17 +35,19 @@ from ml.projections import ENSEMBLE_MODEL, REFERENCE_MODELS
 from sources import catalog
 
 DPI = 100
-OBSERVED_COLOUR = "black"
-ENSEMBLE_COLOUR = "black"
+# The reanalysis (what is observed) is green in every figure; no model or scenario is.
 REANALYSIS_COLOUR = "tab:green"
+OBSERVED_COLOUR = REANALYSIS_COLOUR
+ENSEMBLE_COLOUR = "black"
 RAW_COLOUR = "tab:red"
 CORRECTED_COLOUR = "tab:blue"
 YEARS_AFTER_OVERLAP = 5  # the bias-correction figure runs a few years past the overlap
+# The IPCC AR5 colours of the pathways: dark blue, light blue, orange, red.
 SCENARIO_COLOURS: dict[str, str] = {
-    "reanalysis": OBSERVED_COLOUR,  # not green: green is rcp45 here
+    "reanalysis": REANALYSIS_COLOUR,
     "historical": "tab:gray",
-    "rcp26": "tab:blue",
-    "rcp45": "tab:green",
+    "rcp26": "navy",
+    "rcp45": "deepskyblue",
     "rcp60": "tab:orange",
     "rcp85": "tab:red",
 }
@@ -54,7 +56,7 @@ SCENARIO_COLOURS: dict[str, str] = {
 MODEL_COLOURS: dict[str, str] = {
     "tcn": "tab:blue",
     "transformer": "tab:orange",
-    "conv1d_lstm": "tab:green",
+    "conv1d_lstm": "tab:pink",
     "gru": "tab:red",
     "bilstm": "tab:purple",
     "ensemble": ENSEMBLE_COLOUR,
@@ -65,7 +67,6 @@ MODEL_COLOURS: dict[str, str] = {
     "climatology": "tab:gray",
     "persistence": "tab:olive",
     "damped_persistence": "tab:cyan",
-    "floor": "tab:pink",
 }
 _EXTRA_COLOURS = ("navy", "teal", "maroon", "darkkhaki", "slateblue", "sienna")
 # active-layer flags other than "ok" (ml.active_layer): marker, meaning
@@ -223,7 +224,7 @@ def observed_vs_predicted_figure(
             if selected.size == 0:
                 axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
             else:
-                axis.plot(x, observed[selected, k], color=OBSERVED_COLOUR, lw=1.6, label="observed (ERA5-Land)")
+                axis.plot(x, observed[selected, k], color=OBSERVED_COLOUR, lw=2.0, label="observed (ERA5-Land)")
                 for name, values in predicted.items():
                     axis.plot(x, values[selected, k], color=model_colour(name), lw=1.0, label=name)
             _label_band_layer_axis(axis, r, k, b)

@@ -79,6 +79,9 @@ def test_one_colour_per_model_everywhere():
     assert len(set(colours)) == len(colours)
     assert F.model_colour("ensemble") == F.model_colour("ensemble_mean") == F.ENSEMBLE_COLOUR
     assert F.model_colour("something_new") == F.model_colour("something_new")
+    # the observed reanalysis has a colour of its own, which no model and no scenario takes
+    taken = set(F.MODEL_COLOURS.values()) | {c for s, c in F.SCENARIO_COLOURS.items() if s != "reanalysis"}
+    assert F.REANALYSIS_COLOUR == F.OBSERVED_COLOUR and F.REANALYSIS_COLOUR not in taken
 
 
 def test_perfect_model_figure(tmp_path):
