@@ -229,6 +229,11 @@ def execute_run(job, instance: DagsterInstance, out: Output = _say, **kwargs):
     interrupts it on Ctrl-C (the step fails, its batch is discarded, its slot freed); a run
     that does not end within INTERRUPT_GRACE_SECONDS is marked canceled and its slots freed.
     """
+    # SQLAlchemy's ORM imports some of its modules lazily, on first use; the run (worker thread)
+    # and the wait report (this thread) both query the instance's storage, and two threads
+    # importing the same circular modules at once can see one half-initialised (it happened:
+    # "partially initialized module 'sqlalchemy.orm.exc'"). Import them before the threads start.
+    import sqlalchemy.orm  # noqa: F401
     from dagster._core.errors import DagsterExecutionInterruptedError
     from dagster._core.utils import make_new_run_id
 
@@ -249,7 +254,11 @@ def execute_run(job, instance: DagsterInstance, out: Output = _say, **kwargs):
         while worker.is_alive() and not received:
             worker.join(0.2)
             if worker.is_alive() and time.monotonic() >= next_report:
-                waits = pool_waits(instance, run_id)
+                try:
+                    waits = pool_waits(instance, run_id)
+                except Exception as error:  # a report that fails must not stop the run it reports on
+                    out(f"could not read the pool waits of run {run_id}: {error}")
+                    waits = []
                 for line in waits:
                     out(f"waiting ({time.monotonic() - started:.0f} s): {line}")
                 next_report = time.monotonic() + (WAIT_REPEAT_SECONDS if waits else 1.0)

@@ -323,6 +323,29 @@ def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, t
     assert any("SIGINT received" in line for line in lines)
 
 
+def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch):
+    """The wait report reads the instance from the main thread while the run works in another;
+    if reading fails (it once did, on a half-imported SQLAlchemy module), the run goes on."""
+    from dagster_project import demo
+
+    def broken(instance, run_id):
+        raise AttributeError("partially initialized module 'sqlalchemy.orm.exc'")
+
+    monkeypatch.setattr(demo, "pool_waits", broken)
+
+    @dg.asset
+    def slow():
+        time.sleep(demo.WAIT_REPORT_AFTER_SECONDS + 1.5)
+        return 1
+
+    job = dg.Definitions(assets=[slow], jobs=[dg.define_asset_job("j", [slow])]).resolve_job_def("j")
+    lines = []
+    with DagsterInstance.get() as instance:
+        result = execute_run(job, instance, lines.append)
+    assert result.success
+    assert any("could not read the pool waits" in line and "sqlalchemy" in line for line in lines)
+
+
 def test_a_failed_check_is_printed_with_its_findings():
     """The demo's terminal names the band, month and value a failed check found (from the
     check's metadata), as the great-expectations checks report them."""
