@@ -113,21 +113,33 @@ def cmip5_bias_corrected(
         .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
         .sort("scenario", "variable")
     )
-    first = context.partition_keys[0]
+    tails_frame = pl.DataFrame(tails)
+    # each partition (RCP) its own page: its figure, overlap, diagnostics and tails
+    for scenario in context.partition_keys:
+        context.add_asset_metadata(
+            {
+                "overlap": overlap[scenario],
+                "quantile_mapping_diagnostics": MetadataValue.md(
+                    markdown_table(summary.filter(pl.col("scenario") == scenario).drop("scenario"))
+                ),
+                # share of 2024-2100 months outside the reanalysis' 2001-2023 range of the band and
+                # layer, and month-to-month variability relative to the reanalysis'
+                "soil_water_tails": MetadataValue.md(
+                    markdown_table(
+                        tails_frame.filter(pl.col("scenario") == scenario).drop("scenario"), float_precision=3
+                    )
+                ),
+                "figure": png_markdown(figures[scenario], f"reanalysis, raw and corrected {scenario}, band 3"),
+                "path": MetadataValue.path(str(lake.layout.bias_corrected(scenario))),
+            },
+            partition_key=scenario,
+        )
     return MaterializeResult(
         metadata={
             "method": config.method,
-            "scenarios": ", ".join(context.partition_keys),
-            "overlap": MetadataValue.json(overlap),
-            "warnings": MetadataValue.json(notes),
-            "quantile_mapping_diagnostics": MetadataValue.md(markdown_table(summary)),
             "soil_water_split": config.soil_water_split,
-            # share of 2024-2100 months outside the reanalysis' 2001-2023 range of the band and
-            # layer, and month-to-month variability relative to the reanalysis'
-            "soil_water_tails": MetadataValue.md(markdown_table(pl.DataFrame(tails), float_precision=3)),
-            "figure": png_markdown(figures[first], f"reanalysis, raw and corrected {first}, band 3"),
-            "figure_paths": MetadataValue.json({k: str(v) for k, v in figures.items()}),
-            "path": MetadataValue.path(str(lake.layout.bias_corrected(first).parent)),
+            "scenarios_in_this_run": ", ".join(context.partition_keys),
+            "warnings": MetadataValue.json(notes),
         }
     )
 
@@ -137,6 +149,28 @@ def target_span(windows) -> str:
     if len(windows) == 0:
         return "none"
     return f"{windows.target_month.min()}..{windows.target_month.max()}"
+
+
+def windows_summary(name: str, sets: dict[tuple[str, str], object], **extra: object) -> pl.DataFrame:
+    """One row per set of windows, keyed by (split, design): what the view `features.windows` shows.
+    `extra` columns (members, shares outside the training range) repeat on every row."""
+    rows = []
+    for (split, design), windows in sets.items():
+        empty = len(windows) == 0
+        rows.append(
+            {
+                "windows": name,
+                "split": split,
+                "design": design,
+                "n_windows": len(windows),
+                "window_months": int(windows.x.shape[1]),
+                "channels": int(windows.x.shape[2]),
+                "first_target": None if empty else str(windows.target_month.min()),
+                "last_target": None if empty else str(windows.target_month.max()),
+                **extra,
+            }
+        )
+    return pl.DataFrame(rows)
 
 
 def _stats_table(stats) -> str:
@@ -183,6 +217,17 @@ def training_windows(
         batch.file(files.residual_train, residual_train.save)
         batch.file(files.residual_test, residual_test.save)
         batch.file(files.residual_scaler, lambda tmp: Path(tmp).write_text(json.dumps(scaler.to_dict(), indent=2)))
+        summary = windows_summary(
+            "training",
+            {
+                ("train", "residual"): residual_train,
+                ("test", "residual"): residual_test,
+                ("train", "paper"): train,
+                ("test", "paper"): test,
+            },
+        )
+        batch.parquet(lake.layout.windows_summary("training"), summary)
+    views = warehouse.refresh_output_views(lake.layout, "training_windows", context.log)
     ranges = pl.DataFrame(
         {"channel": list(CHANNELS), "scale": [*scaler.scale, 1.0, 1.0], "low": scaler.low, "high": scaler.high}
     )
@@ -201,6 +246,7 @@ def training_windows(
             "paper_features": MetadataValue.json(list(stats.feature_names)),
             "paper_normalization": MetadataValue.md(_stats_table(stats)),
             "path": MetadataValue.path(str(files.folder)),
+            **views,
         }
     )
 
@@ -323,20 +369,45 @@ def scenario_windows(
                 "members": int(drivers.shape[0]),
                 "member_months": f"{corrected.months[0]}..{corrected.months[-1]}",
             }
+            batch.parquet(
+                lake.layout.windows_summary(scenario),
+                windows_summary(
+                    scenario,
+                    {("scenario", "paper"): windows},
+                    members=int(drivers.shape[0]),
+                    member_first_month=str(corrected.months[0]),
+                    member_last_month=str(corrected.months[-1]),
+                    **{f"outside_training_range_{k}": v for k, v in physical[-1].items() if k != "scenario"},
+                    **{f"clipped_{k}": v for k, v in clipped[-1].items() if k != "scenario"},
+                ),
+            )
+    views = warehouse.refresh_output_views(lake.layout, "scenario_windows", context.log)
+    physical_frame, clipped_frame = pl.DataFrame(physical), pl.DataFrame(clipped).select("scenario", *CHANNELS[:-2])
+    # each partition (RCP) its own page
+    for scenario in context.partition_keys:
+        context.add_asset_metadata(
+            {
+                "windows": MetadataValue.json(shapes[scenario]),
+                # physical: 2024-2100 (month, band) values outside the 2001-2018 range of the same
+                # band and calendar month (about 10% even without climate change: 18 values per cell)
+                "outside_training_range": MetadataValue.md(
+                    markdown_table(physical_frame.filter(pl.col("scenario") == scenario), float_precision=3)
+                ),
+                # network: share of each residual-network channel clipped to its training range (draw 0)
+                "channels_clipped": MetadataValue.md(
+                    markdown_table(clipped_frame.filter(pl.col("scenario") == scenario), float_precision=3)
+                ),
+                "path": MetadataValue.path(str(lake.layout.scenario_windows(scenario))),
+            },
+            partition_key=scenario,
+        )
     return MaterializeResult(
         metadata={
-            "windows": MetadataValue.json(shapes),
             "bias_methods": MetadataValue.json(
                 {"methods": list(config.bias_methods), "draws": config.bias_draws, "draw_0": "unperturbed"}
             ),
-            # physical: 2024-2100 (month, band) values outside the 2001-2018 range of the same band
-            # and calendar month (about 10% even without climate change: 18 values per cell)
-            "outside_training_range": MetadataValue.md(markdown_table(pl.DataFrame(physical), float_precision=3)),
-            # network: share of each residual-network channel clipped to its training range (draw 0)
-            "channels_clipped": MetadataValue.md(
-                markdown_table(pl.DataFrame(clipped).select("scenario", *CHANNELS[:-2]), float_precision=3)
-            ),
-            "path": MetadataValue.path(str(lake.layout.scenario_windows(context.partition_keys[0]).parent)),
+            "scenarios_in_this_run": ", ".join(context.partition_keys),
+            **views,
         }
     )
 

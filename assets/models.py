@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from dagster_project.config import config_class, to_source
-from dagster_project.lake import HISTORY_MART, MODEL_EVALUATION_VIEW
+from dagster_project.lake import HISTORY_MART
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import architectures
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -384,7 +384,7 @@ def model_evaluation(
                 test.target_month, test.band, test.observed, shown, last_year, tmp
             ),
         )
-    warehouse.refresh_parquet_view(MODEL_EVALUATION_VIEW, path)
+    views = warehouse.refresh_output_views(lake.layout, "model_evaluation", context.log)
     overall = _overall_table(table)
     return MaterializeResult(
         metadata={
@@ -399,6 +399,7 @@ def model_evaluation(
             "baselines": MetadataValue.json(BASELINES),
             "rows": table.height,
             "figure": png_markdown(figure, f"observed vs predicted, {last_year}"),
+            **views,
             "path": MetadataValue.path(str(path)),
         },
         check_results=[_beat_baseline_check(overall)],
@@ -507,6 +508,7 @@ def soil_temperature_projections(
             )
             for s in catalog.RCP_EXPERIMENTS
         }
+    views = warehouse.refresh_output_views(lake.layout, "soil_temperature_projections", context.log)
     difference = late_century_difference(projections.filter(pl.col("model") == "ensemble_mean"))
     members = projections.filter(pl.col("model") != "ensemble_mean").select("model", "member").unique()
     return MaterializeResult(
@@ -523,9 +525,11 @@ def soil_temperature_projections(
             "rcp85_minus_rcp26_t_soil_0_2081_2100": MetadataValue.md(
                 markdown_table(difference.select("band", "warmer_mean", "cooler_mean", "difference"), float_precision=2)
             ),
-            "figure": png_markdown(figures["rcp85"], "RCP8.5 projections"),
+            # one figure per pathway, each with the 2001-2023 history before it
+            **{f"figure_{s}": png_markdown(figures[s], f"{s} projections") for s in catalog.RCP_EXPERIMENTS},
             "netcdf": MetadataValue.path(str(netcdf)),
             "path": MetadataValue.path(str(parquet)),
+            **views,
         }
     )
 
@@ -584,6 +588,7 @@ def active_layer_thickness(
     with lake.batch() as batch:
         batch.parquet(path, table)
         figure = batch.file(lake.layout.figure("active_layer_thickness"), lambda tmp: active_layer_figure(shown, tmp))
+    views = warehouse.refresh_output_views(lake.layout, "active_layer_thickness", context.log)
     reanalysis = _censored_share(table.filter(pl.col("scenario") == "reanalysis"), (2, 3, 4, 5))
     projected_years = table.filter(pl.col("year") >= catalog.PROJECTION_FIRST_MONTH.year)
     return MaterializeResult(
@@ -599,6 +604,7 @@ def active_layer_thickness(
             ),
             "figure": png_markdown(figure, "active-layer thickness by scenario"),
             "path": MetadataValue.path(str(path)),
+            **views,
         }
     )
 
@@ -614,7 +620,9 @@ def active_layer_thickness(
     "(GradientExplainer, 100 background and 10 explained test windows), summed over a window's months, "
     "averaged over windows and layers, in K (each layer's output scaled to kelvin).",
 )
-def feature_importance(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
+def feature_importance(
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+) -> MaterializeResult:
     from ml.ensemble import load_architecture
     from ml.explain import feature_importance as paper_importance
     from ml.explain import shap_importance
@@ -642,13 +650,15 @@ def feature_importance(context: AssetExecutionContext, lake: LakeResource) -> Ma
             )
         table = pl.concat(tables)
         batch.parquet(path, table)
+    views = warehouse.refresh_output_views(lake.layout, "feature_importance", context.log)
     top = table.sort("mean_abs_shap", descending=True).group_by("model", maintain_order=True).head(5)
-    first = next(iter(figures))
     return MaterializeResult(
         metadata={
             "top_5_per_model": MetadataValue.md(markdown_table(top, float_precision=4)),
             "unit": "K: soil temperature moved by the feature over a window, mean over windows and layers",
-            "figure": png_markdown(figures[first], f"SHAP top 15, {first}"),
+            # one figure per architecture
+            **{f"figure_{name}": png_markdown(figure, f"SHAP top 15, {name}") for name, figure in figures.items()},
             "path": MetadataValue.path(str(path)),
+            **views,
         }
     )

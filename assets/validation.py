@@ -185,6 +185,7 @@ def perfect_model_validation(
                 cells, series, tmp, f"Perfect-model validation; right: band {FIGURE_BAND}, layer {FIGURE_LAYER}"
             ),
         )
+    views = warehouse.refresh_output_views(lake.layout, "perfect_model_validation", context.log)
     projected = months >= catalog.month64(catalog.PROJECTION_FIRST_MONTH)
     reference_water = observed.select(catalog.WATER_CONTENT)
     water = []
@@ -228,6 +229,7 @@ def perfect_model_validation(
             "under a snow resistance), which is why it extrapolates so well here; real-world skill will be lower",
             "figure": png_markdown(figure, "perfect-model validation"),
             "path": MetadataValue.path(str(files.scores)),
+            **views,
         }
     )
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,35 @@ class Table:
 HISTORY_MART = Table("marts", "fct_band_month_features")
 SCENARIO_MART = Table("marts", "fct_scenario_band_month_features")
 SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
-MODEL_EVALUATION_VIEW = Table("evaluation", "model_evaluation")
+
+# Views over the lake's outputs, for users (README "Querying the outputs"): the view, the asset
+# whose files it reads, and what it holds. A view reads its files when queried, so it is defined
+# once and stays valid when the files are replaced; the asset (re)defines it after its files landed.
+OUTPUT_VIEWS: dict[Table, tuple[str, str]] = {
+    Table("features", "windows"): (
+        "training_windows scenario_windows",
+        "one row per set of windows (training, test, each RCP): size, months, channels, inputs outside "
+        "the training range",
+    ),
+    Table("evaluation", "model_evaluation"): ("model_evaluation", "test-year scores of every model and baseline"),
+    Table("evaluation", "feature_importance"): ("feature_importance", "SHAP importance per model and input"),
+    Table("projections", "soil_temperature_projections"): (
+        "soil_temperature_projections",
+        "monthly soil temperature per scenario, band, layer: members, ensemble mean, 5-95% range",
+    ),
+    Table("projections", "active_layer_thickness"): (
+        "active_layer_thickness",
+        "active-layer thickness per scenario, model, member, band and year, with its flag",
+    ),
+    Table("validation", "perfect_model_validation"): (
+        "perfect_model_validation",
+        "perfect-model scores per model, member and the ensemble (demo only)",
+    ),
+    Table("validation", "perfect_model_cells"): (
+        "perfect_model_validation",
+        "truth and ensemble per scenario, band and layer (demo only)",
+    ),
+}
 
 # Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
 RAW_SCHEMA = "raw"
@@ -136,6 +164,11 @@ class LakeLayout:
     def scenario_windows(self, scenario: str) -> Path:
         return self.root / "features" / "scenario_windows" / f"{scenario}.npz"
 
+    def windows_summary(self, name: str) -> Path:
+        """What one set of windows holds (`training` for the training and test windows, or an RCP),
+        one Parquet each: the view `features.windows` reads them all."""
+        return self.root / "features" / "windows_summary" / f"{name}.parquet"
+
     def scenario_members(self, scenario: str) -> Path:
         """Per ensemble member: the scenario's drivers under its bias-correction draw and the core's run."""
         return self.root / "features" / "scenario_windows" / f"{scenario}_members.npz"
@@ -167,6 +200,21 @@ class LakeLayout:
     def figure(self, name: str) -> Path:
         return self.root / "figures" / f"{name}.png"
 
+    def view_source(self, view: Table) -> str:
+        """What the output view `view` reads (a file, or a glob over a folder)."""
+        sources = {
+            "features.windows": str(self.windows_summary("*")),
+            "evaluation.model_evaluation": str(self.model_evaluation()),
+            "evaluation.feature_importance": str(self.feature_importance()),
+            "projections.soil_temperature_projections": str(self.projections("parquet")),
+            "projections.active_layer_thickness": str(self.active_layer()),
+            "validation.perfect_model_validation": str(self.validation().scores),
+            "validation.perfect_model_cells": str(self.validation().cells),
+        }
+        if str(view) not in sources:
+            raise KeyError(f"{view} is not an output view of the lake")
+        return sources[str(view)]
+
     def default_warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
 
@@ -186,8 +234,12 @@ class LakeLayout:
                 self.bias_corrected(partition),
                 self.figure(f"bias_correction_{partition}"),
             ],
-            "training_windows": lambda: windows.files,
-            "scenario_windows": lambda: [self.scenario_windows(partition), self.scenario_members(partition)],
+            "training_windows": lambda: [*windows.files, self.windows_summary("training")],
+            "scenario_windows": lambda: [
+                self.scenario_windows(partition),
+                self.scenario_members(partition),
+                self.windows_summary(partition),
+            ],
             "thermal_core": lambda: [self.thermal_core().parameters, self.thermal_core().history],
             "trained_models": lambda: [self.model_folder(partition)],
             "model_evaluation": lambda: [self.model_evaluation(), self.figure("observed_vs_predicted")],
@@ -496,12 +548,20 @@ def refresh_parquet_view(
     warehouse_path: Path, table: Table, parquet_glob: str, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 ) -> None:
     """(Re)create view `table` over the Parquet files matching `parquet_glob` (absolute)."""
+    refresh_parquet_views(warehouse_path, {table: parquet_glob}, wait_seconds)
+
+
+def refresh_parquet_views(
+    warehouse_path: Path, views: Mapping[Table, str], wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> None:
+    """(Re)create each view over the Parquet files its glob (absolute) matches, in one connection."""
     with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds) as con:
-        con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
-        con.execute(
-            f"create or replace view {_quote_identifier(table.schema)}.{_quote_identifier(table.name)} as "
-            f"select * from read_parquet({_quote_literal(parquet_glob)}, union_by_name = true)"
-        )
+        for table, parquet_glob in views.items():
+            con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
+            con.execute(
+                f"create or replace view {_quote_identifier(table.schema)}.{_quote_identifier(table.name)} as "
+                f"select * from read_parquet({_quote_literal(parquet_glob)}, union_by_name = true)"
+            )
 
 
 @contextmanager

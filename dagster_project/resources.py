@@ -62,6 +62,25 @@ class WarehouseResource(ConfigurableResource):
     def refresh_parquet_view(self, table: lake.Table, parquet_glob: Path | str) -> None:
         lake.refresh_parquet_view(self.file, table, str(parquet_glob), self.lock_wait_seconds)
 
+    def refresh_output_views(self, layout: lake.LakeLayout, asset: str, log=None) -> dict[str, object]:
+        """(Re)define the output views over `asset`'s files (`lake.OUTPUT_VIEWS`), once they landed;
+        returns the metadata that says which.
+
+        A view reads its files when queried, so an existing one already shows the files just
+        landed: when the warehouse stays locked past the wait, the asset does not fail (its files
+        are in place and recorded); it warns, and its next run defines the views.
+        """
+        views = {
+            view: layout.view_source(view) for view, (owners, _) in lake.OUTPUT_VIEWS.items() if asset in owners.split()
+        }
+        try:
+            lake.refresh_parquet_views(self.file, views, self.lock_wait_seconds)
+        except lake.WarehouseLockedError as error:
+            if log is not None:
+                log.warning(f"warehouse views {', '.join(map(str, views))} not (re)defined: {error}")
+            return {"warehouse_views_not_refreshed": f"{', '.join(map(str, views))}: {error}"}
+        return {"warehouse_views": ", ".join(map(str, views))}
+
     def read_only(self):
         return lake.read_only(self.file, self.lock_wait_seconds)
 

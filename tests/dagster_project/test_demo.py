@@ -104,6 +104,68 @@ def test_every_file_in_the_lake_is_an_output_the_layout_declares(demo_run):
     assert undeclared == []
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_queries() -> list[str]:
+    """The SQL examples of the README's section on querying the outputs."""
+    text = README.read_text()
+    section = text.split("### Querying the outputs", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0].strip() for block in section.split("```sql\n")[1:]]
+
+
+@pytest.mark.slow
+def test_every_output_is_a_view_and_every_readme_query_answers(demo_run):
+    lake_root, _, _ = demo_run
+    from dagster_project.lake import OUTPUT_VIEWS, LakeLayout
+
+    with lake.read_only(LakeLayout(lake_root).default_warehouse()) as con:
+        views = {
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "select schema_name, view_name from duckdb_views() where not internal "
+                "and schema_name in ('features', 'evaluation', 'projections', 'validation')"
+            ).fetchall()
+        }
+        assert views == {str(view) for view in OUTPUT_VIEWS}
+        queries = _readme_queries()
+        assert {str(view) for view in OUTPUT_VIEWS} <= {v for v in views if any(v in q for q in queries)}
+        for query in queries:
+            rows = con.execute(query).fetchall()
+            assert rows, query
+        windows = con.execute(
+            "select windows, split, design, n_windows, members from features.windows order by all"
+        ).fetchall()
+    sets = {(name, split, design) for name, split, design, *_ in windows}
+    assert {("training", "train", "residual"), ("training", "test", "paper")} <= sets
+    assert {(rcp, "scenario", "paper") for rcp in ("rcp26", "rcp45", "rcp60", "rcp85")} <= sets
+    assert all(n > 0 for *_, n, _ in windows)
+
+
+@pytest.mark.slow
+def test_each_partition_and_each_pathway_and_model_shows_its_own_figure(demo_run):
+    _, instance, _ = demo_run
+    from ml.architectures import ARCHITECTURES
+    from sources import catalog
+
+    def metadata(asset, partition=None):
+        records_filter = dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset), asset_partitions=None if partition is None else [partition]
+        )
+        [record] = instance.fetch_materializations(records_filter, limit=1).records
+        return record.asset_materialization.metadata
+
+    for scenario in catalog.RCP_EXPERIMENTS:
+        own = metadata("cmip5_bias_corrected", scenario)
+        assert f"corrected {scenario}" in own["figure"].value and own["path"].value.endswith(f"{scenario}.parquet")
+        assert scenario in metadata("scenario_windows", scenario)["path"].value
+    projections = metadata("soil_temperature_projections")
+    assert {f"figure_{s}" for s in catalog.RCP_EXPERIMENTS} <= set(projections)
+    assert len({projections[f"figure_{s}"].value for s in catalog.RCP_EXPERIMENTS}) == len(catalog.RCP_EXPERIMENTS)
+    importance = metadata("feature_importance")
+    assert {f"figure_{name}" for name in ARCHITECTURES} <= set(importance)
+
+
 @pytest.mark.slow
 def test_windows_land_with_their_statistics(demo_run):
     lake, _, _ = demo_run

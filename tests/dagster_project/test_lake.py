@@ -345,3 +345,55 @@ def test_dbt_sources_read_the_layout_globs(tmp_path):
             )
             options = ", union_by_name = true, filename = true)" if table["name"] in (ERA5_LAND, CMIP5) else ")"
             assert location == f"read_parquet('{layout.raw_glob(table['name'])}'{options}"
+
+
+def test_every_output_view_reads_a_path_of_the_layout_and_an_asset_that_writes_it(tmp_path):
+    layout = lake.LakeLayout(tmp_path)
+    written = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
+    for view, (owners, description) in lake.OUTPUT_VIEWS.items():
+        assert description and set(owners.split()) <= set(lake.LakeLayout.assets()), view
+        source = layout.view_source(view)
+        if "*" in source:  # a glob: every file it matches is written by one of its owners
+            assert any(Path(path).match(source) for path in written), view
+        else:
+            assert source in written, view
+    with pytest.raises(KeyError):
+        layout.view_source(lake.Table("marts", "fct_band_month_features"))
+
+
+def _outputs_of(layout: lake.LakeLayout, asset: str) -> list[Path]:
+    partition = {"era5_land_monthly": "2001-01-01", "cmip5_monthly": "rcp45", "trained_models": "gru"}.get(asset)
+    partition = partition or ("rcp45" if asset in ("cmip5_bias_corrected", "scenario_windows") else None)
+    return layout.outputs(asset, partition, names=("rcp45", "gru"))
+
+
+def test_an_output_view_shows_files_replaced_after_it_was_defined(tmp_path):
+    from dagster_project.resources import WarehouseResource
+
+    layout = lake.LakeLayout(tmp_path)
+    warehouse = WarehouseResource(path=str(tmp_path / "wh.duckdb"), lock_wait_seconds=5)
+    lake.write_partitions_atomic({layout.active_layer(): _frame(1.0)})
+    metadata = warehouse.refresh_output_views(layout, "active_layer_thickness")
+    assert metadata == {"warehouse_views": "projections.active_layer_thickness"}
+    lake.write_partitions_atomic({layout.active_layer(): _frame(2.0)})  # a later run, view untouched
+    with lake.read_only(warehouse.file) as con:
+        assert con.execute("select max(t) from projections.active_layer_thickness").fetchone() == (2.0,)
+
+
+def test_a_view_the_warehouse_lock_keeps_out_warns_and_does_not_fail_the_asset(tmp_path):
+    from dagster_project.resources import WarehouseResource
+
+    layout = lake.LakeLayout(tmp_path)
+    warehouse = WarehouseResource(path=str(tmp_path / "wh.duckdb"), lock_wait_seconds=0.5)
+    lake.write_partitions_atomic({layout.feature_importance(): _frame(1.0)})
+    warnings = []
+
+    class Log:
+        def warning(self, message):
+            warnings.append(message)
+
+    with _held(warehouse.file, "read", seconds=120) as holder:
+        metadata = warehouse.refresh_output_views(layout, "feature_importance", Log())
+    [message] = warnings
+    assert "evaluation.feature_importance" in message and f"PID {holder.pid}" in message
+    assert set(metadata) == {"warehouse_views_not_refreshed"}
