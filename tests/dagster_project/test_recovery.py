@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -123,7 +122,8 @@ def test_the_makefile_installs_a_newer_dagster_yaml(tmp_path):
     home.mkdir()
     installed = home / "dagster.yaml"
     installed.write_text("telemetry:\n  enabled: false\n")
-    old = time.time() - 3600
+    # older than the repository's copy, however long ago this checkout was made
+    old = (REPO / "dagster_project" / "dagster.yaml").stat().st_mtime - 3600
     os.utime(installed, (old, old))
     result = subprocess.run(
         ["make", "--no-print-directory", "install-dagster-yaml", f"DAGSTER_HOME={home}"],
