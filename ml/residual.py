@@ -277,6 +277,8 @@ def train_residual(
     months (every band), best weights restored."""
     import keras
 
+    from ml.training import finite_history
+
     if train.residual is None:
         raise ValueError("training windows need residual targets")
     keras.utils.set_random_seed(config.member_seed(member))
@@ -302,10 +304,7 @@ def train_residual(
         verbose=0,
     )
     seconds = time.perf_counter() - started
-    history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
-    for name, values in history.items():
-        if not np.all(np.isfinite(values)):
-            raise FloatingPointError(f"{architecture} network {member}: {name} is not finite during training: {values}")
+    history = finite_history(fitted, f"{architecture} network {member}")
     return ResidualModel(architecture, member, model, scaler, history, seconds, config, dict(hyperparameters or {}))
 
 

@@ -196,10 +196,7 @@ def train_model(
         verbose=0,
     )
     seconds = time.perf_counter() - started
-    history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
-    for name, values in history.items():
-        if not np.all(np.isfinite(values)):
-            raise FloatingPointError(f"{architecture}: {name} is not finite during training: {values}")
+    history = finite_history(fitted, architecture)
     if policy != FULL_PRECISION:
         model = _float32_copy(model, architecture, spec, hyperparameters, config.learning_rate)
     return TrainedModel(
@@ -332,3 +329,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def finite_history(fitted, label: str) -> dict[str, list[float]]:
+    """The Keras fit history (`model.fit`'s return) as floats; raises naming `label` and the
+    loss or metric that stopped being finite, rather than keeping a diverged network."""
+    history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
+    for name, values in history.items():
+        if not np.all(np.isfinite(values)):
+            raise FloatingPointError(f"{label}: {name} is not finite during training: {values}")
+    return history

@@ -193,3 +193,15 @@ def test_no_leakage_shuffled_targets_cannot_predict_later_months():
     blind_r2 = per_layer_r2(test.y, training.predict(blind, test))
     assert honest_r2 > 0.5, f"the model did not learn the signal: R2 {honest_r2:.3f}"
     assert blind_r2 < 0.15, f"a model trained on shuffled targets scores R2 {blind_r2:.3f} on later months"
+
+
+def test_a_diverged_fit_is_refused_naming_the_network_and_the_loss():
+    from types import SimpleNamespace
+
+    from ml.training import finite_history
+
+    fine = SimpleNamespace(history={"loss": [1.0, 0.5], "val_loss": [1.1, 0.6]})
+    assert finite_history(fine, "gru network 3") == {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}
+    diverged = SimpleNamespace(history={"loss": [1.0, float("nan")], "val_loss": [1.1, 0.6]})
+    with pytest.raises(FloatingPointError, match="gru network 3: loss is not finite"):
+        finite_history(diverged, "gru network 3")
