@@ -514,11 +514,10 @@ def soil_temperature_projections(
     return MaterializeResult(
         metadata={
             "rows": projections.height,
-            "members": MetadataValue.json(
-                {
-                    m: sorted(members.filter(pl.col("model") == m)["member"].to_list())
-                    for m in sorted(set(members["model"]))
-                }
+            # members per model, e.g. "gru 5, thermal_core 1" (a JSON list of member numbers was
+            # taller than the rest of the page)
+            "members": ", ".join(
+                f"{m} {members.filter(pl.col('model') == m).height}" for m in sorted(set(members["model"]))
             ),
             "months": f"{projections['month'].min():%Y-%m}..{projections['month'].max():%Y-%m} "
             f"(hindcast before {catalog.PROJECTION_FIRST_MONTH:%Y-%m})",

@@ -1,6 +1,7 @@
 """Metadata helpers for the asset modules: markdown tables and inline figures for the UI."""
 
 import base64
+import io
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +22,20 @@ def markdown_table(frame: pl.DataFrame, float_precision: int | None = None) -> s
         return str(frame)
 
 
-def png_markdown(path: Path, title: str) -> MetadataValue:
-    """A PNG inlined in markdown metadata, so the Dagster UI shows the figure itself."""
-    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+# The UI's metadata dialog is about 1,150 px wide and markdown cannot size an image, so the copy
+# shown there is scaled down to fit; the file in the lake keeps its full resolution.
+UI_FIGURE_MAX_WIDTH_PX = 1000
+
+
+def png_markdown(path: Path, title: str, max_width: int = UI_FIGURE_MAX_WIDTH_PX) -> MetadataValue:
+    """A PNG inlined in markdown metadata, so the Dagster UI shows the figure itself (behind
+    "[Show Markdown]": the UI renders markdown inline only under 1,000 characters)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.width > max_width:
+            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
     return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
