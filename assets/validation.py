@@ -12,20 +12,13 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from dagster_project.lake import HISTORY_MART
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
+from ml.perfect_model import TARGETS
 from sources import catalog
 from sources.base import PerfectModelSource
 
 VALIDATION = "validation"
 FIRST_YEAR = 2019  # the jump compares 2024-2028 with 2019-2023 of the same run
 FIGURE_BAND, FIGURE_LAYER = 5, 3  # the northernmost band's deepest layer: the slowest, most telling
-TARGETS = {
-    "ensemble_change_rmse": ("<=", 0.4),
-    "ensemble_level_rmse": ("<=", 0.6),
-    "worst_member_change_rmse": ("<=", 0.8),
-    "ensemble_ordered_cells": (">=", 24),
-    "coverage_change": (">=", 0.8),
-    "coverage_level": (">=", 0.8),
-}
 
 
 def _grid(frame: pl.DataFrame, months: np.ndarray, what: str) -> np.ndarray:

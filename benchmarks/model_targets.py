@@ -16,14 +16,18 @@ from pathlib import Path
 
 import polars as pl
 
-ARCHITECTURE_BELOW_CLIMATOLOGY = 0.10
-ENSEMBLE_BELOW_CLIMATOLOGY = 0.15
-ENSEMBLE_CHANGE_RMSE = 0.4
-ENSEMBLE_LEVEL_RMSE = 0.6
-MODEL_CHANGE_RMSE = 0.8
-CELLS = 24
-COVERAGE = 0.8
-CENSORED_SHARE = 0.5
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ml.metrics import TARGET_ARCHITECTURE as ARCHITECTURE_BELOW_CLIMATOLOGY
+from ml.metrics import TARGET_ENSEMBLE as ENSEMBLE_BELOW_CLIMATOLOGY
+from ml.perfect_model import TARGETS
+
+ENSEMBLE_CHANGE_RMSE = TARGETS["ensemble_change_rmse"][1]
+ENSEMBLE_LEVEL_RMSE = TARGETS["ensemble_level_rmse"][1]
+MODEL_CHANGE_RMSE = TARGETS["worst_member_change_rmse"][1]
+CELLS = TARGETS["ensemble_ordered_cells"][1]
+COVERAGE = TARGETS["coverage_change"][1]
+CENSORED_SHARE = 0.5  # active layer censored in at most half of the reanalysis years, bands 2-5
 
 
 def main(lake: Path) -> int:

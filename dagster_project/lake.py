@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import polars as pl
@@ -45,32 +46,49 @@ HISTORY_MART = Table("marts", "fct_band_month_features")
 SCENARIO_MART = Table("marts", "fct_scenario_band_month_features")
 SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
 
-# Views over the lake's outputs, for users (README "Querying the outputs"): the view, the asset
-# whose files it reads, and what it holds. A view reads its files when queried, so it is defined
-# once and stays valid when the files are replaced; the asset (re)defines it after its files landed.
-OUTPUT_VIEWS: dict[Table, tuple[str, str]] = {
-    Table("features", "windows"): (
+
+# Views over the lake's outputs, for users (README "Querying the outputs"): the view, the assets
+# whose files it reads (space-separated), what it holds, and which files (`LakeLayout.view_source`).
+# A view reads its files when queried, so it is defined once and stays valid when the files are
+# replaced; the asset (re)defines it after its files landed.
+class OutputView(NamedTuple):
+    owners: str
+    description: str
+    files: Callable[[LakeLayout], Path | str]
+
+
+OUTPUT_VIEWS: dict[Table, OutputView] = {
+    Table("features", "windows"): OutputView(
         "training_windows scenario_windows",
         "one row per set of windows (training, test, each RCP): size, months, channels, inputs outside "
         "the training range",
+        lambda layout: layout.windows_summary("*"),
     ),
-    Table("evaluation", "model_evaluation"): ("model_evaluation", "test-year scores of every model and baseline"),
-    Table("evaluation", "feature_importance"): ("feature_importance", "SHAP importance per model and input"),
-    Table("projections", "soil_temperature_projections"): (
+    Table("evaluation", "model_evaluation"): OutputView(
+        "model_evaluation", "test-year scores of every model and baseline", lambda layout: layout.model_evaluation()
+    ),
+    Table("evaluation", "feature_importance"): OutputView(
+        "feature_importance", "SHAP importance per model and input", lambda layout: layout.feature_importance()
+    ),
+    Table("projections", "soil_temperature_projections"): OutputView(
         "soil_temperature_projections",
         "monthly soil temperature per scenario, band, layer: members, ensemble mean, 5-95% range",
+        lambda layout: layout.projections("parquet"),
     ),
-    Table("projections", "active_layer_thickness"): (
+    Table("projections", "active_layer_thickness"): OutputView(
         "active_layer_thickness",
         "active-layer thickness per scenario, model, member, band and year, with its flag",
+        lambda layout: layout.active_layer(),
     ),
-    Table("validation", "perfect_model_validation"): (
+    Table("validation", "perfect_model_validation"): OutputView(
         "perfect_model_validation",
         "perfect-model scores per model, member and the ensemble (demo only)",
+        lambda layout: layout.validation().scores,
     ),
-    Table("validation", "perfect_model_cells"): (
+    Table("validation", "perfect_model_cells"): OutputView(
         "perfect_model_validation",
         "truth and ensemble per scenario, band and layer (demo only)",
+        lambda layout: layout.validation().cells,
     ),
 }
 
@@ -202,18 +220,9 @@ class LakeLayout:
 
     def view_source(self, view: Table) -> str:
         """What the output view `view` reads (a file, or a glob over a folder)."""
-        sources = {
-            "features.windows": str(self.windows_summary("*")),
-            "evaluation.model_evaluation": str(self.model_evaluation()),
-            "evaluation.feature_importance": str(self.feature_importance()),
-            "projections.soil_temperature_projections": str(self.projections("parquet")),
-            "projections.active_layer_thickness": str(self.active_layer()),
-            "validation.perfect_model_validation": str(self.validation().scores),
-            "validation.perfect_model_cells": str(self.validation().cells),
-        }
-        if str(view) not in sources:
+        if view not in OUTPUT_VIEWS:
             raise KeyError(f"{view} is not an output view of the lake")
-        return sources[str(view)]
+        return str(OUTPUT_VIEWS[view].files(self))
 
     def default_warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
@@ -542,13 +551,6 @@ def wait_until_writable(warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK
     themselves (dbt): narrows, not closes, the window in which a reader can take it first."""
     with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds):
         pass
-
-
-def refresh_parquet_view(
-    warehouse_path: Path, table: Table, parquet_glob: str, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-) -> None:
-    """(Re)create view `table` over the Parquet files matching `parquet_glob` (absolute)."""
-    refresh_parquet_views(warehouse_path, {table: parquet_glob}, wait_seconds)
 
 
 def refresh_parquet_views(

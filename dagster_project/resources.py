@@ -59,9 +59,6 @@ class WarehouseResource(ConfigurableResource):
     def wait_until_writable(self) -> None:
         lake.wait_until_writable(self.file, self.lock_wait_seconds)
 
-    def refresh_parquet_view(self, table: lake.Table, parquet_glob: Path | str) -> None:
-        lake.refresh_parquet_view(self.file, table, str(parquet_glob), self.lock_wait_seconds)
-
     def refresh_output_views(self, layout: lake.LakeLayout, asset: str, log=None) -> dict[str, object]:
         """(Re)define the output views over `asset`'s files (`lake.OUTPUT_VIEWS`), once they landed;
         returns the metadata that says which.
@@ -71,7 +68,9 @@ class WarehouseResource(ConfigurableResource):
         are in place and recorded); it warns, and its next run defines the views.
         """
         views = {
-            view: layout.view_source(view) for view, (owners, _) in lake.OUTPUT_VIEWS.items() if asset in owners.split()
+            view: layout.view_source(view)
+            for view, output in lake.OUTPUT_VIEWS.items()
+            if asset in output.owners.split()
         }
         try:
             lake.refresh_parquet_views(self.file, views, self.lock_wait_seconds)

@@ -132,6 +132,10 @@ SKILL_SCHEMA: dict[str, pl.DataType] = {
     "skill": pl.Float64,  # 1 - MSE / MSE of the climatology, same scope
     "n": pl.Int64,
 }
+# Test-year targets (issue 12): every architecture's seed-mean RMSE and the ensemble's this far
+# below monthly climatology.
+TARGET_ARCHITECTURE = 0.10
+TARGET_ENSEMBLE = 0.15
 BOOTSTRAP_DRAWS = 2000
 INTERVAL = (0.05, 0.95)
 

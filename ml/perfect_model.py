@@ -28,6 +28,16 @@ LATE = (2081, 2100)
 BEFORE = (2019, 2023)
 AFTER = (2024, 2028)
 QUANTILES = (0.05, 0.95)
+# What the demo's perfect-model validation must show (issue 12): value name -> (sense, limit).
+# The worst member is a single network; its architecture's seed mean can only do better.
+TARGETS: dict[str, tuple[str, float]] = {
+    "ensemble_change_rmse": ("<=", 0.4),
+    "ensemble_level_rmse": ("<=", 0.6),
+    "worst_member_change_rmse": ("<=", 0.8),
+    "ensemble_ordered_cells": (">=", 24),
+    "coverage_change": (">=", 0.8),
+    "coverage_level": (">=", 0.8),
+}
 
 
 def period_mean(values: np.ndarray, years: np.ndarray, period: tuple[int, int]) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from sources import catalog
-from sources.base import NotPublishedError, SourceError
+from sources.base import SourceError, published_months
 from sources.validation import validate_cmip5, validate_reanalysis
 
 SECONDS_PER_DAY = 86400.0
@@ -382,10 +382,6 @@ class BandTableReanalysisSource:
 
     def read_months(self, months: list[dt.date]) -> pl.DataFrame:
         frame = self._read()
-        latest = frame["month"].max()
-        wanted = sorted({catalog.month_start(m) for m in months})
-        late = [m for m in wanted if m > latest]
-        if late:
-            raise NotPublishedError(self.name, late[0], latest)
+        wanted = published_months(self.name, months, frame["month"].max())
         chosen = frame.filter(pl.col("month").is_in(wanted))
         return validate_reanalysis(chosen, wanted, f"{self.name} ({self.path})")

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import polars as pl
 
+from sources import catalog
+
 
 class SourceError(ValueError):
     """Bad or unexpected input from a source; the message names file, variable, band, month."""
@@ -25,6 +27,16 @@ class NotPublishedError(LookupError):
         self.latest = latest
         newest = latest.strftime("%Y-%m") if latest else "none"
         super().__init__(f"{source}: month {month:%Y-%m} is not published yet (newest published month: {newest})")
+
+
+def published_months(source: str, months, latest: dt.date) -> list[dt.date]:
+    """The distinct month starts of `months`, sorted; `NotPublishedError` for the first one after
+    `latest`, the source's newest published month."""
+    wanted = sorted({catalog.month_start(m) for m in months})
+    late = [m for m in wanted if m > latest]
+    if late:
+        raise NotPublishedError(source, late[0], latest)
+    return wanted
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from sources import catalog
-from sources.base import NotPublishedError, SourceError
+from sources.base import SourceError, published_months
 from sources.regions import band_means, band_weights
 from sources.validation import validate_reanalysis
 
@@ -218,11 +218,7 @@ class CdsReanalysisSource:
         return hits[0]
 
     def read_months(self, months: list[dt.date]) -> pl.DataFrame:
-        wanted = sorted({catalog.month_start(m) for m in months})
-        latest = self.latest_month()
-        late = [m for m in wanted if m > latest]
-        if late:
-            raise NotPublishedError(self.name, late[0], latest)
+        wanted = published_months(self.name, months, self.latest_month())
         fields = self._scan()
         days = np.array([catalog.days_in_month(m) for m in wanted], dtype=float)
         columns: dict[str, np.ndarray] = {}

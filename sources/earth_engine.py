@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from sources import catalog
-from sources.base import NotPublishedError, SourceError
+from sources.base import SourceError, published_months
 from sources.config import ERA5_LAND_DAILY, MISSING_CREDENTIALS, EarthEngineAuth, EarthEngineRequests
 from sources.validation import validate_reanalysis
 
@@ -269,11 +269,7 @@ class EarthEngineReanalysisSource:
         return collection.map(reduce).flatten().select(properties, None, False)
 
     def read_months(self, months: list[dt.date]) -> pl.DataFrame:
-        wanted = sorted({catalog.month_start(m) for m in months})
-        latest = self.latest_month()
-        late = [m for m in wanted if m > latest]
-        if late:
-            raise NotPublishedError(self.name, late[0], latest)
+        wanted = published_months(self.name, months, self.latest_month())
         names = list(catalog.ERA5_LAND_BANDS)
         rows_per_month = catalog.N_BANDS * (31 if self.daily else 1)
         tables = []

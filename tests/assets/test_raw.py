@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import materialize
+from error_chain import error_text
 
 from assets import raw
 from sources.demo import DemoReanalysisSource
@@ -22,15 +23,6 @@ def _month_rows(lake_root, month: str) -> int:
     return duckdb.execute(
         f"select count(*) from read_parquet('{glob}') where month = cast(? as date)", [month]
     ).fetchone()[0]
-
-
-def _error_text(error: BaseException) -> str:
-    texts, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        texts.append(str(error))
-        error = error.__cause__ or error.__context__
-    return " | ".join(texts)
 
 
 def test_partition_materialized_twice_holds_its_rows_once(resources, lake_settings, instance):
@@ -73,7 +65,7 @@ def test_unpublished_month_is_refused_and_never_written(resources, lake_settings
     instance = months_instance("2004-01")
     with pytest.raises(Exception) as error:
         materialize([raw.era5_land_monthly], resources=resources, instance=instance, partition_key="2004-01-01")
-    assert "2004-01 is not published yet (newest published month: 2003-12)" in _error_text(error.value)
+    assert "2004-01 is not published yet (newest published month: 2003-12)" in error_text(error.value)
     assert not (lake_settings.lake_root / "raw" / "era5_land_monthly").exists()
 
 
@@ -98,7 +90,7 @@ def test_bad_month_leaves_the_lake_as_it_was(resources, lake_settings, monkeypat
     monkeypatch.setattr(DemoReanalysisSource, "read_months", corrupted)
     with pytest.raises(Exception) as error:
         materialize([raw.era5_land_monthly], resources=resources, instance=instance, tags=tags)
-    assert "soil_temperature_level_2, band 3, month 2001-02: value is missing" in _error_text(error.value)
+    assert "soil_temperature_level_2, band 3, month 2001-02: value is missing" in error_text(error.value)
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
 
 

@@ -3,11 +3,9 @@
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
+from pool_slots import REPO, hold_a_slot
 
 from dagster_project import lake, settings
 from dagster_project.dbt import canonical_ranges
@@ -260,37 +259,6 @@ def test_perfect_model_validation_reports_its_targets(demo_run):
 
 # --- faults, as an operator meets them ----------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[2]
-HOLDER = textwrap.dedent(
-    f"""
-    import time
-    import dagster as dg
-
-    @dg.asset(pool={WAREHOUSE_POOL!r})
-    def writes_the_warehouse():
-        print("holding", flush=True)
-        time.sleep(600)
-
-    dg.materialize([writes_the_warehouse], instance=dg.DagsterInstance.get())
-    """
-)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
-def _hold_a_slot(env=None, wait=True) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, env=env)
-    if wait:
-        assert holder.stdout.readline().strip() == "holding"
-    return holder
-
 
 def _queued(instance, count: int, timeout: float = 120) -> None:
     """Wait until `count` steps wait in (or hold) the warehouse pool."""
@@ -307,11 +275,11 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     held by a live run says who holds it; Ctrl-C stops the demo, its run ends failed with its
     slot freed, and the live run keeps its own."""
     env = {**os.environ, settings.ENV_LAKE_ROOT: str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-    dead = _hold_a_slot(env)
+    dead = hold_a_slot(env)
     dead.kill()
     dead.wait()
     # a live run queues behind the dead one's slot; it gets the slot once the demo frees it
-    alive = _hold_a_slot(env, wait=False)
+    alive = hold_a_slot(env, wait=False)
     with DagsterInstance.get() as instance:
         _queued(instance, count=2)
     demo = subprocess.Popen(

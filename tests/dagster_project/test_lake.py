@@ -50,7 +50,7 @@ def test_failed_write_leaves_every_partition_as_it_was(tmp_path):
 def test_views_follow_the_lake_and_readers_are_read_only(tmp_path):
     lake.write_partitions_atomic({tmp_path / "raw" / "x" / "2001-01.parquet": _frame(1.0)})
     warehouse = tmp_path / "wh.duckdb"
-    lake.refresh_parquet_view(warehouse, lake.Table("raw", "x"), str(tmp_path / "raw" / "x" / "*.parquet"))
+    lake.refresh_parquet_views(warehouse, {lake.Table("raw", "x"): str(tmp_path / "raw" / "x" / "*.parquet")})
     february = _frame(3.0).with_columns(month=pl.lit(dt.date(2001, 2, 1)))
     lake.write_partitions_atomic({tmp_path / "raw" / "x" / "2001-02.parquet": february})
     with lake.read_only(warehouse) as con:
@@ -69,7 +69,7 @@ def test_reader_of_a_missing_warehouse_says_so(tmp_path):
 
 def test_view_names_are_identifiers(tmp_path):
     with pytest.raises(ValueError, match="identifier"):
-        lake.refresh_parquet_view(tmp_path / "wh.duckdb", lake.Table("raw", "x; drop table y"), "*.parquet")
+        lake.refresh_parquet_views(tmp_path / "wh.duckdb", {lake.Table("raw", "x; drop table y"): "*.parquet"})
 
 
 def _savez(path, **arrays):
@@ -350,7 +350,7 @@ def test_dbt_sources_read_the_layout_globs(tmp_path):
 def test_every_output_view_reads_a_path_of_the_layout_and_an_asset_that_writes_it(tmp_path):
     layout = lake.LakeLayout(tmp_path)
     written = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
-    for view, (owners, description) in lake.OUTPUT_VIEWS.items():
+    for view, (owners, description, _) in lake.OUTPUT_VIEWS.items():
         assert description and set(owners.split()) <= set(lake.LakeLayout.assets()), view
         source = layout.view_source(view)
         if "*" in source:  # a glob: every file it matches is written by one of its owners

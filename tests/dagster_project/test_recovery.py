@@ -4,51 +4,14 @@ marks runs whose process is gone as failed and frees their slots, leaving live r
 
 import datetime as dt
 import os
-import shutil
 import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from dagster import DagsterInstance, DagsterRunStatus
+from pool_slots import REPO, hold_a_slot
 
 from dagster_project.recovery import recover_dead_runs
 from dagster_project.resources import WAREHOUSE_POOL
-
-REPO = Path(__file__).resolve().parents[2]
-
-# A run of this instance whose step holds a slot of the warehouse pool until it is killed.
-HOLDER = textwrap.dedent(
-    f"""
-    import time
-    import dagster as dg
-
-    @dg.asset(pool={WAREHOUSE_POOL!r})
-    def writes_the_warehouse():
-        print("holding", flush=True)
-        time.sleep(600)
-
-    dg.materialize([writes_the_warehouse], instance=dg.DagsterInstance.get())
-    """
-)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A file-based DAGSTER_HOME with the repository's dagster.yaml, as the Makefile installs it."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
-def _hold_a_slot() -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "holding"
-    return holder
 
 
 def _slots(instance) -> list[str]:
@@ -56,7 +19,7 @@ def _slots(instance) -> list[str]:
 
 
 def test_a_killed_run_is_marked_failed_and_its_slot_freed_a_live_one_is_left_alone(home):
-    killed, alive = _hold_a_slot(), None
+    killed, alive = hold_a_slot(), None
     killed.kill()
     killed.wait()
     try:
@@ -73,7 +36,7 @@ def test_a_killed_run_is_marked_failed_and_its_slot_freed_a_live_one_is_left_alo
             assert f"process {killed.pid} no longer exists" in lines[0] and f"of pool {WAREHOUSE_POOL}" in lines[0]
 
             # a run whose process is alive keeps its slot, even when someone recovers meanwhile
-            alive = _hold_a_slot()
+            alive = hold_a_slot()
             live_run = next(run for run in instance.get_runs() if run.run_id != dead_run.run_id)
             assert recover_dead_runs(instance, log=lines.append) == []
             assert instance.get_run_by_id(live_run.run_id).status == DagsterRunStatus.STARTED
@@ -89,7 +52,7 @@ def test_the_instance_turns_on_dagsters_own_slot_release(home, monkeypatch):
     frees the slot a crashed run kept once the configured time has passed."""
     from dagster._daemon.monitoring import concurrency
 
-    holder = _hold_a_slot()
+    holder = hold_a_slot()
     holder.kill()
     holder.wait()
     with DagsterInstance.get() as instance:

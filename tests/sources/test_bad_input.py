@@ -12,6 +12,7 @@ import fake_ee
 import numpy as np
 import pytest
 from dagster import materialize
+from error_chain import error_text
 from generated_files import cds_field, write_cds_netcdf, write_cds_zip, write_cmip5
 from instances import instance_knowing_months
 
@@ -32,15 +33,6 @@ def checksums(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def error_text(error: BaseException) -> str:
-    texts, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        texts.append(str(error))
-        error = error.__cause__ or error.__context__
-    return " | ".join(texts)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +64,12 @@ def run_with(lake: Path, tmp_path: Path, sources_yaml: str, asset, **run) -> str
             materialize([asset], resources=resources, instance=KNOWN_MONTHS, **run)
     assert checksums(lake / "data") == before
     return error_text(failed.value)
+
+
+def run_table(lake: Path, tmp_path: Path, header: list[str], rows: list[list[str]]) -> str:
+    """`run_with` the published band table `rows` as the rcp45 run of the climate model."""
+    sources_yaml = table_yaml(write_table(tmp_path / "rcp45.csv", header, rows))
+    return run_with(lake, tmp_path, sources_yaml, raw.cmip5_monthly, partition_key="rcp45")
 
 
 def cds_yaml(*paths: Path) -> str:
@@ -133,13 +131,7 @@ def test_a_unit_that_cannot_be_right(lake, tmp_path):
 def test_duplicated_month(lake, tmp_path):
     header, rows = published_rows()
     rows.append(list(rows[14]))  # band_3 of 2021-03 once more
-    text = run_with(
-        lake,
-        tmp_path,
-        table_yaml(write_table(tmp_path / "rcp45.csv", header, rows)),
-        raw.cmip5_monthly,
-        partition_key="rcp45",
-    )
+    text = run_table(lake, tmp_path, header, rows)
     assert "rcp45.csv" in text and "band 2, month 2021-03: duplicate month" in text
 
 
@@ -176,13 +168,7 @@ def test_unknown_band_name(lake, tmp_path):
     header, rows = published_rows()
     band = header.index("band")
     rows[20][band] = "band_7"
-    text = run_with(
-        lake,
-        tmp_path,
-        table_yaml(write_table(tmp_path / "rcp45.csv", header, rows)),
-        raw.cmip5_monthly,
-        partition_key="rcp45",
-    )
+    text = run_table(lake, tmp_path, header, rows)
     assert "rcp45.csv: unknown band name 'band_7', month 2021-04; expected band_1..band_6" in text
 
 
@@ -205,13 +191,7 @@ def test_wrong_band_count(lake, tmp_path):
     header, rows = published_rows()
     band = header.index("band")
     rows = [row for i, row in enumerate(rows) if not (i // 6 == 7 and row[band] == "band_6")]  # 2021-08 loses band 5
-    text = run_with(
-        lake,
-        tmp_path,
-        table_yaml(write_table(tmp_path / "rcp45.csv", header, rows)),
-        raw.cmip5_monthly,
-        partition_key="rcp45",
-    )
+    text = run_table(lake, tmp_path, header, rows)
     assert "rcp45.csv" in text and "month 2021-08: 5 bands, expected 6" in text
 
 
@@ -220,13 +200,7 @@ def test_text_in_a_numeric_column(lake, tmp_path):
     header, rows = published_rows()
     column = header.index("temperature_2m")
     rows[9][column] = "n/a"  # 2021-02, band_4
-    text = run_with(
-        lake,
-        tmp_path,
-        table_yaml(write_table(tmp_path / "rcp45.csv", header, rows)),
-        raw.cmip5_monthly,
-        partition_key="rcp45",
-    )
+    text = run_table(lake, tmp_path, header, rows)
     assert "rcp45.csv: variable tas (column 'temperature_2m'), band 3, month 2021-02: 'n/a' is not a number" in text
 
 

@@ -70,6 +70,18 @@ def _mart(config) -> pl.DataFrame:
         return pl.from_arrow(con.sql("select * from marts.fct_band_month_features order by all").to_arrow_table())
 
 
+def _run_month(config, selection, month: str, resources=None):
+    """One monthly partition of `selection`, as Dagster runs it; failures are returned, not raised."""
+    return materialize(
+        EVERYTHING,
+        instance=MONTHS,
+        selection=selection,
+        resources=resources or build_resources(config),
+        partition_key=month,
+        raise_on_error=False,
+    )
+
+
 def _error_text(result) -> str:
     return "\n".join(step_failures(result).values())
 
@@ -88,14 +100,7 @@ def test_a_duplicated_raw_row_is_refused_not_summed(lake):
 
     # a monthly partition run in Dagster (whose dbt selection holds only the mart) is refused too,
     # naming band, month and both files
-    run = materialize(
-        EVERYTHING,
-        instance=MONTHS,
-        selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
-        resources=build_resources(config),
-        partition_key="2001-03-01",
-        raise_on_error=False,
-    )
+    run = _run_month(config, AssetSelection.assets("fct_band_month_features", "trained_on_history"), "2001-03-01")
     assert not run.success
     error = _error_text(run)
     assert "stg_era5_land__monthly refuses duplicated raw rows (6 key(s) of (band, month, date)" in error
@@ -115,14 +120,7 @@ def test_a_monthly_run_replaces_every_row_of_its_window(lake):
     before = _mart(config)
     assert before.filter(pl.col("month") == dt.date(2001, 4, 1)).height == 6
 
-    run = materialize(
-        EVERYTHING,
-        instance=MONTHS,
-        selection=AssetSelection.assets("fct_band_month_features", "trained_on_history"),
-        resources=build_resources(config),
-        partition_key="2001-04-01",
-        raise_on_error=False,
-    )
+    run = _run_month(config, AssetSelection.assets("fct_band_month_features", "trained_on_history"), "2001-04-01")
     after = _mart(config)
     april = after.filter(pl.col("month") == dt.date(2001, 4, 1))
     assert sorted(april["band"].to_list()) == [0, 1, 2, 4, 5]  # the vanished row is gone from the mart
@@ -163,13 +161,7 @@ def test_a_landed_month_shows_in_the_raw_view_and_dbt_waits_for_a_reader(lake):
     resources = build_resources(config)
     reader = _reader(config.warehouse_path, seconds=120)  # raw assets do not care: they never open it
     try:
-        assert materialize(
-            EVERYTHING,
-            instance=MONTHS,
-            selection=["era5_land_monthly"],
-            resources=resources,
-            partition_key="2001-07-01",
-        ).success
+        assert _run_month(config, ["era5_land_monthly"], "2001-07-01", resources).success
     finally:
         reader.kill()
         reader.wait()
@@ -181,13 +173,7 @@ def test_a_landed_month_shows_in_the_raw_view_and_dbt_waits_for_a_reader(lake):
 
     reader = _reader(config.warehouse_path, seconds=2)  # lets go within the wait
     try:
-        run = materialize(
-            EVERYTHING,
-            instance=MONTHS,
-            selection=["fct_band_month_features"],
-            resources=resources,
-            partition_key="2001-07-01",
-        )
+        run = _run_month(config, ["fct_band_month_features"], "2001-07-01", resources)
     finally:
         reader.kill()
         reader.wait()
@@ -199,14 +185,7 @@ def test_dbt_gives_up_on_a_reader_that_holds_on_and_names_it(lake):
     config = _config(lake, **{settings.ENV_WAREHOUSE_LOCK_WAIT: "1"})
     reader = _reader(config.warehouse_path, seconds=120)
     try:
-        run = materialize(
-            EVERYTHING,
-            instance=MONTHS,
-            selection=["fct_band_month_features"],
-            resources=build_resources(config),
-            partition_key="2001-06-01",
-            raise_on_error=False,
-        )
+        run = _run_month(config, ["fct_band_month_features"], "2001-06-01")
     finally:
         reader.kill()
         reader.wait()
