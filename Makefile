@@ -4,6 +4,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Installed packages are compiled to bytecode once, by uv. Where PYTHONDONTWRITEBYTECODE is set
+# (CI images, this project's machines) Python otherwise compiles dbt, dagster and the rest from
+# source in every process: 1.4 s of every dbt command, 4 s of loading the definitions.
+export UV_COMPILE_BYTECODE ?= 1
 # Recursive (=) so it is looked up again after `env` has installed uv.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
