@@ -10,12 +10,17 @@ raw schema; ocean NaN) under /tmp, then times, best of N:
 - warm:    the same with the weights already computed for this grid (every later run in the
            process, or with `weights_cache` configured, every later process).
 
-    .venv/bin/python benchmarks/sources_benchmark.py [--repeats 5] [--step 0.1]
+`--stages` adds where the warm read's time goes (the stage functions timed with
+`time.perf_counter`, best of the repeats; a separate run, not part of the timings above).
+
+    .venv/bin/python benchmarks/sources_benchmark.py [--repeats 5] [--step 0.1] [--stages]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import datetime as dt
 import statistics
 import sys
@@ -28,7 +33,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sources import catalog, regions
+from sources import catalog, cds, regions
 from sources.cds import ACCUMULATED, CdsReanalysisSource
 from sources.config import CdsReanalysisConfig
 
@@ -83,10 +88,56 @@ def best(function, repeats: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+@contextlib.contextmanager
+def stage_clock(totals: dict[str, float]):
+    """Time the stages of `CdsReanalysisSource.read_months` while inside (patched, then restored)."""
+    stages = [
+        (cds.CdsReanalysisSource, "_open", "open the file (xr.open_dataset)"),
+        (cds._Field, "read", "read the 16 variables"),
+        (cds, "band_weights", "band weights (lookup)"),
+        (cds, "band_means", "band means"),
+        (cds, "validate_reanalysis", "validate the rows"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in stages]
+
+    def timed(function, label):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - start
+
+        return wrapper
+
+    try:
+        for (owner, name, label), (_, _, function) in zip(stages, originals, strict=True):
+            setattr(owner, name, timed(function, label))
+        yield
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+
+
+def stage_times(read, repeats: int) -> dict[str, float]:
+    """Per stage, the time in the fastest of `repeats` warm reads; the rest is scanning,
+    locating months, unit conversion on the means and building the frame."""
+    runs = []
+    for _ in range(repeats):
+        totals: dict[str, float] = collections.defaultdict(float)
+        with stage_clock(totals):
+            start = time.perf_counter()
+            read()
+            total = time.perf_counter() - start
+        runs.append({**totals, "rest (scan, locate, units, frame)": total - sum(totals.values()), "total": total})
+    return min(runs, key=lambda run: run["total"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--step", type=float, default=0.1, help="grid spacing in degrees")
+    parser.add_argument("--stages", action="store_true", help="also time the stages of the warm read")
     args = parser.parse_args()
     months = [dt.date(2020, m, 1) for m in range(1, 13)]
     with tempfile.TemporaryDirectory(prefix="sources_benchmark_", dir="/tmp") as folder:
@@ -115,13 +166,21 @@ def main() -> None:
         load_best, load_median = best(load, args.repeats)
         cold_best, cold_median = best(reduce_cold, args.repeats)
         warm_best, warm_median = best(reduce_warm, args.repeats)
+        stages = stage_times(reduce_warm, args.repeats) if args.stages else None
 
     print(f"grid {n_lat} x {n_lon} ({args.step} deg), 12 months x {len(UNITS)} variables, file {size_mb:.1f} MB")
     print(f"accumulated variables x days in month: {', '.join(ACCUMULATED)}")
-    print(f"{'':22s}{'best s':>9s}{'median s':>10s}{'ratio (best)':>14s}")
-    print(f"{'xarray load':22s}{load_best:9.3f}{load_median:10.3f}{1.0:14.2f}")
-    print(f"{'reduce, cold weights':22s}{cold_best:9.3f}{cold_median:10.3f}{cold_best / load_best:14.2f}")
-    print(f"{'reduce, warm weights':22s}{warm_best:9.3f}{warm_median:10.3f}{warm_best / load_best:14.2f}")
+    print(f"{'':22s}{'best s':>9s}{'median s':>10s}{'ratio (best)':>14s}{'ratio (median)':>16s}")
+    for label, (fastest, middle) in {
+        "xarray load": (load_best, load_median),
+        "reduce, cold weights": (cold_best, cold_median),
+        "reduce, warm weights": (warm_best, warm_median),
+    }.items():
+        print(f"{label:22s}{fastest:9.3f}{middle:10.3f}{fastest / load_best:14.2f}{middle / load_median:16.2f}")
+    if stages:
+        print("warm read by stage (fastest of the repeats, each stage timed in it):")
+        for label, seconds in stages.items():
+            print(f"  {label:36s}{seconds * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def _unit_key(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def to_raw_units(short: str, values: np.ndarray, unit: str | None, where: str) -> np.ndarray:
+def raw_unit_conversion(short: str, unit: str | None, where: str) -> tuple[float, float]:
+    """(factor, offset) from the file's `unit` to the raw unit of `short`; an error naming the
+    file and variable when the unit is absent or cannot be right for it."""
     known = UNITS[short]
     if unit is None:
         raise SourceError(f"{where}: variable {short} has no units attribute; expected one of {sorted(known)}")
@@ -65,8 +67,15 @@ def to_raw_units(short: str, values: np.ndarray, unit: str | None, where: str) -
         raise SourceError(
             f"{where}: variable {short} is in {unit!r}, which cannot be right for it; expected one of {sorted(known)}"
         )
-    factor, offset = factor_offset
-    return values * factor + offset
+    return factor_offset
+
+
+@dataclass
+class _Grid:
+    """The latitude and longitude of one dataset, shared by its variables."""
+
+    lat: np.ndarray
+    lon: np.ndarray
 
 
 @dataclass
@@ -76,6 +85,23 @@ class _Field:
     path: str
     data: object  # xarray.DataArray (valid_time, latitude, longitude)
     months: list[dt.date]
+    grid: _Grid
+
+    def read(self, short: str, indices: list[int]) -> np.ndarray:
+        """The time steps `indices` (time, lat, lon) in the file's own float type (float32 stays
+        float32: the band sums are float64, a float64 copy of the field would only cost time)."""
+        data = self.data
+        if indices == list(range(indices[0], indices[-1] + 1)):
+            # a run of months: a slice, which the backends read in one piece
+            whole = indices[0] == 0 and len(indices) == data.shape[0]
+            selection = data if whole else data.isel(valid_time=slice(indices[0], indices[-1] + 1))
+        else:
+            selection = data.isel(valid_time=indices)
+        try:
+            values = np.asarray(selection.values)
+        except Exception as error:
+            raise SourceError(f"{self.path}: cannot read variable {short}: {error}") from None
+        return values if values.dtype.kind == "f" else values.astype(np.float64)
 
 
 def _month_of(stamp: np.datetime64) -> dt.date:
@@ -104,7 +130,10 @@ class CdsReanalysisSource:
         import xarray as xr
 
         try:
-            return [xr.open_dataset(path, engine="netcdf4" if path.suffix != ".h5" else "h5netcdf")]
+            # cache=False: a read is not kept in the dataset (this source may live long and be
+            # asked for many months); each read_months reads the file afresh
+            engine = "netcdf4" if path.suffix != ".h5" else "h5netcdf"
+            return [xr.open_dataset(path, engine=engine, cache=False)]
         except Exception as error:  # netCDF4/HDF5 raise OSError, RuntimeError or ValueError
             raise SourceError(f"{label}: cannot read this netCDF file (truncated or not netCDF?): {error}") from None
 
@@ -113,7 +142,7 @@ class CdsReanalysisSource:
 
         try:
             # one dataset per GRIB step type / level type; no index file beside the data
-            return cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""})
+            return cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""}, cache=False)
         except Exception as error:
             raise SourceError(f"{label}: cannot read this GRIB file: {error}") from None
 
@@ -189,9 +218,13 @@ class CdsReanalysisSource:
                         if month in seen:
                             raise SourceError(f"{label}: month {month:%Y-%m} appears twice (a monthly-means file?)")
                         seen.add(month)
+                    grid = None  # the variables of one dataset share its coordinates
                     for name in dataset.data_vars:
                         if name in fields:
-                            fields[name].append(_Field(label, dataset[name], months))
+                            data = dataset[name]
+                            if grid is None:
+                                grid = _Grid(data["latitude"].values, data["longitude"].values)
+                            fields[name].append(_Field(label, data, months, grid))
         self._fields = fields
         return fields
 
@@ -223,30 +256,49 @@ class CdsReanalysisSource:
         days = np.array([catalog.days_in_month(m) for m in wanted], dtype=float)
         columns: dict[str, np.ndarray] = {}
         labels = [f"month {m:%Y-%m}" for m in wanted]
+        files_label = self._files_label()
+        grid_weights: dict[int, object] = {}  # per grid of this read: the band weights
         for short, band_name in catalog.ERA5_LAND_CDS_NAMES.items():
             if not fields[short]:
-                raise SourceError(f"{self._files_label()}: variable {short} ({band_name}) is missing")
+                raise SourceError(f"{files_label}: variable {short} ({band_name}) is missing")
             located = [self._locate(short, month) for month in wanted]
-            first = located[0][0].data
-            lat = first["latitude"].values
-            lon = first["longitude"].values
-            weights = band_weights(lat, lon, where=located[0][0].path, cache_dir=self.weights_cache)
-            stack = np.empty((len(wanted), lat.size, lon.size))
+            first = located[0][0]
+            grid = first.grid
+            if id(grid) not in grid_weights:
+                grid_weights[id(grid)] = band_weights(
+                    grid.lat, grid.lon, where=first.path, cache_dir=self.weights_cache
+                )
+            weights = grid_weights[id(grid)]
             by_field: dict[int, tuple[_Field, list[int], list[int]]] = {}
             for position, (field, index) in enumerate(located):
                 by_field.setdefault(id(field), (field, [], []))
                 by_field[id(field)][1].append(index)
                 by_field[id(field)][2].append(position)
+            # units checked before anything is read; converted on the band means (a mean of
+            # factor x value + offset is factor x mean + offset), not on every grid cell
+            factor = np.ones(len(wanted))
+            offset = np.zeros(len(wanted))
+            parts = []
             for field, indices, positions in by_field.values():  # one read per file and variable
-                data = field.data
-                if not (np.array_equal(data["latitude"].values, lat) and np.array_equal(data["longitude"].values, lon)):
-                    raise SourceError(f"{field.path}: variable {short} is on another grid than in {located[0][0].path}")
-                try:
-                    values = np.asarray(data.isel(valid_time=indices).values, dtype=np.float64)
-                except Exception as error:
-                    raise SourceError(f"{field.path}: cannot read variable {short}: {error}") from None
-                stack[positions] = to_raw_units(short, values, data.attrs.get("units"), field.path)
-            means = band_means(stack, weights, self._files_label(), short, labels)
+                if field.grid is not grid and not (
+                    np.array_equal(field.grid.lat, grid.lat) and np.array_equal(field.grid.lon, grid.lon)
+                ):
+                    raise SourceError(f"{field.path}: variable {short} is on another grid than in {first.path}")
+                factor[positions], offset[positions] = raw_unit_conversion(
+                    short, field.data.attrs.get("units"), field.path
+                )
+                parts.append((field.read(short, indices), positions))
+            if len(parts) == 1 and parts[0][1] == list(range(len(wanted))):
+                stack = parts[0][0]
+            else:
+                stack = np.empty(
+                    (len(wanted), grid.lat.size, grid.lon.size), dtype=np.result_type(*(v for v, _ in parts))
+                )
+                for values, positions in parts:
+                    stack[positions] = values
+            means = band_means(stack, weights, files_label, short, labels)
+            if (factor != 1.0).any() or (offset != 0.0).any():
+                means = means * factor[:, None] + offset[:, None]
             if short in ACCUMULATED:
                 means = means * days[:, None]  # mean of daily totals -> monthly total
             columns[band_name] = means.reshape(-1)
@@ -257,4 +309,4 @@ class CdsReanalysisSource:
                 **{name: pl.Series(name, columns[name], dtype=pl.Float64) for name in catalog.ERA5_LAND_BANDS},
             }
         )
-        return validate_reanalysis(frame, wanted, f"{self.name} {self._files_label()}")
+        return validate_reanalysis(frame, wanted, f"{self.name} {files_label}")

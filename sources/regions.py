@@ -16,7 +16,7 @@ import hashlib
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +42,41 @@ class BandWeights:
     method: str  # "fractional" | "cell centre"
     cells: np.ndarray  # flat positions (in the cut grid) of the cells that weigh in some band
     matrix: np.ndarray  # (band, cells) weights of those cells, each band's row contiguous
+    # band b's non-zero weights all lie in matrix[b, start:stop] (a band is a run of grid rows,
+    # so of `cells`): a band's sum touches its own cells only, not the other five bands'
+    spans: np.ndarray  # (N_BANDS, 2) start, stop
+    grid_shape: tuple[int, int] | None = None  # (n_lat, n_lon) of the whole grid `positions` index
+    positions: np.ndarray | None = None  # flat positions of `cells` in that whole grid
+
+
+def _spans(matrix: np.ndarray) -> np.ndarray:
+    spans = np.zeros((catalog.N_BANDS, 2), dtype=np.intp)
+    for band, row in enumerate(matrix > 0):
+        nonzero = np.flatnonzero(row)
+        if nonzero.size:
+            spans[band] = nonzero[0], nonzero[-1] + 1
+    return spans
 
 
 def _weights(lat_index, lon_index, weights: np.ndarray, method: str) -> BandWeights:
     flat = weights.reshape(catalog.N_BANDS, -1)
     cells = np.flatnonzero(flat.sum(axis=0) > 0)
-    return BandWeights(lat_index, lon_index, weights, method, cells, np.ascontiguousarray(flat[:, cells]))
+    matrix = np.ascontiguousarray(flat[:, cells])
+    return BandWeights(lat_index, lon_index, weights, method, cells, matrix, _spans(matrix))
+
+
+def _on_grid(weights: BandWeights, grid_shape: tuple[int, int]) -> BandWeights:
+    """The same weights with the whole grid's flat position of every weighted cell."""
+    rows = np.arange(grid_shape[0])[weights.lat_index]
+    n_lon_cut = weights.lon_index.size
+    positions = rows[weights.cells // n_lon_cut] * grid_shape[1] + weights.lon_index[weights.cells % n_lon_cut]
+    return replace(weights, grid_shape=tuple(grid_shape), positions=positions)
+
+
+def _grid_positions(weights: BandWeights, grid_shape: tuple[int, int]) -> np.ndarray:
+    if weights.positions is not None and weights.grid_shape == tuple(grid_shape):
+        return weights.positions
+    return _on_grid(weights, grid_shape).positions
 
 
 def _per_band(values: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -158,7 +187,7 @@ def band_weights(
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         stored = _MEMORY[key]
-        return BandWeights(lat_index, lon_index, stored.weights, stored.method, stored.cells, stored.matrix)
+        return _on_grid(replace(stored, lat_index=lat_index, lon_index=lon_index), (lat.size, lon.size))
     cached = Path(cache_dir) / f"band_weights_{key}.npz" if cache_dir else None
     if cached is not None and cached.is_file():
         stored = np.load(cached, allow_pickle=False)
@@ -180,7 +209,7 @@ def band_weights(
     _MEMORY[key] = result
     while len(_MEMORY) > _MEMORY_SIZE:
         _MEMORY.popitem(last=False)
-    return result
+    return _on_grid(result, (lat.size, lon.size))
 
 
 def band_means(
@@ -195,29 +224,65 @@ def band_means(
     Missing cells carry no weight. A band with no valid cell at some time, or with fewer valid
     cells at one time than at others (a hole in the field, not the fixed land mask), is an error
     naming the variable, band and time (`labels`, e.g. months).
+
+    Float32 fields stay float32 until the weighted sums, which are float64.
     """
     values = np.asarray(values)
     if values.ndim == 2:
         values = values[None]
-    rows = np.arange(values.shape[1])[weights.lat_index]
-    n_lon_cut = weights.lon_index.size
-    # the grid positions of the cells that count, taken in one step (no copy of the cut grid)
-    positions = rows[weights.cells // n_lon_cut] * values.shape[2] + weights.lon_index[weights.cells % n_lon_cut]
-    flat = values.reshape(values.shape[0], -1).take(positions, axis=1).astype(np.float64, copy=False)
-    matrix = weights.matrix
-    valid = ~np.isnan(flat)
-    numerator = _per_band(np.where(valid, flat, 0.0), matrix)
-    if (valid == valid[:1]).all():  # the usual case: the same land cells at every time
-        denominator = np.broadcast_to(_per_band(valid[:1].astype(np.float64), matrix), numerator.shape)
-    else:
-        denominator = _per_band(valid.astype(np.float64), matrix)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
     label = (lambda t: labels[t]) if labels is not None else (lambda t: f"time index {t}")
+    positions = _grid_positions(weights, values.shape[1:])
+    flat = values.reshape(values.shape[0], -1)
+    missing = np.isnan(flat)
+    if flat.shape[0] and (missing == missing[:1]).all():
+        # the usual case: the same cells (the ocean) missing at every time, so a band's valid
+        # weight is the same at every time and there can be no hole
+        return _fixed_mask_means(flat, missing[0], positions, weights, where, variable, label)
+    return _changing_mask_means(flat, positions, weights, where, variable, label)
+
+
+def _no_valid_cell(where: str, variable: str, band: int, label) -> SourceError:
+    return SourceError(f"{where}: variable {variable}, band {band}, {label(0)}: no valid cell in the band (all NaN)")
+
+
+def _fixed_mask_means(
+    flat: np.ndarray, missing: np.ndarray, positions: np.ndarray, weights: BandWeights, where: str, variable: str, label
+) -> np.ndarray:
+    """Means when `missing` (grid cells) is the missing set at every time: only the valid
+    weighted cells are read, and each band's sum runs over its own span of them."""
+    valid = ~missing[positions]  # (cells,)
+    data = flat.take(positions[valid], axis=1)  # (time, valid cells), no NaN by construction
+    kept_before = np.zeros(valid.size + 1, dtype=np.intp)
+    np.cumsum(valid, out=kept_before[1:])
+    means = np.empty((flat.shape[0], catalog.N_BANDS))
+    for band, (start, stop) in enumerate(weights.spans):
+        band_weights_ = weights.matrix[band, start:stop][valid[start:stop]]
+        total = band_weights_.sum()
+        if not total > 0:
+            raise _no_valid_cell(where, variable, band, label)
+        # einsum's own loop, not BLAS (see `_per_band`); float32 values x float64 weights
+        # are summed in float64
+        part = data[:, kept_before[start] : kept_before[stop]]
+        means[:, band] = np.einsum("tc,c->t", part, band_weights_) / total
+    return means
+
+
+def _changing_mask_means(
+    flat: np.ndarray, positions: np.ndarray, weights: BandWeights, where: str, variable: str, label
+) -> np.ndarray:
+    """Means when the missing cells differ between times: each time with its own valid weight;
+    a band missing part of its weight at some time (a hole) is an error."""
+    data = flat.take(positions, axis=1).astype(np.float64, copy=False)
+    matrix = weights.matrix
+    valid = ~np.isnan(data)
+    numerator = _per_band(np.where(valid, data, 0.0), matrix)
+    denominator = _per_band(valid.astype(np.float64), matrix)
     full = denominator.max(axis=0)
     for band in range(catalog.N_BANDS):
         if full[band] <= 0:
-            raise SourceError(
-                f"{where}: variable {variable}, band {band}, {label(0)}: no valid cell in the band (all NaN)"
-            )
+            raise _no_valid_cell(where, variable, band, label)
     # the worst hole first: a band that is all NaN at some time before a band missing an edge
     missing = 1.0 - denominator / full
     if (missing > 1e-9).any():

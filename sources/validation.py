@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import polars as pl
 
 from sources import catalog
@@ -166,14 +167,46 @@ def validate_reanalysis(
         pl.col("date").cast(pl.Date),
         *[pl.col(name).cast(pl.Float64) for name in catalog.ERA5_LAND_BANDS],
     )
-    bad_band = frame.filter(~pl.col("band").is_in(list(range(catalog.N_BANDS))))
-    if bad_band.height:
-        raise SourceError(f"{where}: {_describe(_first_row(bad_band))}: band index outside 0..{catalog.N_BANDS - 1}")
-    _check_days(frame, where, time_step)
-    per_month = frame.select("band", "month").unique()
-    _check_bands_and_months(per_month, where, [catalog.month_start(m) for m in months])
-    _check_values(frame, ERA5_LAND_RANGES, catalog.ERA5_LAND_UNITS, where)
+    expected = [catalog.month_start(m) for m in months]
+    if not (time_step == "month" and _clean_monthly(frame, expected)):
+        # something is wrong (or a daily frame): the checks one by one, to name the first fault
+        bad_band = frame.filter(~pl.col("band").is_in(list(range(catalog.N_BANDS))))
+        if bad_band.height:
+            raise SourceError(
+                f"{where}: {_describe(_first_row(bad_band))}: band index outside 0..{catalog.N_BANDS - 1}"
+            )
+        _check_days(frame, where, time_step)
+        per_month = frame.select("band", "month").unique()
+        _check_bands_and_months(per_month, where, expected)
+        _check_values(frame, ERA5_LAND_RANGES, catalog.ERA5_LAND_UNITS, where)
     return frame.sort("date", "band")
+
+
+_ERA5_LOW = np.array([low for low, _ in ERA5_LAND_RANGES.values()])
+_ERA5_HIGH = np.array([high for _, high in ERA5_LAND_RANGES.values()])
+
+
+def _clean_monthly(frame: pl.DataFrame, expected: list[dt.date]) -> bool:
+    """True when a monthly ERA5-Land frame (canonical columns and types) passes every check of
+    `validate_reanalysis` at once, in a few vectorised steps: no null, bands 0..5, `date` equal
+    to `month`, every (band, month) of `expected` exactly once and no other, every value finite
+    and in its plausible range. False says only that the detailed checks must find the fault."""
+    if frame.height != catalog.N_BANDS * len(expected) or any(frame.null_count().row(0)):
+        return False
+    band = frame["band"].to_numpy()
+    month = frame["month"].to_numpy()
+    if not ((band >= 0) & (band < catalog.N_BANDS)).all() or not (frame["date"].to_numpy() == month).all():
+        return False
+    wanted = np.array(expected, dtype="datetime64[D]")
+    index = np.searchsorted(wanted, month) if (np.diff(wanted) > np.timedelta64(0)).all() else None
+    if index is None or not (wanted[np.minimum(index, wanted.size - 1)] == month).all():
+        return False
+    # rows = N_BANDS x months, every month expected and every band valid: all pairs present iff unique
+    pairs = index * catalog.N_BANDS + band
+    if np.unique(pairs).size != frame.height:
+        return False
+    values = frame.select(list(ERA5_LAND_RANGES)).to_numpy()
+    return bool((np.isfinite(values) & (values >= _ERA5_LOW) & (values <= _ERA5_HIGH)).all())
 
 
 def validate_cmip5(frame: pl.DataFrame, experiment: str, where: str, absent: Iterable[str] = ()) -> pl.DataFrame:

@@ -6,12 +6,22 @@ import numpy as np
 import polars as pl
 import pytest
 import xarray as xr
-from generated_files import CDS_BASE, cds_dataset, write_cds_grib, write_cds_netcdf, write_cds_zip
+from generated_files import (
+    CDS_BASE,
+    CDS_LAT,
+    CDS_LON,
+    cds_dataset,
+    cds_field,
+    write_cds_grib,
+    write_cds_netcdf,
+    write_cds_zip,
+)
 
 from sources import catalog
-from sources.base import NotPublishedError
+from sources.base import NotPublishedError, SourceError
 from sources.cds import ACCUMULATED, CdsReanalysisSource
 from sources.config import CdsReanalysisConfig
+from sources.regions import band_weights
 
 MONTHS = [dt.date(2020, m, 1) for m in (1, 2, 3)]
 
@@ -90,3 +100,62 @@ def test_units_are_checked_and_converted(tmp_path):
     _, kelvin = read(write_cds_netcdf(tmp_path / "kelvin.nc", MONTHS))
     np.testing.assert_allclose(frame["temperature_2m"].to_numpy(), kelvin["temperature_2m"].to_numpy(), rtol=1e-6)
     assert isinstance(dataset, xr.Dataset)
+
+
+def plain_band_means(values: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(time, band): xarray's weighted mean of each band's weights over the cells not NaN at
+    that time, in float64, written the obvious way (no fast path)."""
+    weights = band_weights(lat, lon)
+    cut = np.asarray(values, dtype=np.float64)[:, weights.lat_index][:, :, weights.lon_index]
+    field = xr.DataArray(cut, dims=("time", "lat", "lon"))
+    return np.stack(
+        [
+            field.weighted(xr.DataArray(weights.weights[band], dims=("lat", "lon"))).mean(("lat", "lon")).values
+            for band in range(catalog.N_BANDS)
+        ],
+        axis=1,
+    )
+
+
+def test_band_means_over_a_land_gap_and_two_files_in_two_units_match_a_plain_computation(tmp_path):
+    """The reader's fast path (float32 read, valid cells only, units converted on the means)
+    against the plain weighted mean of the values as stored, converted cell by cell."""
+    lat2, lon2 = np.meshgrid(CDS_LAT, CDS_LON, indexing="ij")
+    gap = np.logical_and(lat2 == 64.0, np.abs(lon2 + 153.0) <= 2.0)  # land, inside band 2, NaN at every time
+    fields = {name: cds_field(name, MONTHS) for name in catalog.ERA5_LAND_CDS_NAMES}
+    for values in fields.values():
+        values[:, gap] = np.nan
+    first = cds_dataset(MONTHS[:2], fields={name: values[:2] for name, values in fields.items()})
+    second = cds_dataset(MONTHS[2:], fields={name: values[2:] for name, values in fields.items()})
+    second["t2m"] = second["t2m"] - 273.15  # March in degC, January and February in K
+    second["t2m"].attrs["units"] = "degC"
+    second["tp"] = second["tp"] * 1000.0  # March in mm
+    second["tp"].attrs["units"] = "mm"
+    first.to_netcdf(tmp_path / "jan_feb.nc")
+    second.to_netcdf(tmp_path / "mar.nc")
+    _, frame = read(tmp_path / "jan_feb.nc", tmp_path / "mar.nc")
+
+    with xr.open_dataset(tmp_path / "jan_feb.nc") as a, xr.open_dataset(tmp_path / "mar.nc") as b:
+        stored = {name: (a[name].values, b[name].values) for name in catalog.ERA5_LAND_CDS_NAMES}
+    days = np.array([catalog.days_in_month(m) for m in MONTHS], dtype=float)[:, None]
+    for short, name in catalog.ERA5_LAND_CDS_NAMES.items():
+        january_february, march = (part.astype(np.float64) for part in stored[short])
+        if short == "t2m":
+            march = march + 273.15
+        if short == "tp":
+            march = march * 0.001
+        expected = plain_band_means(np.concatenate([january_february, march]), CDS_LAT, CDS_LON)
+        if short in ACCUMULATED:
+            expected = expected * days
+        np.testing.assert_allclose(frame[name].to_numpy().reshape(len(MONTHS), -1), expected, rtol=1e-12, err_msg=name)
+    # the gap is excluded, not read as zero: band 2 of t2m stays a plausible temperature
+    assert frame["temperature_2m"].min() > 240.0
+
+
+def test_a_nan_in_one_month_of_one_variable_is_named(tmp_path):
+    values = cds_field("stl3", MONTHS)
+    lat2, lon2 = np.meshgrid(CDS_LAT, CDS_LON, indexing="ij")
+    values[2, (lat2 == 68.0) & (lon2 == -150.0)] = np.nan  # one land cell of band 4, March only
+    path = write_cds_netcdf(tmp_path / "hole.nc", MONTHS, fields={"stl3": values})
+    with pytest.raises(SourceError, match=r"hole.nc: variable stl3, band 4, month 2020-03: .*% of the band's weight"):
+        read(path)

@@ -87,6 +87,48 @@ def test_gap_in_requested_months_is_an_error():
         validate_reanalysis(frame, MONTHS, "test")
 
 
+def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame as validate_reanalysis hands it to its checks (date added, columns cast)."""
+    if "date" not in frame.columns:
+        frame = frame.with_columns(pl.col("month").alias("date"))
+    return frame.select(
+        pl.col("band").cast(pl.Int32),
+        pl.col("month").cast(pl.Date),
+        pl.col("date").cast(pl.Date),
+        *[pl.col(name).cast(pl.Float64) for name in catalog.ERA5_LAND_BANDS],
+    )
+
+
+BAD_FRAMES = {
+    "nan": lambda f: _set(f, "snowfall_sum", 3, MONTHS[1], float("nan")),
+    "null": lambda f: _set(f, "snowfall_sum", 3, MONTHS[1], None),
+    "infinite": lambda f: _set(f, "surface_sensible_heat_flux_sum", 0, MONTHS[0], float("inf")),
+    "below range": lambda f: _set(f, "volumetric_soil_water_layer_2", 5, MONTHS[2], -0.01),
+    "above range": lambda f: _set(f, "skin_temperature", 1, MONTHS[0], 341.0),
+    "duplicated row, same count": lambda f: pl.concat([f.head(f.height - 1), f.head(1)]),
+    "band 6": lambda f: f.with_columns(pl.when(pl.col("band") == 5).then(6).otherwise(pl.col("band")).alias("band")),
+    "missing month": lambda f: f.filter(pl.col("month") != MONTHS[1]),
+    "extra month": lambda f: pl.concat([f, era5_frame([dt.date(2001, 4, 1)])]),
+    "month not asked, same count": lambda f: f.with_columns(
+        pl.when(pl.col("month") == MONTHS[2]).then(dt.date(2001, 5, 1)).otherwise(pl.col("month")).alias("month")
+    ),
+    "mid-month stamp": lambda f: f.with_columns(pl.col("month").dt.offset_by("14d").alias("date")),
+}
+
+
+@pytest.mark.parametrize("fault", BAD_FRAMES)
+def test_the_one_pass_check_never_passes_what_the_detailed_checks_refuse(fault):
+    """validate_reanalysis skips its checks one by one when one vectorised pass finds the
+    monthly frame clean; each fault must fail that pass and be named by the detailed checks."""
+    from sources.validation import _clean_monthly
+
+    assert _clean_monthly(_canonical(era5_frame()), MONTHS)
+    bad = BAD_FRAMES[fault](era5_frame())
+    assert not _clean_monthly(_canonical(bad), MONTHS)
+    with pytest.raises(SourceError):
+        validate_reanalysis(bad, MONTHS, "test")
+
+
 def test_cmip_gap_is_found_without_being_told_the_months():
     months = catalog.month_range(dt.date(2006, 1, 1), dt.date(2006, 12, 1))
     frame = cmip5_frame(months).filter(pl.col("month") != dt.date(2006, 7, 1))
