@@ -4,10 +4,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-# Installed packages are compiled to bytecode once, by uv. Where PYTHONDONTWRITEBYTECODE is set
-# (CI images, this project's machines) Python otherwise compiles dbt, dagster and the rest from
-# source in every process: 1.4 s of every dbt command, 4 s of loading the definitions.
-export UV_COMPILE_BYTECODE ?= 1
 # Recursive (=) so it is looked up again after `env` has installed uv.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
@@ -22,7 +18,10 @@ help:
 
 env:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@# --compile-bytecode: installed packages are compiled once, here. Where PYTHONDONTWRITEBYTECODE
+	@# is set (CI images, this project's machines) Python would otherwise compile dbt, dagster and
+	@# the rest from source in every process: 1.4 s of every dbt command, 4 s of loading the definitions.
+	@$(UV) sync --frozen --quiet --compile-bytecode
 	@# the dbt manifest (and the partial parse each dbt run reuses) for the lake the environment names
 	@$(RUN) python -c "from dagster_project.dbt import dbt_project; dbt_project()"
 	@$(MAKE) --no-print-directory install-dagster-yaml
