@@ -67,6 +67,21 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
+def _scope_masks(band: np.ndarray, layers: int):
+    """(scope, band, layer, mask over the flattened (n, layers) values) of every scope."""
+    band_of = np.repeat(band.astype(np.int64), layers)
+    layer_of = np.tile(np.arange(layers), len(band))
+    for scope, by_band, by_layer in SCOPE_SPLITS:
+        for band_value in np.unique(band_of) if by_band else [None]:
+            for layer_value in range(layers) if by_layer else [None]:
+                keep = np.ones(band_of.shape, dtype=bool)
+                if band_value is not None:
+                    keep &= band_of == band_value
+                if layer_value is not None:
+                    keep &= layer_of == layer_value
+                yield scope, None if band_value is None else int(band_value), layer_value, keep
+
+
 def evaluation_table(y_true: np.ndarray, y_pred: np.ndarray, band: np.ndarray, model: str) -> pl.DataFrame:
     """RMSE, MAE, R2 and n for ``model`` overall, per band, per layer and per band x layer.
 
@@ -83,32 +98,23 @@ def evaluation_table(y_true: np.ndarray, y_pred: np.ndarray, band: np.ndarray, m
         raise ValueError(f"band has shape {b.shape}, expected ({t.shape[0]},)")
     if t.size == 0:
         raise ValueError("no values to score")
-    n, layers = t.shape
-    band_of = np.repeat(b.astype(np.int64), layers)
-    layer_of = np.tile(np.arange(layers, dtype=np.int64), n)
+    layers = t.shape[1]
     t, p = t.ravel(), p.ravel()
     rows = []
-    for scope, by_band, by_layer in SCOPE_SPLITS:
-        for band_value in np.unique(band_of) if by_band else [None]:
-            for layer_value in range(layers) if by_layer else [None]:
-                keep = np.ones(t.shape, dtype=bool)
-                if band_value is not None:
-                    keep &= band_of == band_value
-                if layer_value is not None:
-                    keep &= layer_of == layer_value
-                truth, pred = t[keep], p[keep]
-                rows.append(
-                    {
-                        "model": model,
-                        "scope": scope,
-                        "band": None if band_value is None else int(band_value),
-                        "layer": layer_value,
-                        "rmse": rmse(truth, pred),
-                        "mae": mae(truth, pred),
-                        "r2": r2(truth, pred),
-                        "n": int(keep.sum()),
-                    }
-                )
+    for scope, band_value, layer_value, keep in _scope_masks(b, layers):
+        truth, pred = t[keep], p[keep]
+        rows.append(
+            {
+                "model": model,
+                "scope": scope,
+                "band": band_value,
+                "layer": layer_value,
+                "rmse": rmse(truth, pred),
+                "mae": mae(truth, pred),
+                "r2": r2(truth, pred),
+                "n": int(keep.sum()),
+            }
+        )
     return pl.DataFrame(rows, schema=TABLE_SCHEMA)
 
 
@@ -138,21 +144,6 @@ TARGET_ARCHITECTURE = 0.10
 TARGET_ENSEMBLE = 0.15
 BOOTSTRAP_DRAWS = 2000
 INTERVAL = (0.05, 0.95)
-
-
-def _scope_masks(band: np.ndarray, layers: int):
-    """(scope, band, layer, mask over the flattened (n, layers) values) of every scope."""
-    band_of = np.repeat(band.astype(np.int64), layers)
-    layer_of = np.tile(np.arange(layers), len(band))
-    for scope, by_band, by_layer in SCOPE_SPLITS:
-        for band_value in np.unique(band_of) if by_band else [None]:
-            for layer_value in range(layers) if by_layer else [None]:
-                keep = np.ones(band_of.shape, dtype=bool)
-                if band_value is not None:
-                    keep &= band_of == band_value
-                if layer_value is not None:
-                    keep &= layer_of == layer_value
-                yield scope, None if band_value is None else int(band_value), layer_value, keep
 
 
 def skill_table(
