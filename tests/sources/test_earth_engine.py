@@ -169,8 +169,9 @@ def test_the_backoff_sequence_log_and_final_error(server, caplog):
     server.failures = ["Too many concurrent aggregations."] * 10
     requests = EarthEngineRequests(max_attempts=5, backoff_seconds=50.0, max_backoff_seconds=120.0)
     caplog.set_level(logging.WARNING, logger="sources.earth_engine")
+    reanalysis = source(sleeps=sleeps, requests=requests)
     with pytest.raises(SourceError) as error:
-        source(sleeps=sleeps, requests=requests).latest_month()
+        reanalysis.latest_month()
     what = f"{ERA5_LAND_MONTHLY} newest image"
     assert str(error.value) == f"{what}: Earth Engine still refuses after 5 attempts: Too many concurrent aggregations."
     assert error.value.__cause__ is None and error.value.__suppress_context__
@@ -183,6 +184,10 @@ def test_the_backoff_sequence_log_and_final_error(server, caplog):
         for attempt, delay in enumerate(expected, start=2)
     ]
     assert len(server.failures) == 5  # five requests, no sixth
+    # giving up drew nothing: the client's next wait continues the same seeded sequence
+    server.failures = ["Quota exceeded."]
+    assert reanalysis.latest_month() == dt.date(2021, 6, 1)
+    assert sleeps[4:] == [50.0 * (1.0 + 0.25 * draws.random())]
 
 
 def test_other_errors_fail_at_once_with_the_servers_text(server):
