@@ -81,6 +81,7 @@ class _Environment(EnvSettingsSource):
     """The variables of the mapping being read (os.environ unless `from_environment` is given one)."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        # the hook the library's own .env-file source overrides to read another mapping
         return parse_env_vars(_reading().environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
