@@ -9,7 +9,7 @@ import polars as pl
 from dagster import ConfigurableResource, EnvVar
 
 from dagster_project import dbt, lake
-from dagster_project.settings import DEFAULT_DEMO_SEED, SOURCE_KINDS, Settings
+from dagster_project.settings import DEFAULT_DEMO_SEED, EARTH_ENGINE_FIELDS, Settings
 from sources import catalog, registry
 from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
 from sources.config import ENV_EE_KEY_FILE, ENV_EE_PROJECT, ENV_EE_SERVICE_ACCOUNT, SourcesConfig, load_sources
@@ -98,7 +98,6 @@ class SourcesResource(ConfigurableResource):
     or written to run config); the file is validated when the definitions load.
     """
 
-    kind: str = "demo"
     demo_seed: int = DEFAULT_DEMO_SEED
     demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
     config_file: str = ""
@@ -111,12 +110,7 @@ class SourcesResource(ConfigurableResource):
 
         return DemoSettings(seed=self.demo_seed, latest_month=catalog.month_start(self.demo_latest_month))
 
-    def _check_kind(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"source kind {self.kind!r} is not implemented; expected one of {SOURCE_KINDS}")
-
     def config(self) -> SourcesConfig:
-        self._check_kind()
         credentials = {
             ENV_EE_PROJECT: self.ee_project,
             ENV_EE_SERVICE_ACCOUNT: self.ee_service_account,
@@ -139,17 +133,9 @@ class SourcesResource(ConfigurableResource):
 
 
 def sources_resource(settings: Settings) -> SourcesResource:
-    credentials = {
-        name: EnvVar(variable)
-        for name, variable in (
-            ("ee_project", ENV_EE_PROJECT),
-            ("ee_service_account", ENV_EE_SERVICE_ACCOUNT),
-            ("ee_key_file", ENV_EE_KEY_FILE),
-        )
-        if variable in settings.earth_engine_variables
-    }
+    # the same names as the settings' fields: each credential that is set arrives as an EnvVar
+    credentials = {name: EnvVar(settings.variable(name)) for name in EARTH_ENGINE_FIELDS if getattr(settings, name)}
     return SourcesResource(
-        kind=settings.source,
         demo_seed=settings.demo_seed,
         demo_latest_month=settings.demo_latest_month,
         config_file=str(settings.sources_file or ""),

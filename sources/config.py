@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sources import catalog
 
-# Earth Engine credentials come from the environment (never from a file in the repo); these
-# are the variable names `dagster_project.settings` reads into `EarthEngineAuth`.
+# Earth Engine credentials come from the environment (never from a file in the repo):
+# `dagster_project.settings` checks the sources file with them, and the resource reads them
+# at run time (as Dagster EnvVars) into `EarthEngineAuth`.
 ENV_EE_PROJECT = "PERMAFROST_EE_PROJECT"
 ENV_EE_SERVICE_ACCOUNT = "PERMAFROST_EE_SERVICE_ACCOUNT"
 ENV_EE_KEY_FILE = "PERMAFROST_EE_KEY_FILE"

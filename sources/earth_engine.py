@@ -7,7 +7,7 @@ area, so the ocean that ERA5-Land masks carries no weight). Band mean = sum(valu
 sum(area): an area-weighted mean over land, never the first pixel. Results come back as tables
 (`ee.data.computeFeatures` with the PANDAS_DATAFRAME format) in chunks under the documented
 limits (5000 elements, 10 MB); a "too large" or memory error halves the chunk; "Too many
-concurrent aggregations", quota and rate-limit errors are retried with exponential backoff;
+concurrent aggregations", quota and rate-limit errors are retried with exponential backoff (tenacity);
 any other error stops with the server's text. `ee` is imported inside the functions (heavy).
 
 No credential (key, token, key-file path or content) is logged or put in an error.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import tenacity
 
 from sources import catalog
 from sources.base import SourceError, published_months
@@ -106,20 +107,43 @@ class EarthEngineClient:
     def call(self, what: str, request: Callable[[], object]):
         """`request()` with retries on transient refusals; other errors propagate."""
         attempts = self.requests.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return request()
-            except self.ee.EEException as error:
-                text = self._scrub(_text(error))
-                if not is_transient(text):
-                    raise
-                if attempt == attempts:
-                    raise SourceError(f"{what}: Earth Engine still refuses after {attempts} attempts: {text}") from None
-                delay = min(self.requests.max_backoff_seconds, self.requests.backoff_seconds * 2 ** (attempt - 1))
-                delay *= 1.0 + 0.25 * self._jitter.random()
-                LOG.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, text, delay, attempt + 1, attempts)
-                self.sleep(delay)
-        raise AssertionError("unreachable")
+
+        def refusal(error: BaseException) -> str:
+            return self._scrub(_text(error))
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            text = refusal(state.outcome.exception())
+            delay = state.next_action.sleep
+            LOG.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)", what, text, delay, state.attempt_number + 1, attempts
+            )
+
+        def give_up(state: tenacity.RetryCallState):
+            text = refusal(state.outcome.exception())
+            raise SourceError(f"{what}: Earth Engine still refuses after {attempts} attempts: {text}") from None
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(
+                lambda error: isinstance(error, self.ee.EEException) and is_transient(refusal(error))
+            ),
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._backoff,
+            sleep=self.sleep,
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+        )
+        return retrying(request)
+
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next attempt: backoff x 2^(attempt - 1), capped, stretched by up to 25 %."""
+        if state.attempt_number >= self.requests.max_attempts:
+            # tenacity asks before it decides to stop: giving up draws no jitter, so the
+            # client's seeded sequence of delays goes on unchanged
+            return 0.0
+        doubling = tenacity.wait_exponential(
+            multiplier=self.requests.backoff_seconds, max=self.requests.max_backoff_seconds
+        )
+        return doubling(state) * (1.0 + 0.25 * self._jitter.random())
 
     def get_info(self, what: str, computed):
         try:

@@ -23,7 +23,6 @@ def lake_env(tmp_path, monkeypatch):
     """Environment that points the lake and warehouse at tmp_path, demo source."""
     env = {
         settings.ENV_LAKE_ROOT: str(tmp_path / "data"),
-        settings.ENV_SOURCE: "demo",
         settings.ENV_DEMO_LATEST_MONTH: TEST_LATEST_MONTH,
     }
     for key, value in env.items():

@@ -6,7 +6,6 @@ perfect-model validation then run through Dagster as in the graph; on forcing wi
 projections must land near the truth."""
 
 import datetime as dt
-from dataclasses import replace
 
 import duckdb
 import numpy as np
@@ -81,10 +80,12 @@ def _write_marts(config: settings.Settings) -> None:
 @pytest.fixture(scope="module")
 def model_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("model_lake")
-    config = replace(
-        settings.from_environment({settings.ENV_LAKE_ROOT: str(root / "data")}),
-        demo_seed=SEED,
-        demo_latest_month="2023-12",
+    config = settings.from_environment(
+        {
+            settings.ENV_LAKE_ROOT: str(root / "data"),
+            settings.ENV_DEMO_SEED: str(SEED),
+            settings.ENV_DEMO_LATEST_MONTH: "2023-12",
+        }
     )
     _write_marts(config)
     resources = build_resources(config)

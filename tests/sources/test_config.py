@@ -68,3 +68,16 @@ def test_paths_are_relative_to_the_file_and_credentials_come_as_env_vars(tmp_pat
     for field in ("ee_project", "ee_service_account", "ee_key_file"):
         assert type(getattr(sources, field)).__name__ == "EnvVar"
     assert str(tmp_path / "key.json") not in repr(sources.__dict__)
+
+
+def test_the_settings_hold_the_validated_file_without_the_credentials(tmp_path):
+    path = tmp_path / "sources.yaml"
+    path.write_text("reanalysis:\n  kind: earth_engine\n  collection: ECMWF/ERA5_LAND/DAILY_AGGR\n")
+    with pytest.raises(ValueError, match="PERMAFROST_SOURCES: .*earth_engine: Earth Engine credentials are not set"):
+        settings.from_environment({settings.ENV_SOURCES_FILE: str(path)})
+    config = settings.from_environment({settings.ENV_SOURCES_FILE: str(path), "PERMAFROST_EE_PROJECT": "my-project"})
+    assert config.sources_file == path
+    assert config.sources.kinds()["reanalysis"] == "earth_engine"
+    assert config.sources.reanalysis.collection == "ECMWF/ERA5_LAND/DAILY_AGGR"
+    assert config.ee_project and not config.sources.earth_engine.configured  # checked with it, not kept
+    assert "my-project" not in repr(config)

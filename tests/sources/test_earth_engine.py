@@ -3,6 +3,8 @@ fake `ee` module (tests/sources/fake_ee.py) that answers in the API's shapes and
 
 import datetime as dt
 import json
+import logging
+import random
 
 import fake_ee
 import numpy as np
@@ -160,6 +162,32 @@ def test_retries_give_up_after_the_configured_attempts(server):
     with pytest.raises(SourceError, match="still refuses after 3 attempts: Too many concurrent aggregations"):
         source(sleeps=sleeps, requests=EarthEngineRequests(max_attempts=3)).latest_month()
     assert len(sleeps) == 2
+
+
+def test_the_backoff_sequence_log_and_final_error(server, caplog):
+    sleeps = []
+    server.failures = ["Too many concurrent aggregations."] * 10
+    requests = EarthEngineRequests(max_attempts=5, backoff_seconds=50.0, max_backoff_seconds=120.0)
+    caplog.set_level(logging.WARNING, logger="sources.earth_engine")
+    reanalysis = source(sleeps=sleeps, requests=requests)
+    with pytest.raises(SourceError) as error:
+        reanalysis.latest_month()
+    what = f"{ERA5_LAND_MONTHLY} newest image"
+    assert str(error.value) == f"{what}: Earth Engine still refuses after 5 attempts: Too many concurrent aggregations."
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    # doubling from 50 s, capped at 120 s, each stretched by up to 25 % from the client's seeded draws
+    draws = random.Random(1)
+    expected = [base * (1.0 + 0.25 * draws.random()) for base in (50.0, 100.0, 120.0, 120.0)]
+    assert sleeps == expected
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{what}: Too many concurrent aggregations.; retrying in {delay:.1f} s (attempt {attempt} of 5)"
+        for attempt, delay in enumerate(expected, start=2)
+    ]
+    assert len(server.failures) == 5  # five requests, no sixth
+    # giving up drew nothing: the client's next wait continues the same seeded sequence
+    server.failures = ["Quota exceeded."]
+    assert reanalysis.latest_month() == dt.date(2021, 6, 1)
+    assert sleeps[4:] == [50.0 * (1.0 + 0.25 * draws.random())]
 
 
 def test_other_errors_fail_at_once_with_the_servers_text(server):
