@@ -203,10 +203,11 @@ def test_a_concurrent_writer_keeps_its_temporaries(tmp_path):
     writer = textwrap.dedent(
         f"""
         import sys
+        from pathlib import Path
         import polars as pl
         from dagster_project import lake, processes
         with lake.atomic_batch() as batch:
-            batch.parquet(lake.Path({str(folder / "2001-01.parquet")!r}), pl.DataFrame({{"band": [0], "t": [1.0]}}))
+            batch.parquet(Path({str(folder / "2001-01.parquet")!r}), pl.DataFrame({{"band": [0], "t": [1.0]}}))
             print("staged", flush=True)
             sys.stdin.readline()  # hold the temporary until told to commit
         print("landed", flush=True)

@@ -1,0 +1,128 @@
+"""The DuckDB warehouse: connections that wait for another process's lock, views over the lake."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from dagster_project import processes
+from dagster_project.lake.layout import Table
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _quote_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# How long a connection waits for another process's lock on the warehouse file by default
+# (settings: PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS).
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
+_PID = re.compile(r"\(PID (\d+)\)")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the warehouse file for longer than this process would wait."""
+
+
+def lock_holder(error_text: str) -> str | None:
+    """'PID n (command line)' of the process DuckDB names in a lock error, when it names one."""
+    found = _PID.search(error_text)
+    if not found:
+        return None
+    pid = int(found.group(1))
+    command = processes.command_line(pid)
+    if pid == os.getpid():
+        return f"PID {pid} (this process)"
+    return f"PID {pid} ({command})" if command else f"PID {pid} (no longer running, or not visible from here)"
+
+
+def is_lock_error(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "Could not set lock on file" in str(error)
+
+
+def lock_error_message(warehouse_path: Path, error_text: str, waited_seconds: float) -> str:
+    holder = lock_holder(error_text) or "another process"
+    return (
+        f"warehouse {warehouse_path} is locked by {holder}; waited {waited_seconds:.0f} s "
+        f"(PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS). Close that connection (a notebook or a shell "
+        f"holding the warehouse open), or query the lake's Parquet files instead (README, Fault guide). "
+        f"DuckDB said: {error_text}"
+    )
+
+
+@contextmanager
+def connect(
+    warehouse_path: Path, read_only: bool = False, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection to the warehouse, waiting up to `wait_seconds` for another process's
+    lock (DuckDB allows one writer, or any number of readers, per file), then failing with
+    `WarehouseLockedError` naming the process that holds it."""
+    warehouse_path = Path(warehouse_path)
+    if not read_only:
+        warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    pause = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(warehouse_path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise
+            waited = time.monotonic() - started
+            if waited >= wait_seconds:
+                raise WarehouseLockedError(lock_error_message(warehouse_path, str(error), waited)) from error
+            time.sleep(min(pause, wait_seconds - waited))
+            pause = min(pause * 2, 1.0)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def wait_until_writable(warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> None:
+    """Return once no other process holds the warehouse (a write connection opens and closes),
+    or raise `WarehouseLockedError` after `wait_seconds`. For writers that open the file
+    themselves (dbt): narrows, not closes, the window in which a reader can take it first."""
+    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds):
+        pass
+
+
+def refresh_parquet_views(
+    warehouse_path: Path, views: Mapping[Table, str], wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> None:
+    """(Re)create each view over the Parquet files its glob (absolute) matches, in one connection."""
+    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds) as con:
+        for table, parquet_glob in views.items():
+            con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
+            con.execute(
+                f"create or replace view {_quote_identifier(table.schema)}.{_quote_identifier(table.name)} as "
+                f"select * from read_parquet({_quote_literal(parquet_glob)}, union_by_name = true)"
+            )
+
+
+@contextmanager
+def read_only(
+    warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only DuckDB connection; fails clearly if the warehouse was never built."""
+    warehouse_path = Path(warehouse_path)
+    if not warehouse_path.exists():
+        raise FileNotFoundError(
+            f"warehouse {warehouse_path} does not exist yet: materialize the dbt models (or run `make demo`) first"
+        )
+    with connect(warehouse_path, read_only=True, wait_seconds=wait_seconds) as con:
+        yield con
