@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import tenacity
 
 from dagster_project import processes
 from dagster_project.lake.layout import Table
@@ -30,6 +31,10 @@ def _quote_literal(text: str) -> str:
 # How long a connection waits for another process's lock on the warehouse file by default
 # (settings: PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS).
 DEFAULT_LOCK_WAIT_SECONDS = 60.0
+# Pauses between tries on a locked file: short at first (a reader's query is often brief), at
+# most a second so a writer notices soon after the holder lets go.
+FIRST_LOCK_PAUSE_SECONDS = 0.05
+LONGEST_LOCK_PAUSE_SECONDS = 1.0
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
@@ -63,6 +68,31 @@ def lock_error_message(warehouse_path: Path, error_text: str, waited_seconds: fl
     )
 
 
+def lock_retrying(
+    warehouse_path: Path, wait_seconds: float, sleep: Callable[[float], None] = time.sleep
+) -> tenacity.Retrying:
+    """Calls retried while DuckDB reports another process's lock on `warehouse_path`: pauses of
+    0.05 s doubling up to 1 s (the last one cut to the wait left), for up to `wait_seconds`, then
+    `WarehouseLockedError` naming the holder. Any other error is raised at once."""
+    backoff = tenacity.wait_exponential(multiplier=FIRST_LOCK_PAUSE_SECONDS, max=LONGEST_LOCK_PAUSE_SECONDS)
+
+    def pause(attempt: tenacity.RetryCallState) -> float:
+        return min(backoff(attempt), max(0.0, wait_seconds - attempt.seconds_since_start))
+
+    def give_up(attempt: tenacity.RetryCallState) -> None:
+        error = attempt.outcome.exception()
+        message = lock_error_message(warehouse_path, str(error), attempt.seconds_since_start)
+        raise WarehouseLockedError(message) from error
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_lock_error),
+        stop=tenacity.stop_after_delay(wait_seconds),
+        wait=pause,
+        sleep=sleep,
+        retry_error_callback=give_up,
+    )
+
+
 @contextmanager
 def connect(
     warehouse_path: Path, read_only: bool = False, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
@@ -73,20 +103,7 @@ def connect(
     warehouse_path = Path(warehouse_path)
     if not read_only:
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    pause = 0.05
-    while True:
-        try:
-            con = duckdb.connect(str(warehouse_path), read_only=read_only)
-            break
-        except duckdb.IOException as error:
-            if not is_lock_error(error):
-                raise
-            waited = time.monotonic() - started
-            if waited >= wait_seconds:
-                raise WarehouseLockedError(lock_error_message(warehouse_path, str(error), waited)) from error
-            time.sleep(min(pause, wait_seconds - waited))
-            pause = min(pause * 2, 1.0)
+    con = lock_retrying(warehouse_path, wait_seconds)(duckdb.connect, str(warehouse_path), read_only=read_only)
     try:
         yield con
     finally:
