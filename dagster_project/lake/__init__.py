@@ -1,14 +1,16 @@
-"""The lake: where everything lands (`layout`), all-or-nothing writes (`batches`) and the DuckDB
-warehouse over it (`warehouse`). Plain Python (no Dagster), so sources, assets and tests share one code path.
+"""The lake: where everything lands (`layout`), all-or-nothing writes (`batches`; on an object store
+`object_store`) and the DuckDB warehouse over it (`warehouse`). Plain Python (no Dagster).
 """
 
 from dagster_project.lake.batches import (
     STALE_TEMPORARY_AGE_SECONDS,
     AtomicBatch,
+    Batch,
     atomic_batch,
     clean_stale_temporaries,
     is_stale_temporary,
     is_temporary,
+    new_batch,
     temporary_sibling,
     write_file_atomic,
     write_partitions_atomic,
@@ -24,12 +26,16 @@ from dagster_project.lake.layout import (
     SOIL_PROPERTIES,
     SOIL_WATER_SHARES,
     LakeLayout,
+    LakePath,
     OutputView,
     Table,
     ThermalCoreFiles,
     TrainingWindowFiles,
     ValidationFiles,
+    is_object_root,
+    lake_root,
 )
+from dagster_project.lake.object_store import ObjectStoreBatch, complete_committed_batches
 from dagster_project.lake.warehouse import (
     DEFAULT_LOCK_WAIT_SECONDS,
     WarehouseLockedError,
@@ -55,7 +61,10 @@ __all__ = [
     "SOIL_WATER_SHARES",
     "STALE_TEMPORARY_AGE_SECONDS",
     "AtomicBatch",
+    "Batch",
     "LakeLayout",
+    "LakePath",
+    "ObjectStoreBatch",
     "OutputView",
     "Table",
     "ThermalCoreFiles",
@@ -64,12 +73,16 @@ __all__ = [
     "WarehouseLockedError",
     "atomic_batch",
     "clean_stale_temporaries",
+    "complete_committed_batches",
     "connect",
     "is_lock_error",
+    "is_object_root",
     "is_stale_temporary",
     "is_temporary",
+    "lake_root",
     "lock_error_message",
     "lock_holder",
+    "new_batch",
     "read_only",
     "refresh_parquet_views",
     "temporary_sibling",

@@ -1,20 +1,29 @@
-"""All-or-nothing writes: a batch's files are staged as hidden temporaries and renamed into place together."""
+"""All-or-nothing writes: a batch's files are staged as hidden temporaries and renamed into place together
+(on an object store: staged under a prefix and committed by a manifest, `object_store`)."""
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from dagster_project import processes
+from dagster_project.lake.layout import is_object_root, lake_root
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+    from dagster_project.lake.layout import LakePath
 
 # A temporary is `.<target name>.<host>-<pid>.<uuid>.tmp`: hidden, ending in `.tmp` so no
 # reader's `*.parquet` glob (DuckDB's globs match hidden files) nor any other suffix pattern
@@ -33,9 +42,25 @@ STALE_TEMPORARY_AGE_SECONDS = 6 * 3600
 log = logging.getLogger(__name__)
 
 
+def writer_tag() -> str:
+    """`<host>-<pid>`: names this process in what it stages, so a leftover can be told from work in progress."""
+    return f"{processes.host_tag()}-{os.getpid()}"
+
+
+def writer_is_gone(host: str, pid: int, written_at: float, now: float | None = None) -> bool:
+    """Whether the process `pid` of host `host` that staged something at `written_at` (epoch
+    seconds) no longer runs: on this host, its pid is gone or now names a process started
+    later; another host's process cannot be checked, so it counts as gone once the staging is
+    older than `STALE_TEMPORARY_AGE_SECONDS`."""
+    if host == processes.host_tag():
+        return not processes.is_alive(pid, since=written_at)
+    now = time.time() if now is None else now
+    return now - written_at > STALE_TEMPORARY_AGE_SECONDS
+
+
 def temporary_sibling(path: Path) -> Path:
     """A hidden temporary name beside `path`, ending in `.tmp` and naming this process."""
-    return path.with_name(f".{path.name}.{processes.host_tag()}-{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    return path.with_name(f".{path.name}.{writer_tag()}.{uuid.uuid4().hex}.tmp")
 
 
 def is_temporary(path: Path) -> bool:
@@ -56,9 +81,9 @@ def is_stale_temporary(path: Path, now: float | None = None) -> bool:
     if _READ_AS_DATA_TEMPORARY.match(path.name):
         return True
     owned = _TEMPORARY.match(path.name)
-    if owned and owned["host"] == processes.host_tag():
-        return not processes.is_alive(int(owned["pid"]), since=modified)
-    if owned or _OWNERLESS_TEMPORARY.match(path.name):
+    if owned:
+        return writer_is_gone(owned["host"], int(owned["pid"]), modified, now)
+    if _OWNERLESS_TEMPORARY.match(path.name):
         return now - modified > STALE_TEMPORARY_AGE_SECONDS
     return False
 
@@ -84,7 +109,37 @@ def clean_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-class AtomicBatch:
+class Batch(abc.ABC):
+    """Files and folders that land together or not at all (`atomic_batch`). A writer is given
+    a local temporary path to write, whatever kind of root the target lies under."""
+
+    cleaned: list  # what crashed writers left, removed by this batch
+
+    @abc.abstractmethod
+    def file(self, target: LakePath, write: Callable[[Path], object]) -> LakePath:
+        """`write(tmp)` writes the whole file at the temporary path it is given."""
+
+    def parquet(self, target: LakePath, frame: pl.DataFrame) -> LakePath:
+        return self.file(target, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+
+    @abc.abstractmethod
+    def folder(self, target: LakePath, write: Callable[[Path], object]) -> LakePath:
+        """`write(tmp)` fills an empty temporary folder that replaces `target` as a whole."""
+
+    @property
+    @abc.abstractmethod
+    def targets(self) -> list[LakePath]: ...
+
+    @abc.abstractmethod
+    def commit(self) -> list[LakePath]:
+        """Make every staged file and folder land; returns their targets."""
+
+    @abc.abstractmethod
+    def discard(self) -> None:
+        """Remove what was staged and not committed (called after `commit` too)."""
+
+
+class AtomicBatch(Batch):
     """Files and folders written to temporaries, renamed into place together on `commit`.
 
     Each writer gets a temporary sibling of its target (a rename within one folder is atomic).
@@ -99,6 +154,8 @@ class AtomicBatch:
         self.cleaned: list[Path] = []  # stale temporaries of crashed runs removed by this batch
 
     def _stage(self, target: Path, is_folder: bool) -> Path:
+        if not isinstance(target, Path) and "://" in str(target):
+            raise TypeError(f"{target} is not a local path: open the batch with its lake root, atomic_batch(root)")
         target = Path(target)
         if target in self._targets:
             raise ValueError(f"{target} is written twice in one batch")
@@ -113,15 +170,10 @@ class AtomicBatch:
         return tmp
 
     def file(self, target: Path, write: Callable[[Path], object]) -> Path:
-        """`write(tmp)` writes the whole file at the temporary path it is given."""
         write(self._stage(target, is_folder=False))
         return Path(target)
 
-    def parquet(self, target: Path, frame: pl.DataFrame) -> Path:
-        return self.file(target, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
-
     def folder(self, target: Path, write: Callable[[Path], object]) -> Path:
-        """`write(tmp)` fills an empty temporary folder that replaces `target` as a whole."""
         tmp = self._stage(target, is_folder=True)
         tmp.mkdir()
         write(tmp)
@@ -158,10 +210,22 @@ class AtomicBatch:
                 tmp.unlink()
 
 
+def new_batch(root: str | os.PathLike | UPath | None = None) -> Batch:
+    """A batch for targets under the lake root `root`: renames of local temporaries, or, for a
+    root on an object store, a staging prefix and a manifest (`object_store.ObjectStoreBatch`).
+    Without `root` the targets are local paths."""
+    if root is not None and is_object_root(root := lake_root(root)):
+        from dagster_project.lake.object_store import ObjectStoreBatch  # it builds on this module
+
+        return ObjectStoreBatch(root)
+    return AtomicBatch()
+
+
 @contextmanager
-def atomic_batch() -> Iterator[AtomicBatch]:
-    """Stage writes in the block; commit them together when it ends, discard them if it raises."""
-    batch = AtomicBatch()
+def atomic_batch(root: str | os.PathLike | UPath | None = None) -> Iterator[Batch]:
+    """Stage writes in the block; commit them together when it ends, discard them if it raises.
+    `root`: the lake root, needed when it may be on an object store (`new_batch`)."""
+    batch = new_batch(root)
     try:
         yield batch
         batch.commit()
@@ -169,19 +233,23 @@ def atomic_batch() -> Iterator[AtomicBatch]:
         batch.discard()
 
 
-def write_partitions_atomic(frames: dict[Path, pl.DataFrame]) -> list[Path]:
-    """Write partition files so that a failed write changes none of them.
+def write_partitions_atomic(
+    frames: Mapping[LakePath, pl.DataFrame], root: str | os.PathLike | UPath | None = None
+) -> list[LakePath]:
+    """Write partition files so that a failed write changes none of them (`root`: as `atomic_batch`).
 
     Writing a partition again replaces its file: idempotent, never appends.
     """
-    with atomic_batch() as batch:
+    with atomic_batch(root) as batch:
         for path, frame in frames.items():
             batch.parquet(path, frame)
     return batch.targets
 
 
-def write_file_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` for a temporary sibling of `path`, then rename it into place."""
-    with atomic_batch() as batch:
-        batch.file(path, write)
-    return Path(path)
+def write_file_atomic(
+    path: LakePath, write: Callable[[Path], object], root: str | os.PathLike | UPath | None = None
+) -> LakePath:
+    """Call `write(tmp)` for a temporary path, then land it at `path` (`root`: as `atomic_batch`)."""
+    with atomic_batch(root) as batch:
+        target = batch.file(path, write)
+    return target

@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+# A local lake's paths are `pathlib.Path`s; a lake on an object store (`s3://bucket/prefix`) has
+# `UPath`s (universal_pathlib, over fsspec), which join, name and parent the same way.
+LakePath: TypeAlias = "Path | UPath"
+
+
+def lake_root(root: str | os.PathLike | UPath) -> LakePath:
+    """The lake root `root` names: a local folder (a path, or a `file://` URL) as an absolute
+    `Path`; any other URL (`s3://bucket/prefix`) as a `UPath` (a `UPath` given keeps its
+    storage options, e.g. an endpoint). s3fs is imported only when such a root is used."""
+    if isinstance(root, Path):
+        return root.expanduser().resolve()
+    text = str(root)
+    if "://" not in text:
+        return Path(text).expanduser().resolve()
+    url = urlsplit(text)
+    if url.scheme == "file":
+        return Path(url2pathname(url.path)).resolve()
+    from upath import UPath
+
+    return root if isinstance(root, UPath) else UPath(text)
+
+
+def is_object_root(root: LakePath) -> bool:
+    """Whether a lake root (as `lake_root` returns it) is on an object store."""
+    return not isinstance(root, Path)
 
 
 @dataclass(frozen=True)
@@ -33,7 +65,7 @@ SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
 class OutputView(NamedTuple):
     owners: str
     description: str
-    files: Callable[[LakeLayout], Path | str]
+    files: Callable[[LakeLayout], LakePath | str]
 
 
 OUTPUT_VIEWS: dict[Table, OutputView] = {
@@ -83,56 +115,57 @@ SOIL_PROPERTIES = "band_soil_properties"
 class TrainingWindowFiles:
     """The paper's windows (train, test, stats) and the residual design's (ml.residual)."""
 
-    folder: Path
-    train: Path
-    test: Path
-    stats: Path
-    residual_train: Path
-    residual_test: Path
-    residual_scaler: Path
+    folder: LakePath
+    train: LakePath
+    test: LakePath
+    stats: LakePath
+    residual_train: LakePath
+    residual_test: LakePath
+    residual_scaler: LakePath
 
     @property
-    def files(self) -> list[Path]:
+    def files(self) -> list[LakePath]:
         return [self.train, self.test, self.stats, self.residual_train, self.residual_test, self.residual_scaler]
 
 
 @dataclass(frozen=True)
 class ThermalCoreFiles:
-    folder: Path
-    parameters: Path
-    history: Path
+    folder: LakePath
+    parameters: LakePath
+    history: LakePath
 
 
 @dataclass(frozen=True)
 class ValidationFiles:
-    scores: Path
-    cells: Path
+    scores: LakePath
+    cells: LakePath
 
 
 @dataclass(frozen=True)
 class LakeLayout:
-    """Every path of the lake below `root`, one method per thing that lands.
+    """Every path of the lake below `root` (a local folder, or an object-store URL: `lake_root`),
+    one method per thing that lands.
 
     `outputs(asset, partition)` says what each asset writes, so a test can check that no two
     assets write the same path (and the README's tables can be checked against it).
     """
 
-    root: Path
+    root: LakePath
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        object.__setattr__(self, "root", lake_root(self.root))
 
     # raw: each product as its source delivers it
-    def raw_folder(self, asset: str) -> Path:
+    def raw_folder(self, asset: str) -> LakePath:
         return self.root / RAW_SCHEMA / asset
 
-    def era5_land_month(self, month: dt.date) -> Path:
+    def era5_land_month(self, month: dt.date) -> LakePath:
         return self.raw_folder(ERA5_LAND) / f"{month:%Y-%m}.parquet"
 
-    def cmip5_experiment(self, experiment: str) -> Path:
+    def cmip5_experiment(self, experiment: str) -> LakePath:
         return self.raw_folder(CMIP5) / f"{experiment}.parquet"
 
-    def raw_table(self, asset: str) -> Path:
+    def raw_table(self, asset: str) -> LakePath:
         """One-file raw extracts (lithology, soil properties)."""
         return self.root / RAW_SCHEMA / f"{asset}.parquet"
 
@@ -143,7 +176,7 @@ class LakeLayout:
         return str(self.raw_table(asset))
 
     # features
-    def bias_corrected(self, scenario: str) -> Path:
+    def bias_corrected(self, scenario: str) -> LakePath:
         return self.root / "features" / "cmip5_bias_corrected" / f"{scenario}.parquet"
 
     def training_windows(self) -> TrainingWindowFiles:
@@ -158,15 +191,15 @@ class LakeLayout:
             folder / "residual_scaler.json",
         )
 
-    def scenario_windows(self, scenario: str) -> Path:
+    def scenario_windows(self, scenario: str) -> LakePath:
         return self.root / "features" / "scenario_windows" / f"{scenario}.npz"
 
-    def windows_summary(self, name: str) -> Path:
+    def windows_summary(self, name: str) -> LakePath:
         """What one set of windows holds (`training` for the training and test windows, or an RCP),
         one Parquet each: the view `features.windows` reads them all."""
         return self.root / "features" / "windows_summary" / f"{name}.parquet"
 
-    def scenario_members(self, scenario: str) -> Path:
+    def scenario_members(self, scenario: str) -> LakePath:
         """Per ensemble member: the scenario's drivers under its bias-correction draw and the core's run."""
         return self.root / "features" / "scenario_windows" / f"{scenario}_members.npz"
 
@@ -175,26 +208,26 @@ class LakeLayout:
         folder = self.root / "models" / "thermal_core"
         return ThermalCoreFiles(folder, folder / "core.json", folder / "history.parquet")
 
-    def model_folder(self, architecture: str) -> Path:
+    def model_folder(self, architecture: str) -> LakePath:
         return self.root / "models" / architecture
 
-    def model_evaluation(self) -> Path:
+    def model_evaluation(self) -> LakePath:
         return self.root / "evaluation" / "model_evaluation.parquet"
 
-    def feature_importance(self) -> Path:
+    def feature_importance(self) -> LakePath:
         return self.root / "evaluation" / "feature_importance.parquet"
 
-    def projections(self, suffix: str = "parquet") -> Path:
+    def projections(self, suffix: str = "parquet") -> LakePath:
         return self.root / "projections" / f"soil_temperature_projections.{suffix}"
 
-    def active_layer(self) -> Path:
+    def active_layer(self) -> LakePath:
         return self.root / "projections" / "active_layer_thickness.parquet"
 
     def validation(self) -> ValidationFiles:
         folder = self.root / "validation"
         return ValidationFiles(folder / "perfect_model_validation.parquet", folder / "perfect_model_cells.parquet")
 
-    def figure(self, name: str) -> Path:
+    def figure(self, name: str) -> LakePath:
         return self.root / "figures" / f"{name}.png"
 
     def view_source(self, view: Table) -> str:
@@ -204,16 +237,21 @@ class LakeLayout:
         return str(OUTPUT_VIEWS[view].files(self))
 
     def default_warehouse(self) -> Path:
+        if is_object_root(self.root):
+            raise ValueError(
+                f"the lake root {self.root} is on an object store, and the DuckDB warehouse is a local file: "
+                "set PERMAFROST_WAREHOUSE to a local path"
+            )
         return self.root / "warehouse.duckdb"
 
-    def outputs(self, asset: str, partition: str | None = None, names: tuple[str, ...] = ()) -> list[Path]:
+    def outputs(self, asset: str, partition: str | None = None, names: tuple[str, ...] = ()) -> list[LakePath]:
         """The files (or folders) `asset` writes for `partition`.
 
         `names` lists per-run names where the asset writes one file per item of a set that
         is not its partition (the models evaluated, the scenarios projected).
         """
         windows = self.training_windows()
-        by_asset: dict[str, Callable[[], list[Path]]] = {
+        by_asset: dict[str, Callable[[], list[LakePath]]] = {
             ERA5_LAND: lambda: [self.era5_land_month(dt.date.fromisoformat(partition))],
             CMIP5: lambda: [self.cmip5_experiment(partition)],
             LITHOLOGY: lambda: [self.raw_table(LITHOLOGY)],
