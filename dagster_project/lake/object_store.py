@@ -126,7 +126,7 @@ class ObjectLake:
                 copies = [(f"{staged}/{name}{STAGED_SUFFIX}", f"{target}/{name}") for name in entry["files"]]
             for source, destination in copies:
                 try:
-                    self.fs.copy(source, destination)
+                    self.fs.cp_file(source, destination)
                 except FileNotFoundError:
                     self.fs.invalidate_cache(prefix)
                     if not self.fs.exists(f"{prefix}/{MANIFEST}"):

@@ -94,13 +94,13 @@ WRITER = textwrap.dedent(
         sys.stdin.readline()
 
     if hold == "publishing":
-        copy = root.fs.copy
+        copy = root.fs.cp_file
 
         def copy_then_wait(source, destination, **kwargs):
             copy(source, destination, **kwargs)
             wait("publishing")
 
-        root.fs.copy = copy_then_wait
+        root.fs.cp_file = copy_then_wait
     with lake.atomic_batch(root) as batch:
         for target in targets:
             batch.parquet(root / target, pl.DataFrame({"band": [0, 1], "writer": ["other", "other"]}))
