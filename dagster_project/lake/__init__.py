@@ -1,6 +1,4 @@
-"""The lake: where everything lands (`layout`), all-or-nothing writes (`batches`; on an object store
-`object_store`) and the DuckDB warehouse over it (`warehouse`). Plain Python (no Dagster).
-"""
+"""The lake: where everything lands, all-or-nothing writes, the DuckDB warehouse over it; no Dagster."""
 
 from dagster_project.lake.batches import (
     STALE_TEMPORARY_AGE_SECONDS,

@@ -1,5 +1,4 @@
-"""All-or-nothing writes: a batch's files are staged as hidden temporaries and renamed into place together
-(on an object store: staged under a prefix and committed by a manifest, `object_store`)."""
+"""All-or-nothing writes: a batch's files land together (local renames; `object_store` for s3:// roots)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Batches on an object store (`s3://...`, through fsspec), which has no rename: staged under a
-prefix of their own, committed by a manifest written last, then published to their targets."""
+"""Batches on an object store (no rename there): staged under a prefix, committed by a manifest written last."""
 
 from __future__ import annotations
 
