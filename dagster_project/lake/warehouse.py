@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import tenacity
 
 from dagster_project import processes
 from dagster_project.lake.layout import Table
+
+if TYPE_CHECKING:
+    import tenacity
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -74,6 +77,8 @@ def lock_retrying(
     """Calls retried while DuckDB reports another process's lock on `warehouse_path`: pauses of
     0.05 s doubling up to 1 s (the last one cut to the wait left), for up to `wait_seconds`, then
     `WarehouseLockedError` naming the holder. Any other error is raised at once."""
+    import tenacity  # here, not at module level: loading the definitions never needs it
+
     backoff = tenacity.wait_exponential(multiplier=FIRST_LOCK_PAUSE_SECONDS, max=LONGEST_LOCK_PAUSE_SECONDS)
 
     def pause(attempt: tenacity.RetryCallState) -> float:
