@@ -22,21 +22,21 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 
 
 class LakeResource(ConfigurableResource):
-    """Root folder of the Parquet lake; `layout` says where everything lands in it."""
+    """Root of the Parquet lake (a folder, or an object-store URL); `layout` says where everything lands in it."""
 
     root: str
 
     @property
     def layout(self) -> lake.LakeLayout:
-        return lake.LakeLayout(Path(self.root))
+        return lake.LakeLayout(self.root)
 
     def batch(self):
         """All-or-nothing writes: `with lake.batch() as batch: batch.parquet(...)`; every file
-        of the block is renamed into place only after all were written."""
-        return lake.atomic_batch()
+        of the block lands only after all were written."""
+        return lake.atomic_batch(self.layout.root)
 
     def write_partitions(self, frames: dict[Path, pl.DataFrame]) -> list[Path]:
-        return lake.write_partitions_atomic(frames)
+        return lake.write_partitions_atomic(frames, self.layout.root)
 
 
 class WarehouseResource(ConfigurableResource):

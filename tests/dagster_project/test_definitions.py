@@ -18,6 +18,9 @@ HEAVY_MODULES = (
     "geopandas",
     "pyogrio",
     "rasterio",
+    # object storage: imported only when the lake root is a URL (dagster_project.lake.object_store)
+    "s3fs",
+    "botocore",
 )
 
 

@@ -203,10 +203,11 @@ def test_a_concurrent_writer_keeps_its_temporaries(tmp_path):
     writer = textwrap.dedent(
         f"""
         import sys
+        from pathlib import Path
         import polars as pl
         from dagster_project import lake, processes
         with lake.atomic_batch() as batch:
-            batch.parquet(lake.Path({str(folder / "2001-01.parquet")!r}), pl.DataFrame({{"band": [0], "t": [1.0]}}))
+            batch.parquet(Path({str(folder / "2001-01.parquet")!r}), pl.DataFrame({{"band": [0], "t": [1.0]}}))
             print("staged", flush=True)
             sys.stdin.readline()  # hold the temporary until told to commit
         print("landed", flush=True)
@@ -281,6 +282,41 @@ def test_a_writer_gives_up_after_the_bounded_wait_naming_the_holder(tmp_path):
     assert f"PID {holder.pid}" in message
     assert "-c" in message and "import sys, time, duckdb" in message  # its command line, from /proc
     assert "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS" in message
+
+
+def _lock_error(pid: int) -> duckdb.IOException:
+    return duckdb.IOException(f'Could not set lock on file "wh.duckdb": Conflicting lock is held in python (PID {pid})')
+
+
+def test_the_lock_wait_backs_off_to_a_second_and_retries_only_lock_errors(tmp_path):
+    from dagster_project.lake.warehouse import lock_retrying
+
+    pauses: list[float] = []
+    attempts = iter([_lock_error(1)] * 7 + ["connection"])
+
+    def connect_once():
+        outcome = next(attempts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert lock_retrying(tmp_path / "wh.duckdb", 60, sleep=pauses.append)(connect_once) == "connection"
+    assert pauses == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+
+    def corrupt():
+        raise duckdb.IOException("not a valid DuckDB database file")
+
+    pauses.clear()
+    with pytest.raises(duckdb.IOException, match="not a valid DuckDB"):
+        lock_retrying(tmp_path / "wh.duckdb", 60, sleep=pauses.append)(corrupt)
+    assert pauses == []  # any other error fails at once
+
+    def locked():
+        raise _lock_error(os.getpid())
+
+    with pytest.raises(lake.WarehouseLockedError, match=r"locked by PID \d+ \(this process\); waited 0 s") as error:
+        lock_retrying(tmp_path / "wh.duckdb", 0, sleep=pauses.append)(locked)
+    assert pauses == [] and isinstance(error.value.__cause__, duckdb.IOException)
 
 
 def test_reading_the_lake_through_your_own_duckdb_never_blocks_the_pipeline(tmp_path):

@@ -1,0 +1,310 @@
+"""Where everything lands in the lake: `LakeLayout` builds every path; nothing else joins lake paths."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+# A local lake's paths are `pathlib.Path`s; a lake on an object store (`s3://bucket/prefix`) has
+# `UPath`s (universal_pathlib, over fsspec), which join, name and parent the same way.
+LakePath: TypeAlias = "Path | UPath"
+
+
+def lake_root(root: str | os.PathLike | UPath) -> LakePath:
+    """The lake root `root` names: a local folder (a path, or a `file://` URL) as an absolute
+    `Path`; any other URL (`s3://bucket/prefix`) as a `UPath` (a `UPath` given keeps its
+    storage options, e.g. an endpoint). s3fs is imported only when such a root is used."""
+    if isinstance(root, Path):
+        return root.expanduser().resolve()
+    text = str(root)
+    if "://" not in text:
+        return Path(text).expanduser().resolve()
+    url = urlsplit(text)
+    if url.scheme == "file":
+        return Path(url2pathname(url.path)).resolve()
+    from upath import UPath
+
+    return root if isinstance(root, UPath) else UPath(text)
+
+
+def is_object_root(root: LakePath) -> bool:
+    """Whether a lake root (as `lake_root` returns it) is on an object store."""
+    return not isinstance(root, Path)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table or view in the DuckDB warehouse."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+# Warehouse tables the Python assets read or create (dbt owns the rest of the marts' schema).
+HISTORY_MART = Table("marts", "fct_band_month_features")
+SCENARIO_MART = Table("marts", "fct_scenario_band_month_features")
+SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
+
+
+# Views over the lake's outputs, for users (README "Querying the outputs"): the view, the assets
+# whose files it reads (space-separated), what it holds, and which files (`LakeLayout.view_source`).
+# A view reads its files when queried, so it is defined once and stays valid when the files are
+# replaced; the asset (re)defines it after its files landed.
+class OutputView(NamedTuple):
+    owners: str
+    description: str
+    files: Callable[[LakeLayout], LakePath | str]
+
+
+OUTPUT_VIEWS: dict[Table, OutputView] = {
+    Table("features", "windows"): OutputView(
+        "training_windows scenario_windows",
+        "one row per set of windows (training, test, each RCP): size, months, channels, inputs outside "
+        "the training range",
+        lambda layout: layout.windows_summary("*"),
+    ),
+    Table("evaluation", "model_evaluation"): OutputView(
+        "model_evaluation", "test-year scores of every model and baseline", lambda layout: layout.model_evaluation()
+    ),
+    Table("evaluation", "feature_importance"): OutputView(
+        "feature_importance", "SHAP importance per model and input", lambda layout: layout.feature_importance()
+    ),
+    Table("projections", "soil_temperature_projections"): OutputView(
+        "soil_temperature_projections",
+        "monthly soil temperature per scenario, band, layer: members, ensemble mean, 5-95% range",
+        lambda layout: layout.projections("parquet"),
+    ),
+    Table("projections", "active_layer_thickness"): OutputView(
+        "active_layer_thickness",
+        "active-layer thickness per scenario, model, member, band and year, with its flag",
+        lambda layout: layout.active_layer(),
+    ),
+    Table("validation", "perfect_model_validation"): OutputView(
+        "perfect_model_validation",
+        "perfect-model scores per model, member and the ensemble (demo only)",
+        lambda layout: layout.validation().scores,
+    ),
+    Table("validation", "perfect_model_cells"): OutputView(
+        "perfect_model_validation",
+        "truth and ensemble per scenario, band and layer (demo only)",
+        lambda layout: layout.validation().cells,
+    ),
+}
+
+# Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
+RAW_SCHEMA = "raw"
+ERA5_LAND = "era5_land_monthly"
+CMIP5 = "cmip5_monthly"
+LITHOLOGY = "band_lithology"
+SOIL_PROPERTIES = "band_soil_properties"
+
+
+@dataclass(frozen=True)
+class TrainingWindowFiles:
+    """The paper's windows (train, test, stats) and the residual design's (ml.residual)."""
+
+    folder: LakePath
+    train: LakePath
+    test: LakePath
+    stats: LakePath
+    residual_train: LakePath
+    residual_test: LakePath
+    residual_scaler: LakePath
+
+    @property
+    def files(self) -> list[LakePath]:
+        return [self.train, self.test, self.stats, self.residual_train, self.residual_test, self.residual_scaler]
+
+
+@dataclass(frozen=True)
+class ThermalCoreFiles:
+    folder: LakePath
+    parameters: LakePath
+    history: LakePath
+
+
+@dataclass(frozen=True)
+class ValidationFiles:
+    scores: LakePath
+    cells: LakePath
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Every path of the lake below `root` (a local folder, or an object-store URL: `lake_root`),
+    one method per thing that lands.
+
+    `outputs(asset, partition)` says what each asset writes, so a test can check that no two
+    assets write the same path (and the README's tables can be checked against it).
+    """
+
+    root: LakePath
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", lake_root(self.root))
+
+    # raw: each product as its source delivers it
+    def raw_folder(self, asset: str) -> LakePath:
+        return self.root / RAW_SCHEMA / asset
+
+    def era5_land_month(self, month: dt.date) -> LakePath:
+        return self.raw_folder(ERA5_LAND) / f"{month:%Y-%m}.parquet"
+
+    def cmip5_experiment(self, experiment: str) -> LakePath:
+        return self.raw_folder(CMIP5) / f"{experiment}.parquet"
+
+    def raw_table(self, asset: str) -> LakePath:
+        """One-file raw extracts (lithology, soil properties)."""
+        return self.root / RAW_SCHEMA / f"{asset}.parquet"
+
+    def raw_glob(self, asset: str) -> str:
+        """What the raw view `raw.<asset>` (and the dbt source) reads."""
+        if asset in (ERA5_LAND, CMIP5):
+            return str(self.raw_folder(asset) / "*.parquet")
+        return str(self.raw_table(asset))
+
+    # features
+    def bias_corrected(self, scenario: str) -> LakePath:
+        return self.root / "features" / "cmip5_bias_corrected" / f"{scenario}.parquet"
+
+    def training_windows(self) -> TrainingWindowFiles:
+        folder = self.root / "features" / "training_windows"
+        return TrainingWindowFiles(
+            folder,
+            folder / "train.npz",
+            folder / "test.npz",
+            folder / "normalization.json",
+            folder / "residual_train.npz",
+            folder / "residual_test.npz",
+            folder / "residual_scaler.json",
+        )
+
+    def scenario_windows(self, scenario: str) -> LakePath:
+        return self.root / "features" / "scenario_windows" / f"{scenario}.npz"
+
+    def windows_summary(self, name: str) -> LakePath:
+        """What one set of windows holds (`training` for the training and test windows, or an RCP),
+        one Parquet each: the view `features.windows` reads them all."""
+        return self.root / "features" / "windows_summary" / f"{name}.parquet"
+
+    def scenario_members(self, scenario: str) -> LakePath:
+        """Per ensemble member: the scenario's drivers under its bias-correction draw and the core's run."""
+        return self.root / "features" / "scenario_windows" / f"{scenario}_members.npz"
+
+    # models, evaluation, projections, validation
+    def thermal_core(self) -> ThermalCoreFiles:
+        folder = self.root / "models" / "thermal_core"
+        return ThermalCoreFiles(folder, folder / "core.json", folder / "history.parquet")
+
+    def model_folder(self, architecture: str) -> LakePath:
+        return self.root / "models" / architecture
+
+    def model_evaluation(self) -> LakePath:
+        return self.root / "evaluation" / "model_evaluation.parquet"
+
+    def feature_importance(self) -> LakePath:
+        return self.root / "evaluation" / "feature_importance.parquet"
+
+    def projections(self, suffix: str = "parquet") -> LakePath:
+        return self.root / "projections" / f"soil_temperature_projections.{suffix}"
+
+    def active_layer(self) -> LakePath:
+        return self.root / "projections" / "active_layer_thickness.parquet"
+
+    def validation(self) -> ValidationFiles:
+        folder = self.root / "validation"
+        return ValidationFiles(folder / "perfect_model_validation.parquet", folder / "perfect_model_cells.parquet")
+
+    def figure(self, name: str) -> LakePath:
+        return self.root / "figures" / f"{name}.png"
+
+    def view_source(self, view: Table) -> str:
+        """What the output view `view` reads (a file, or a glob over a folder)."""
+        if view not in OUTPUT_VIEWS:
+            raise KeyError(f"{view} is not an output view of the lake")
+        return str(OUTPUT_VIEWS[view].files(self))
+
+    def default_warehouse(self) -> Path:
+        if is_object_root(self.root):
+            raise ValueError(
+                f"the lake root {self.root} is on an object store, and the DuckDB warehouse is a local file: "
+                "set PERMAFROST_WAREHOUSE to a local path"
+            )
+        return self.root / "warehouse.duckdb"
+
+    def outputs(self, asset: str, partition: str | None = None, names: tuple[str, ...] = ()) -> list[LakePath]:
+        """The files (or folders) `asset` writes for `partition`.
+
+        `names` lists per-run names where the asset writes one file per item of a set that
+        is not its partition (the models evaluated, the scenarios projected).
+        """
+        windows = self.training_windows()
+        by_asset: dict[str, Callable[[], list[LakePath]]] = {
+            ERA5_LAND: lambda: [self.era5_land_month(dt.date.fromisoformat(partition))],
+            CMIP5: lambda: [self.cmip5_experiment(partition)],
+            LITHOLOGY: lambda: [self.raw_table(LITHOLOGY)],
+            SOIL_PROPERTIES: lambda: [self.raw_table(SOIL_PROPERTIES)],
+            "cmip5_bias_corrected": lambda: [
+                self.bias_corrected(partition),
+                self.figure(f"bias_correction_{partition}"),
+            ],
+            "training_windows": lambda: [*windows.files, self.windows_summary("training")],
+            "scenario_windows": lambda: [
+                self.scenario_windows(partition),
+                self.scenario_members(partition),
+                self.windows_summary(partition),
+            ],
+            "thermal_core": lambda: [self.thermal_core().parameters, self.thermal_core().history],
+            "trained_models": lambda: [self.model_folder(partition)],
+            "model_evaluation": lambda: [self.model_evaluation(), self.figure("observed_vs_predicted")],
+            "soil_temperature_projections": lambda: [
+                self.projections("parquet"),
+                self.projections("nc"),
+                *(self.figure(f"projections_{name}") for name in names),
+            ],
+            "active_layer_thickness": lambda: [self.active_layer(), self.figure("active_layer_thickness")],
+            "feature_importance": lambda: [
+                self.feature_importance(),
+                *(self.figure(f"feature_importance_{name}") for name in names),
+            ],
+            "perfect_model_validation": lambda: [
+                self.validation().scores,
+                self.validation().cells,
+                self.figure("perfect_model_validation"),
+            ],
+        }
+        if asset not in by_asset:
+            raise KeyError(f"the lake layout does not know asset {asset!r}")
+        return by_asset[asset]()
+
+    @classmethod
+    def assets(cls) -> tuple[str, ...]:
+        """Assets that write into the lake (the dbt assets write only to the warehouse)."""
+        return (
+            ERA5_LAND,
+            CMIP5,
+            LITHOLOGY,
+            SOIL_PROPERTIES,
+            "cmip5_bias_corrected",
+            "training_windows",
+            "scenario_windows",
+            "thermal_core",
+            "trained_models",
+            "model_evaluation",
+            "soil_temperature_projections",
+            "active_layer_thickness",
+            "feature_importance",
+            "perfect_model_validation",
+        )
