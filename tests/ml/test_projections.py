@@ -5,6 +5,7 @@ Expected values are worked out by hand on constructed frames.
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -206,6 +207,38 @@ def test_cf_netcdf_round_trip(cf_frame, tmp_path):
         ds["soil_temperature_ensemble_mean"].sel(scenario="rcp85").values,
         variable.sel(scenario="rcp85", model="gru", member=0).values,
     )
+
+
+# A file written by the code before its CF attributes became data (projections_cf.yaml), from
+# `cf_frame`: the layout moved, the file must not change.
+CF_REFERENCE = Path(__file__).with_name("reference") / "projections_cf.nc"
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_cf_netcdf_is_the_file_written_before_the_attributes_became_data(cf_frame, tmp_path, decode):
+    written = P.to_cf_netcdf(cf_frame, tmp_path / "projections.nc")
+    # decode_cf=False compares the stored attributes too: _FillValue, units, calendar, coordinates
+    with xr.open_dataset(written, decode_cf=decode) as new, xr.open_dataset(CF_REFERENCE, decode_cf=decode) as old:
+        new.load(), old.load()
+    assert old.attrs.pop("history").endswith(" written by ml.projections.to_cf_netcdf")
+    assert new.attrs.pop("history").endswith(" written by ml.projections.to_cf_netcdf")
+    assert new.identical(old)
+    assert list(new.variables) == list(old.variables) and list(new.attrs) == list(old.attrs)
+    for name in old.variables:
+        assert list(new[name].attrs) == list(old[name].attrs), name
+        # how each is stored: dtype, compression, chunks (not where the file lies; _FillValue,
+        # NaN, is an attribute when not decoded)
+        stored = {key: value for key, value in old[name].encoding.items() if key not in ("source", "_FillValue")}
+        assert {key: new[name].encoding.get(key) for key in stored} == stored, name
+
+
+def test_cf_attributes_fill_their_fields():
+    filled = P._filled(
+        {"lon": "{west}", "comment": "over {networks}", "units": "degC"}, {"west": -168.0, "networks": "gru"}
+    )
+    assert filled == {"lon": -168.0, "comment": "over gru", "units": "degC"}
+    with pytest.raises(KeyError, match="networks"):
+        P._filled({"comment": "over {networks}"}, {})
 
 
 # --- late-century difference ------------------------------------------------------------
