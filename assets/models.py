@@ -24,7 +24,7 @@ from dagster import (
     asset,
 )
 
-from dagster_project.config import config_class, to_source
+from dagster_project.config import TrainingRunConfig, to_source
 from dagster_project.lake import HISTORY_MART
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import architectures
@@ -36,10 +36,6 @@ MODELS = "models"
 TRAINED_MODELS = AssetKey("trained_models")
 THERMAL_CORE = AssetKey("thermal_core")
 BEAT_BASELINE_CHECK = "models_beat_best_baseline"
-
-TrainingRunConfig = config_class(
-    TrainingConfig, "TrainingRunConfig", "How each architecture is trained (ml.training_config.TrainingConfig)."
-)
 
 
 def _paper_windows(lake: LakeResource):
@@ -256,46 +252,6 @@ def model_evaluation(
 # --- projections --------------------------------------------------------------------------
 
 
-def _project_residual(trained, members_file, scenario: str, first_month: np.datetime64) -> list[pl.DataFrame]:
-    """Every member of a residual-design architecture on its own bias-correction draw."""
-    from ml.ensemble import bias_draw
-    from ml.projections import projection_frame
-    from ml.residual import residual_windows
-
-    months, drivers, cores = members_file["months"], members_file["drivers"], members_file["core"]
-    rows = np.flatnonzero(months >= first_month)
-    frames = []
-    for member in trained.members:
-        draw = bias_draw(trained.architecture, member.member)
-        if draw >= len(drivers):
-            raise ValueError(
-                f"{trained.architecture} network {member.member} needs bias-correction draw {draw}, but "
-                f"scenario_windows prepared {len(drivers)}: raise its config bias_draws and re-materialize it"
-            )
-        windows = residual_windows(member.scaler, drivers[draw], cores[draw], months, rows)
-        predicted = member.predict(windows)
-        frames.append(
-            projection_frame(
-                scenario, trained.architecture, windows.band, windows.target_month, predicted, member.member
-            )
-        )
-    return frames
-
-
-def _project_references(ridge, members_file, scenario: str, first_month: np.datetime64) -> list[pl.DataFrame]:
-    """The core alone and the distributed-lag ridge on the unperturbed corrected drivers (draw 0)."""
-    from ml.projections import projection_frame
-
-    months, drivers, cores = members_file["months"], members_file["drivers"][0], members_file["core"][0]
-    rows = months >= first_month
-    frames = []
-    for name, values in (("thermal_core", cores), ("dl_ridge", ridge.predict(drivers, months.astype(np.int64) % 12))):
-        band = np.tile(np.arange(values.shape[1]), int(rows.sum()))
-        month = np.repeat(months[rows], values.shape[1])
-        frames.append(projection_frame(scenario, name, band, month, values[rows].reshape(-1, values.shape[2])))
-    return frames
-
-
 @asset(
     group_name=MODELS,
     deps=[TRAINED_MODELS, AssetKey("scenario_windows"), THERMAL_CORE, AssetKey(HISTORY_MART.name)],
@@ -310,38 +266,22 @@ def soil_temperature_projections(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.band_arrays import history_grid
-    from ml.distributed_lag import DistributedLagRidge
-    from ml.ensemble import load_architecture, predict_members
+    from ml.distributed_lag import fit_on_history
+    from ml.ensemble import load_architecture
     from ml.figures import projection_figure
-    from ml.projections import late_century_difference, projection_frame, to_cf_netcdf, with_ensemble
-    from ml.residual import DRIVERS
+    from ml.projections import late_century_difference, scenario_projections, to_cf_netcdf, with_ensemble
+    from ml.scenario_members import ScenarioMembers
     from ml.windows import WindowSet
 
     history_frame = warehouse.read_table(HISTORY_MART)
-    history = history_grid(history_frame)
-    first_month = catalog.month64(catalog.HISTORY_START)
+    ridge = fit_on_history(history_grid(history_frame))
     trained = {a: load_architecture(folder) for a, folder in trained_model_folders(context).items()}
-    train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    ridge = DistributedLagRidge().fit(
-        history.select(DRIVERS), history.select(catalog.TARGETS), history.calendar_month, train
-    )
+    paper_design = any(networks.design == "paper" for networks in trained.values())
     frames = []
     for scenario in catalog.RCP_EXPERIMENTS:
-        with np.load(lake.layout.scenario_members(scenario), allow_pickle=False) as stored:
-            members_file = {key: stored[key] for key in ("months", "drivers", "core")}
-        frames += _project_references(ridge, members_file, scenario, first_month)
-        paper_windows = None
-        for architecture, networks in trained.items():
-            if networks.design == "residual":
-                frames += _project_residual(networks, members_file, scenario, first_month)
-                continue
-            if paper_windows is None:
-                paper_windows = WindowSet.load(lake.layout.scenario_windows(scenario))
-            predicted = predict_members(networks, paper_windows=paper_windows)
-            frames += [
-                projection_frame(scenario, architecture, paper_windows.band, paper_windows.target_month, p, index)
-                for index, p in enumerate(predicted)
-            ]
+        members = ScenarioMembers.load(lake.layout.scenario_members(scenario))
+        paper_windows = WindowSet.load(lake.layout.scenario_windows(scenario)) if paper_design else None
+        frames.append(scenario_projections(scenario, members, trained, ridge, paper_windows))
     projections = with_ensemble(pl.concat(frames))
     parquet, netcdf = lake.layout.projections("parquet"), lake.layout.projections("nc")
     observed = history_frame.select("band", "month", *catalog.TARGETS)

@@ -70,7 +70,7 @@ def predict_test_years(
     """
     from ml.band_arrays import history_grid
     from ml.baselines import RidgeBaseline, climatology, damped_persistence, persistence_predict
-    from ml.distributed_lag import DistributedLagRidge
+    from ml.distributed_lag import fit_on_history
     from ml.ensemble import predict_members
     from ml.residual import DRIVERS
     from ml.scenario_members import read_history_run
@@ -88,7 +88,6 @@ def predict_test_years(
 
     train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
     observed = grid.select(catalog.TARGETS)
-    drivers = grid.select(DRIVERS)
     ridge = RidgeBaseline().fit(
         paper_train.x, paper_train.band, paper_train.y, alpha="auto", target_month=paper_train.target_month
     )
@@ -97,11 +96,7 @@ def predict_test_years(
         "persistence": persistence_predict(history, band, residual_test.target_month),
         "damped_persistence": at_test(damped_persistence(observed, grid.calendar_month, train)),
         "ridge": ridge.predict(paper_test.x, paper_test.band),
-        "dl_ridge": at_test(
-            DistributedLagRidge()
-            .fit(drivers, observed, grid.calendar_month, train)
-            .predict(drivers, grid.calendar_month)
-        ),
+        "dl_ridge": at_test(fit_on_history(grid).predict(grid.select(DRIVERS), grid.calendar_month)),
         "thermal_core": at_test(read_history_run(core_history, grid.months)),
     }
     networks = {

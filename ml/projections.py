@@ -109,6 +109,66 @@ def projection_frame(
     return frame.sort("band", "month")
 
 
+def scenario_projections(
+    scenario: str,
+    members,
+    trained: dict,
+    ridge,
+    paper_windows=None,
+) -> pl.DataFrame:
+    """Every projection of ``scenario`` from the history's start: the hindcast on the scenario's
+    own forcing, then 2024-2100.
+
+    ``members`` is the scenario's ``ml.scenario_members.ScenarioMembers``. The reference models
+    run on the unperturbed corrected drivers (draw 0): the core alone and ``ridge`` (a fitted
+    ``ml.distributed_lag.DistributedLagRidge``). ``trained`` maps an architecture to its
+    ``ml.ensemble.TrainedArchitecture``: a residual-design network runs on its own
+    bias-correction draw (``ml.ensemble.bias_draw``), a paper-design one on ``paper_windows``
+    (the scenario's ``ml.windows.WindowSet``). Rows as ``projection_frame``'s, references first.
+    """
+    from ml.ensemble import bias_draw, predict_members
+    from ml.residual import residual_windows
+
+    months = members.months
+    rows = months >= catalog.month64(catalog.HISTORY_START)
+    frames = []
+    references = {
+        "thermal_core": members.core[0],
+        "dl_ridge": ridge.predict(members.drivers[0], months.astype(np.int64) % 12),
+    }
+    for name, values in references.items():
+        band = np.tile(np.arange(values.shape[1]), int(rows.sum()))
+        month = np.repeat(months[rows], values.shape[1])
+        frames.append(projection_frame(scenario, name, band, month, values[rows].reshape(-1, values.shape[2])))
+    for architecture, networks in trained.items():
+        if networks.design == "paper":
+            if paper_windows is None:
+                raise ValueError(f"{architecture} is the paper design: its projections need the paper's windows")
+            predicted = predict_members(networks, paper_windows=paper_windows)
+            frames += [
+                projection_frame(scenario, architecture, paper_windows.band, paper_windows.target_month, p, index)
+                for index, p in enumerate(predicted)
+            ]
+            continue
+        for network in networks.members:
+            draw = bias_draw(architecture, network.member)
+            if draw >= len(members.drivers):
+                raise ValueError(
+                    f"{architecture} network {network.member} needs bias-correction draw {draw}, but "
+                    f"scenario_windows prepared {len(members.drivers)}: raise its config bias_draws and "
+                    "re-materialize it"
+                )
+            windows = residual_windows(
+                network.scaler, members.drivers[draw], members.core[draw], months, np.flatnonzero(rows)
+            )
+            frames.append(
+                projection_frame(
+                    scenario, architecture, windows.band, windows.target_month, network.predict(windows), network.member
+                )
+            )
+    return pl.concat(frames)
+
+
 def _check_unique(frame: pl.DataFrame) -> None:
     duplicated = frame.select(KEYS).is_duplicated()
     if duplicated.any():

@@ -284,3 +284,64 @@ def test_late_century_difference_without_data_raises():
     frame = century_frame("rcp85", "gru", 0.0, 1.0)
     with pytest.raises(ValueError, match="no month"):
         P.late_century_difference(frame)
+
+
+# --- a scenario's projections ----------------------------------------------------------------
+
+
+class CoreAsIs:
+    """A residual network whose correction is zero: it predicts the core of the draw it was given."""
+
+    def __init__(self, member, scaler):
+        self.member, self.scaler = member, scaler
+
+    def predict(self, windows):
+        return windows.core
+
+
+class Ridge:
+    """A fitted ridge's interface: predicts the first four drivers."""
+
+    def predict(self, drivers, calendar):
+        return drivers[..., :4]
+
+
+def scenario_members(draws):
+    from ml.residual import DRIVERS
+    from ml.scenario_members import ScenarioMembers
+
+    rng = np.random.default_rng(4)
+    months = np.arange(np.datetime64("1998-01"), np.datetime64("2031-01"))
+    drivers = rng.normal(size=(draws, len(months), 2, len(DRIVERS))).astype(np.float32)
+    core = (rng.normal(size=(draws, len(months), 2, 4)) + np.arange(draws)[:, None, None, None]).astype(np.float32)
+    return ScenarioMembers(months, drivers, core, ("qdm",) * draws, DRIVERS)
+
+
+def test_a_scenarios_projections_put_each_network_on_its_own_draw():
+    from ml.ensemble import TrainedArchitecture
+    from ml.residual import ResidualScaler
+
+    members = scenario_members(draws=9)
+    calendar = members.months.astype(np.int64) % 12
+    scaler = ResidualScaler.fit(members.drivers[0], members.core[0], members.core[0], calendar, calendar >= 0)
+    gru = TrainedArchitecture("gru", "residual", [CoreAsIs(0, scaler), CoreAsIs(1, scaler)])
+    frame = P.scenario_projections("rcp45", members, {"gru": gru}, Ridge())
+    assert frame["model"].unique(maintain_order=True).to_list() == ["thermal_core", "dl_ridge", "gru"]
+    assert frame["month"].min() == dt.date(2001, 1, 1) and frame["month"].max() == dt.date(2030, 12, 1)
+    assert set(frame["scenario"]) == {"rcp45"}
+
+    def values(model, member, band=1):
+        rows = frame.filter(pl.col("model") == model, pl.col("member") == member, pl.col("band") == band)
+        return rows.sort("month").select(catalog.TARGETS).to_numpy()
+
+    projected = members.months >= np.datetime64("2001-01")
+    # the references on the unperturbed draw 0; gru's networks 0 and 1 on draws 3 and 8
+    assert np.allclose(values("thermal_core", 0), members.core[0][projected, 1])
+    assert np.allclose(values("dl_ridge", 0), members.drivers[0][projected, 1, :4])
+    assert np.allclose(values("gru", 0), members.core[3][projected, 1])
+    assert np.allclose(values("gru", 1), members.core[8][projected, 1])
+    with pytest.raises(ValueError, match="gru network 1 needs bias-correction draw 8.*prepared 5"):
+        P.scenario_projections("rcp45", scenario_members(draws=5), {"gru": gru}, Ridge())
+    paper = TrainedArchitecture("tcn", "paper", [object()])
+    with pytest.raises(ValueError, match="tcn is the paper design"):
+        P.scenario_projections("rcp45", members, {"tcn": paper}, Ridge())
