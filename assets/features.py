@@ -12,7 +12,6 @@ calendar year and the scenario signal z, window t-24..t-1), so either can be tra
 import json
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 from dagster import (
     AllPartitionMapping,
@@ -135,7 +134,7 @@ def training_windows(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.band_arrays import history_grid
-    from ml.residual import CHANNELS, DRIVERS, ResidualScaler, residual_windows
+    from ml.residual import CHANNELS, training_and_test_windows
     from ml.scenario_members import read_history_run
     from ml.windows import build_training_windows, target_span, windows_summary
 
@@ -144,14 +143,7 @@ def training_windows(
     # the months the windows use: training and test targets (the mart may run on past 2023)
     grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
     core = read_history_run(lake.layout.thermal_core().history, grid.months)
-    drivers, observed = grid.select(DRIVERS), grid.select(catalog.TARGETS)
-    in_train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    scaler = ResidualScaler.fit(drivers, core, observed, grid.calendar_month, in_train)
-    test_rows = grid.rows(
-        catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
-    )
-    residual_train = residual_windows(scaler, drivers, core, grid.months, np.flatnonzero(in_train), observed)
-    residual_test = residual_windows(scaler, drivers, core, grid.months, test_rows, observed)
+    residual_train, residual_test, scaler = training_and_test_windows(grid, core)
     files = lake.layout.training_windows()
     with lake.batch() as batch:
         batch.file(files.train, train.save)

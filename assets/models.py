@@ -323,16 +323,6 @@ def soil_temperature_projections(
 # --- active layer -------------------------------------------------------------------------
 
 
-def _censored_share(table: pl.DataFrame, bands: tuple[int, ...]) -> pl.DataFrame:
-    """Share of years flagged all_thawed (ALT a lower bound) per scenario and model."""
-    return (
-        table.filter(pl.col("band").is_in(bands), pl.col("member").is_null() | (pl.col("model") == "era5_land"))
-        .group_by("scenario", "model")
-        .agg((pl.col("flag") == "all_thawed").mean().alias("censored_share"), pl.len().alias("band_years"))
-        .sort("scenario", "model")
-    )
-
-
 @asset(
     group_name=MODELS,
     deps=[AssetKey("soil_temperature_projections"), AssetKey(HISTORY_MART.name)],
@@ -346,36 +336,20 @@ def _censored_share(table: pl.DataFrame, bands: tuple[int, ...]) -> pl.DataFrame
 def active_layer_thickness(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.active_layer import active_layer_thickness as alt_by_year
+    from ml.active_layer import censored_share, reanalysis_and_ensemble, thickness_table
     from ml.figures import active_layer_figure
 
     projections = pl.read_parquet(lake.layout.projections("parquet"))
-    projected = alt_by_year(projections, group_columns=("scenario", "model", "member", "band"))
-    observed = (
-        alt_by_year(warehouse.read_table(HISTORY_MART))
-        .with_columns(
-            pl.lit("reanalysis").alias("scenario"),
-            pl.lit("era5_land").alias("model"),
-            pl.lit(0).cast(pl.Int64).alias("member"),
-        )
-        .select(projected.columns)
-    )
-    table = pl.concat([observed, projected], how="vertical_relaxed")
-    shown = pl.concat(
-        [
-            observed.drop("model", "member"),
-            projected.filter(
-                pl.col("model") == "ensemble_mean", pl.col("year") >= catalog.PROJECTION_FIRST_MONTH.year
-            ).drop("model", "member"),
-        ],
-        how="vertical_relaxed",
-    )
+    table = thickness_table(projections, warehouse.read_table(HISTORY_MART))
     path = lake.layout.active_layer()
     with lake.batch() as batch:
         batch.parquet(path, table)
-        figure = batch.file(lake.layout.figure("active_layer_thickness"), lambda tmp: active_layer_figure(shown, tmp))
+        figure = batch.file(
+            lake.layout.figure("active_layer_thickness"),
+            lambda tmp: active_layer_figure(reanalysis_and_ensemble(table), tmp),
+        )
     views = warehouse.refresh_output_views(lake.layout, "active_layer_thickness", context.log)
-    reanalysis = _censored_share(table.filter(pl.col("scenario") == "reanalysis"), (2, 3, 4, 5))
+    reanalysis = censored_share(table.filter(pl.col("scenario") == "reanalysis"))
     projected_years = table.filter(pl.col("year") >= catalog.PROJECTION_FIRST_MONTH.year)
     return MaterializeResult(
         metadata={
@@ -386,7 +360,7 @@ def active_layer_thickness(
             if reanalysis.height
             else None,
             "censored_share_bands_2_5": MetadataValue.md(
-                markdown_table(_censored_share(projected_years, (2, 3, 4, 5)), float_precision=3)
+                markdown_table(censored_share(projected_years), float_precision=3)
             ),
             "figure": png_markdown(figure, "active-layer thickness by scenario"),
             "path": MetadataValue.path(str(path)),
@@ -410,23 +384,17 @@ def feature_importance(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.ensemble import load_architecture
-    from ml.explain import feature_importance as paper_importance
-    from ml.explain import shap_importance
+    from ml.explain import network_importance
     from ml.figures import feature_importance_figure
-    from ml.residual import CHANNELS
 
+    _, residual_test, scaler = _residual_windows(lake)
+    _, paper_test, _ = _paper_windows(lake)
     tables, figures = [], {}
     path = lake.layout.feature_importance()
     with lake.batch() as batch:
         for architecture, folder in trained_model_folders(context).items():
             trained = load_architecture(folder, members=1)
-            network = trained.members[0]
-            if trained.design == "residual":
-                _, test, scaler = _residual_windows(lake)
-                importance = shap_importance(network.model, CHANNELS, test.x, test.x, test.band, scaler.sigma_res)
-            else:
-                _, test, _ = _paper_windows(lake)
-                importance = paper_importance(network, test, test)
+            importance = network_importance(trained, residual_test, scaler, paper_test)
             tables.append(importance.with_columns(pl.lit(architecture).alias("model"), pl.lit("K").alias("unit")))
             # a residual network explains its correction to the core, not the whole prediction
             label = f"{architecture}, correction to the core" if trained.design == "residual" else architecture

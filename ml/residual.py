@@ -194,6 +194,21 @@ def residual_windows(
     return ResidualWindows(x, band, months[row], core_at, observed_at, residual)
 
 
+def training_and_test_windows(history, core: np.ndarray) -> tuple[ResidualWindows, ResidualWindows, ResidualScaler]:
+    """The residual design's training windows (targets to 2018-12), test windows (2019-01..
+    2023-12) and the scaler fitted on the training months, from a history ``ml.band_arrays.
+    BandGrid`` (drivers, soil water, soil temperatures) and the core's run (T, B, 4) over its months."""
+    drivers, observed = history.select(DRIVERS), history.select(catalog.TARGETS)
+    in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    scaler = ResidualScaler.fit(drivers, core, observed, history.calendar_month, in_train)
+    test_rows = history.rows(
+        catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
+    )
+    train = residual_windows(scaler, drivers, core, history.months, np.flatnonzero(in_train), observed)
+    test = residual_windows(scaler, drivers, core, history.months, test_rows, observed)
+    return train, test, scaler
+
+
 # --- networks ----------------------------------------------------------------------------
 
 
