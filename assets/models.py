@@ -114,7 +114,7 @@ def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: 
         batch.parquet(files.history, history_run_frame(grid.months, history))
     observed = grid.select(catalog.TARGETS)
     test = grid.rows(catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
-    parameters = pl.DataFrame({"band": list(range(catalog.N_BANDS)), **{n: v for n, v in core.params.items()}})
+    parameters = pl.DataFrame({"band": np.arange(grid.values.shape[1]), **core.params})
     return MaterializeResult(
         metadata={
             "parameters": MetadataValue.md(markdown_table(parameters, float_precision=4)),
