@@ -10,11 +10,8 @@ calendar year and the scenario signal z, window t-24..t-1), so either can be tra
 """
 
 import json
-import warnings
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import polars as pl
 from dagster import (
     AllPartitionMapping,
@@ -22,12 +19,12 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
-    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
+from dagster_project.config import BiasCorrectionConfig, ScenarioWindowsConfig
 from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, SCENARIO_MART, SOIL_WATER_SHARES, Table
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import rcp_scenarios
@@ -35,18 +32,6 @@ from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseRes
 from sources import catalog
 
 FEATURES = "features"
-
-
-class BiasCorrectionConfig(Config):
-    """How CMIP5 is mapped onto the reanalysis."""
-
-    # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
-    method: Literal["qdm", "eqm"] = "qdm"
-    n_quantiles: int = 50
-    # "lagged": each layer's climatology plus its filtered response to the column's anomaly |
-    # "dirichlet": shares sampled per month, as the paper
-    soil_water_split: Literal["lagged", "dirichlet"] = "lagged"
-    soil_water_seed: int = catalog.DEFAULT_SEED  # the Dirichlet split's draws
 
 
 @asset(
@@ -68,57 +53,42 @@ class BiasCorrectionConfig(Config):
 def cmip5_bias_corrected(
     context: AssetExecutionContext, config: BiasCorrectionConfig, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.band_arrays import band_grid
-    from ml.bias_correction import bias_correct
+    from ml.bias_correction import correct_scenario, diagnostics_summary
     from ml.figures import bias_correction_figure
-    from ml.soil_water import fit_layer_shares, split_soil_water, split_soil_water_lagged, water_tails
+    from ml.soil_water import fit_layer_shares, projected_water_tails
 
     history = warehouse.read_table(HISTORY_MART)
     scenarios = warehouse.read_table(SCENARIO_MART)
     shares = fit_layer_shares(warehouse.read_table(SOIL_WATER_SHARES))
-    reference_water = band_grid(history, catalog.WATER_CONTENT, "reanalysis soil water").values
-    diagnostics, figures, overlap, notes, tails = [], {}, {}, [], []
+    corrected, figures = {}, {}
     # every scenario of the run lands together, or none does
     with lake.batch() as batch:
         for scenario in context.partition_keys:
             raw = scenarios.filter(pl.col("scenario") == scenario)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = bias_correct(history, raw, method=config.method, n_quantiles=config.n_quantiles)
-            for warning in caught:
-                context.log.warning(str(warning.message))
-            if config.soil_water_split == "lagged":
-                corrected = split_soil_water_lagged(result.corrected, history)
-            else:
-                corrected = split_soil_water(result.corrected, shares, seed=config.soil_water_seed)
-            batch.parquet(lake.layout.bias_corrected(scenario), corrected)
-            projected = corrected.filter(pl.col("month") >= catalog.PROJECTION_FIRST_MONTH)
-            scenario_water = band_grid(projected, catalog.WATER_CONTENT, f"{scenario} soil water").values
-            for layer, values in water_tails(reference_water, scenario_water).items():
-                tails.append({"scenario": scenario, "layer": layer, **values})
+            corrected[scenario] = correct_scenario(
+                history, raw, config.method, config.n_quantiles, config.soil_water_split, shares, config.soil_water_seed
+            )
+            for message in corrected[scenario].messages:
+                context.log.warning(message)
+            frame = corrected[scenario].frame
+            batch.parquet(lake.layout.bias_corrected(scenario), frame)
             figures[scenario] = batch.file(
                 lake.layout.figure(f"bias_correction_{scenario}"),
-                lambda tmp, raw=raw, corrected=corrected: bias_correction_figure(history, raw, corrected, 3, path=tmp),
+                lambda tmp, raw=raw, frame=frame: bias_correction_figure(history, raw, frame, 3, path=tmp),
             )
-            overlap[scenario] = (
-                f"{result.overlap_first:%Y-%m}..{result.overlap_last:%Y-%m} ({result.overlap_months} months)"
-            )
-            notes += result.warnings
-            diagnostics.append(result.diagnostics.with_columns(pl.lit(scenario).alias("scenario")))
     # mean absolute difference between model and reanalysis quantiles over the overlap,
     # before and after correction, averaged over bands and calendar months
-    summary = (
-        pl.concat(diagnostics)
-        .group_by("scenario", "variable", "unit")
-        .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
-        .sort("scenario", "variable")
+    summary = diagnostics_summary(
+        pl.concat(c.correction.diagnostics.with_columns(pl.lit(s).alias("scenario")) for s, c in corrected.items())
     )
-    tails_frame = pl.DataFrame(tails)
     # each partition (RCP) its own page: its figure, overlap, diagnostics and tails
-    for scenario in context.partition_keys:
+    for scenario, result in corrected.items():
+        tails = projected_water_tails(history, result.frame, f"{scenario} soil water")
+        correction = result.correction
         context.add_asset_metadata(
             {
-                "overlap": overlap[scenario],
+                "overlap": f"{correction.overlap_first:%Y-%m}..{correction.overlap_last:%Y-%m} "
+                f"({correction.overlap_months} months)",
                 "quantile_mapping_diagnostics": MetadataValue.md(
                     markdown_table(summary.filter(pl.col("scenario") == scenario).drop("scenario"))
                 ),
@@ -126,7 +96,8 @@ def cmip5_bias_corrected(
                 # layer, and month-to-month variability relative to the reanalysis'
                 "soil_water_tails": MetadataValue.md(
                     markdown_table(
-                        tails_frame.filter(pl.col("scenario") == scenario).drop("scenario"), float_precision=3
+                        pl.DataFrame([{"layer": layer, **values} for layer, values in tails.items()]),
+                        float_precision=3,
                     )
                 ),
                 "figure": png_markdown(figures[scenario], f"reanalysis, raw and corrected {scenario}, band 3"),
@@ -139,38 +110,9 @@ def cmip5_bias_corrected(
             "method": config.method,
             "soil_water_split": config.soil_water_split,
             "scenarios_in_this_run": ", ".join(context.partition_keys),
-            "warnings": MetadataValue.json(notes),
+            "warnings": MetadataValue.json([note for c in corrected.values() for note in c.correction.warnings]),
         }
     )
-
-
-def target_span(windows) -> str:
-    """First..last month predicted, or 'none' for an empty set (a history that ends before 2019)."""
-    if len(windows) == 0:
-        return "none"
-    return f"{windows.target_month.min()}..{windows.target_month.max()}"
-
-
-def windows_summary(name: str, sets: dict[tuple[str, str], object], **extra: object) -> pl.DataFrame:
-    """One row per set of windows, keyed by (split, design): what the view `features.windows` shows.
-    `extra` columns (members, shares outside the training range) repeat on every row."""
-    rows = []
-    for (split, design), windows in sets.items():
-        empty = len(windows) == 0
-        rows.append(
-            {
-                "windows": name,
-                "split": split,
-                "design": design,
-                "n_windows": len(windows),
-                "window_months": int(windows.x.shape[1]),
-                "channels": int(windows.x.shape[2]),
-                "first_target": None if empty else str(windows.target_month.min()),
-                "last_target": None if empty else str(windows.target_month.max()),
-                **extra,
-            }
-        )
-    return pl.DataFrame(rows)
 
 
 def _stats_table(stats) -> str:
@@ -192,23 +134,16 @@ def training_windows(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.band_arrays import history_grid
-    from ml.residual import CHANNELS, DRIVERS, ResidualScaler, residual_windows
+    from ml.residual import CHANNELS, training_and_test_windows
     from ml.scenario_members import read_history_run
-    from ml.windows import build_training_windows
+    from ml.windows import build_training_windows, target_span, windows_summary
 
     history = warehouse.read_table(HISTORY_MART)
     train, test, stats = build_training_windows(history)
     # the months the windows use: training and test targets (the mart may run on past 2023)
     grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
     core = read_history_run(lake.layout.thermal_core().history, grid.months)
-    drivers, observed = grid.select(DRIVERS), grid.select(catalog.TARGETS)
-    in_train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    scaler = ResidualScaler.fit(drivers, core, observed, grid.calendar_month, in_train)
-    test_rows = grid.rows(
-        catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
-    )
-    residual_train = residual_windows(scaler, drivers, core, grid.months, np.flatnonzero(in_train), observed)
-    residual_test = residual_windows(scaler, drivers, core, grid.months, test_rows, observed)
+    residual_train, residual_test, scaler = training_and_test_windows(grid, core)
     files = lake.layout.training_windows()
     with lake.batch() as batch:
         batch.file(files.train, train.save)
@@ -251,19 +186,6 @@ def training_windows(
     )
 
 
-class ScenarioWindowsConfig(Config):
-    """How the ensemble members' scenario drivers and core runs are prepared."""
-
-    # one per network: architectures x seeds (member s of architecture a uses draw 5 s + a)
-    bias_draws: int = 25
-    bootstrap_seed: int = catalog.DEFAULT_SEED
-    # bias-correction methods the members take in turn (draw k: method k mod the number of
-    # methods; draw 0 the first, unperturbed): "qdm" the pipeline's cmip5_bias_corrected,
-    # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
-    # between the reanalysis and all the model's runs over the overlap
-    bias_methods: list[str] = ["qdm", "mean_delta"]
-
-
 def _scenario_calendar(warehouse: WarehouseResource, scenario: str) -> str:
     """The climate model's own calendar, as the raw CMIP5 rows of `scenario` state it."""
     table = Table(RAW_SCHEMA, CMIP5)
@@ -299,90 +221,65 @@ def _scenario_calendar(warehouse: WarehouseResource, scenario: str) -> str:
 def scenario_windows(
     context: AssetExecutionContext, config: ScenarioWindowsConfig, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.band_arrays import band_grid, days_in_month, history_grid
+    from ml.band_arrays import band_grid, history_grid
     from ml.residual import CHANNELS, DRIVERS, ResidualScaler
-    from ml.scenario_members import (
-        mean_delta_correction,
-        member_cores,
-        member_drivers,
-        outside_training_range,
-        water_climatology,
-    )
+    from ml.scenario_members import build_members, training_range_shares
     from ml.thermal_core import ThermalCore
-    from ml.windows import NormalizationStats, build_scenario_windows
+    from ml.windows import NormalizationStats, scenario_hindcast_windows, target_span, windows_summary
 
-    if config.bias_draws < 1:
-        raise ValueError(f"bias_draws must be >= 1, got {config.bias_draws}")
-    unknown = sorted(set(config.bias_methods) - {"qdm", "mean_delta"})
-    if unknown or not config.bias_methods:
-        raise ValueError(f"bias_methods must name one or more of 'qdm', 'mean_delta'; got {config.bias_methods}")
     files = lake.layout.training_windows()
     stats = NormalizationStats.from_dict(json.loads(files.stats.read_text()))
     scaler = ResidualScaler.from_dict(json.loads(files.residual_scaler.read_text()))
     core = ThermalCore.from_dict(json.loads(lake.layout.thermal_core().parameters.read_text()))
     history = history_grid(warehouse.read_table(HISTORY_MART))
     in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    water_clim = water_climatology(history, in_train)
     raw_marts = warehouse.read_table(SCENARIO_MART)
     # every run of the climate model: the mean-delta correction pools their overlap means
     raw_runs = {
         s: band_grid(raw_marts.filter(pl.col("scenario") == s), DRIVERS, f"scenario mart {s}")
         for s in sorted(set(raw_marts["scenario"].to_list()))
     }
-    shapes, physical, clipped = {}, [], []
+    shapes, physical, clipped = {}, {}, {}
     with lake.batch() as batch:
         for scenario in context.partition_keys:
             corrected_frame = pl.read_parquet(lake.layout.bias_corrected(scenario))
-            # the hindcast from 2001 where the run reaches back far enough for a window
-            first_input = corrected_frame["month"].min()
-            first_target = max(catalog.HISTORY_START, catalog.add_months(first_input, stats.window))
-            windows = build_scenario_windows(corrected_frame, stats, first_target=first_target)
+            windows = scenario_hindcast_windows(corrected_frame, stats)
             batch.file(lake.layout.scenario_windows(scenario), windows.save)
             corrected = band_grid(corrected_frame, DRIVERS, f"bias-corrected {scenario}")
-            raw = raw_runs[scenario]
-            bases = {
-                "qdm": corrected,
-                "mean_delta": mean_delta_correction(raw, history, corrected, list(raw_runs.values())),
-            }
-            methods = [bases[name] for name in config.bias_methods]
-            drivers = member_drivers(methods, history, raw, config.bias_draws, config.bootstrap_seed)
-            days = days_in_month(corrected.months, _scenario_calendar(warehouse, scenario))
-            cores = member_cores(core, drivers, DRIVERS, corrected.calendar_month, water_clim, days)
-            draw_methods = [config.bias_methods[k % len(config.bias_methods)] for k in range(config.bias_draws)]
-            batch.file(
-                lake.layout.scenario_members(scenario),
-                lambda tmp, drivers=drivers, cores=cores, months=corrected.months, methods=draw_methods: _save_members(
-                    tmp, months, drivers, cores, methods
-                ),
+            members = build_members(
+                corrected,
+                raw_runs,
+                scenario,
+                history,
+                in_train,
+                core,
+                _scenario_calendar(warehouse, scenario),
+                config.bias_methods,
+                config.bias_draws,
+                config.bootstrap_seed,
             )
-            projected = corrected.rows(catalog.month64(catalog.PROJECTION_FIRST_MONTH), corrected.months[-1])
-            physical.append(
-                {"scenario": scenario, **outside_training_range(history, in_train, corrected, projected, DRIVERS)}
-            )
-            shares = scaler.out_of_range_share(
-                drivers[0][projected], cores[0][projected], corrected.calendar_month[projected]
-            )
-            clipped.append({"scenario": scenario, **shares})
+            batch.file(lake.layout.scenario_members(scenario), members.save)
+            physical[scenario], clipped[scenario] = training_range_shares(history, in_train, corrected, members, scaler)
+            span = f"{members.months[0]}..{members.months[-1]}"
             shapes[scenario] = {
                 "paper_windows": list(windows.x.shape),
                 "paper_targets": target_span(windows),
-                "members": int(drivers.shape[0]),
-                "member_months": f"{corrected.months[0]}..{corrected.months[-1]}",
+                "members": len(members.drivers),
+                "member_months": span,
             }
             batch.parquet(
                 lake.layout.windows_summary(scenario),
                 windows_summary(
                     scenario,
                     {("scenario", "paper"): windows},
-                    members=int(drivers.shape[0]),
-                    member_first_month=str(corrected.months[0]),
-                    member_last_month=str(corrected.months[-1]),
-                    **{f"outside_training_range_{k}": v for k, v in physical[-1].items() if k != "scenario"},
-                    **{f"clipped_{k}": v for k, v in clipped[-1].items() if k != "scenario"},
+                    members=len(members.drivers),
+                    member_first_month=str(members.months[0]),
+                    member_last_month=str(members.months[-1]),
+                    **{f"outside_training_range_{k}": v for k, v in physical[scenario].items()},
+                    **{f"clipped_{k}": v for k, v in clipped[scenario].items()},
                 ),
             )
     views = warehouse.refresh_output_views(lake.layout, "scenario_windows", context.log)
-    physical_frame, clipped_frame = pl.DataFrame(physical), pl.DataFrame(clipped).select("scenario", *CHANNELS[:-2])
     # each partition (RCP) its own page
     for scenario in context.partition_keys:
         context.add_asset_metadata(
@@ -391,11 +288,14 @@ def scenario_windows(
                 # physical: 2024-2100 (month, band) values outside the 2001-2018 range of the same
                 # band and calendar month (about 10% even without climate change: 18 values per cell)
                 "outside_training_range": MetadataValue.md(
-                    markdown_table(physical_frame.filter(pl.col("scenario") == scenario), float_precision=3)
+                    markdown_table(pl.DataFrame([{"scenario": scenario, **physical[scenario]}]), float_precision=3)
                 ),
                 # network: share of each residual-network channel clipped to its training range (draw 0)
                 "channels_clipped": MetadataValue.md(
-                    markdown_table(clipped_frame.filter(pl.col("scenario") == scenario), float_precision=3)
+                    markdown_table(
+                        pl.DataFrame([{"scenario": scenario, **clipped[scenario]}]).select("scenario", *CHANNELS[:-2]),
+                        float_precision=3,
+                    )
                 ),
                 "path": MetadataValue.path(str(lake.layout.scenario_windows(scenario))),
             },
@@ -410,17 +310,3 @@ def scenario_windows(
             **views,
         }
     )
-
-
-def _save_members(path: Path, months, drivers, cores, methods: list[str]) -> None:
-    from ml.residual import DRIVERS
-
-    with open(path, "wb") as handle:  # a file object stops np.savez from appending '.npz'
-        np.savez(
-            handle,
-            months=months,
-            drivers=drivers,
-            core=cores,
-            driver_names=np.asarray(DRIVERS, dtype=np.str_),
-            bias_method=np.asarray(methods, dtype=np.str_),
-        )

@@ -24,12 +24,11 @@ from dagster import (
     asset,
 )
 
-from dagster_project.config import config_class, to_source
+from dagster_project.config import TrainingRunConfig, to_source
 from dagster_project.lake import HISTORY_MART
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import architectures
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
-from ml.metrics import TARGET_ARCHITECTURE, TARGET_ENSEMBLE
 from ml.training_config import TrainingConfig
 from sources import catalog
 
@@ -37,31 +36,6 @@ MODELS = "models"
 TRAINED_MODELS = AssetKey("trained_models")
 THERMAL_CORE = AssetKey("thermal_core")
 BEAT_BASELINE_CHECK = "models_beat_best_baseline"
-
-# Paper Table 2: test-period (2019-2023) scores, all bands and layers pooled.
-PAPER_TABLE_2 = pl.DataFrame(
-    {
-        "model": ["tcn", "transformer", "conv1d_lstm", "gru", "bilstm"],
-        "paper_rmse": [1.118, 1.158, 1.092, 1.027, 1.234],
-        "paper_mae": [0.872, 0.912, 0.833, 0.747, 0.907],
-        "paper_r2": [0.937, 0.939, 0.938, 0.943, 0.919],
-    }
-)
-# Baselines of the evaluation: what each one reads that a projection would not have.
-BASELINES: dict[str, str] = {
-    "climatology": "monthly climatology per band and layer, 2001-2018",
-    "persistence": "the same calendar month a year before: READS OBSERVED soil temperature",
-    "damped_persistence": "damped lag-1 anomaly persistence: READS OBSERVED soil temperature (the month before)",
-    "ridge": "the status-quo ridge on the paper's windows (t-24..t-1, year and z)",
-    "dl_ridge": "distributed-lag anomaly ridge, lags 0-23 (projects)",
-    "thermal_core": "the calibrated conduction core alone (projects)",
-}
-OBSERVED_SOIL = ("persistence", "damped_persistence")
-
-
-TrainingRunConfig = config_class(
-    TrainingConfig, "TrainingRunConfig", "How each architecture is trained (ml.training_config.TrainingConfig)."
-)
 
 
 def _paper_windows(lake: LakeResource):
@@ -140,7 +114,7 @@ def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: 
         batch.parquet(files.history, history_run_frame(grid.months, history))
     observed = grid.select(catalog.TARGETS)
     test = grid.rows(catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
-    parameters = pl.DataFrame({"band": list(range(catalog.N_BANDS)), **{n: v for n, v in core.params.items()}})
+    parameters = pl.DataFrame({"band": np.arange(grid.values.shape[1]), **core.params})
     return MaterializeResult(
         metadata={
             "parameters": MetadataValue.md(markdown_table(parameters, float_precision=4)),
@@ -199,137 +173,6 @@ def trained_models(context: AssetExecutionContext, config: TrainingRunConfig, la
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def _test_predictions(context, lake: LakeResource, history: pl.DataFrame):
-    """Test targets, their rows, and every model's and baseline's test predictions."""
-    from ml.band_arrays import history_grid
-    from ml.baselines import RidgeBaseline, climatology, damped_persistence, persistence_predict
-    from ml.distributed_lag import DistributedLagRidge
-    from ml.ensemble import load_architecture, predict_members
-    from ml.residual import DRIVERS
-    from ml.scenario_members import read_history_run
-
-    paper_train, paper_test, _ = _paper_windows(lake)
-    _, residual_test, _ = _residual_windows(lake)
-    if len(residual_test) == 0:
-        raise ValueError("no test windows: the history must reach into 2019-2023 to evaluate")
-    if not np.allclose(paper_test.y, residual_test.observed, atol=1e-4):
-        raise ValueError("the paper's and the residual design's test windows disagree: re-materialize training_windows")
-    grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
-    row = np.searchsorted(grid.months, residual_test.target_month)
-    band = residual_test.band
-
-    def at_test(values: np.ndarray) -> np.ndarray:  # (T, B, 4) -> test rows (n, 4)
-        return values[row, band]
-
-    train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    observed = grid.select(catalog.TARGETS)
-    drivers = grid.select(DRIVERS)
-    ridge = RidgeBaseline().fit(
-        paper_train.x, paper_train.band, paper_train.y, alpha="auto", target_month=paper_train.target_month
-    )
-    baselines = {
-        "climatology": climatology(history).predict(band, residual_test.target_month),
-        "persistence": persistence_predict(history, band, residual_test.target_month),
-        "damped_persistence": at_test(damped_persistence(observed, grid.calendar_month, train)),
-        "ridge": ridge.predict(paper_test.x, paper_test.band),
-        "dl_ridge": at_test(
-            DistributedLagRidge()
-            .fit(drivers, observed, grid.calendar_month, train)
-            .predict(drivers, grid.calendar_month)
-        ),
-        "thermal_core": at_test(read_history_run(lake.layout.thermal_core().history, grid.months)),
-    }
-    networks = {}
-    for architecture, folder in trained_model_folders(context).items():
-        trained = load_architecture(folder)
-        networks[architecture] = (trained.design, predict_members(trained, residual_test, paper_test))
-    return residual_test, baselines, networks
-
-
-def _overall_table(table: pl.DataFrame) -> pl.DataFrame:
-    """One row per model: seed-mean (or single) scores with interval, skill, change vs climatology."""
-    summary = table.filter(pl.col("member").is_null())
-    overall = summary.filter(pl.col("scope") == "overall")
-    clim = overall.filter(pl.col("model") == "climatology")["rmse"][0]
-    worst_cell = (
-        summary.filter(pl.col("scope") == "band_layer")
-        .group_by("model")
-        .agg(pl.col("skill").min().alias("min_cell_skill"))
-    )
-    return (
-        overall.join(worst_cell, on="model", how="left")
-        .join(PAPER_TABLE_2.select("model", "paper_rmse"), on="model", how="left")
-        .with_columns(((pl.col("rmse") / clim - 1.0) * 100).alias("vs_climatology_pct"))
-        .select(
-            "model",
-            "kind",
-            "members",
-            "rmse",
-            "rmse_sd",
-            "rmse_low",
-            "rmse_high",
-            "skill",
-            "vs_climatology_pct",
-            "min_cell_skill",
-            "uses_observed_soil_temperature",
-            "paper_rmse",
-        )
-        .sort("rmse")
-    )
-
-
-def _skill_pivot(table: pl.DataFrame, scope: str, column: str) -> pl.DataFrame:
-    rows = table.filter(pl.col("member").is_null(), pl.col("scope") == scope)
-    return rows.pivot(on=column, index="model", values="skill", sort_columns=True).rename(
-        lambda name: name if name == "model" else f"{column} {name}"
-    )
-
-
-def _targets(overall: pl.DataFrame) -> dict[str, object]:
-    """The issue's test-year targets: every architecture >= 10% and the ensemble >= 15% below climatology."""
-    networks = overall.filter(pl.col("kind") == "network")
-    ensemble = overall.filter(pl.col("kind") == "ensemble")
-    worst = networks.sort("vs_climatology_pct", descending=True).row(0, named=True) if networks.height else None
-    return {
-        "worst_architecture": None if worst is None else f"{worst['model']} {worst['vs_climatology_pct']:+.1f}%",
-        "every_architecture_10pct_below_climatology": bool(
-            networks.height and (networks["vs_climatology_pct"] <= -100 * TARGET_ARCHITECTURE).all()
-        ),
-        "ensemble_vs_climatology": None if ensemble.is_empty() else f"{ensemble['vs_climatology_pct'][0]:+.1f}%",
-        "ensemble_15pct_below_climatology": bool(
-            ensemble.height and ensemble["vs_climatology_pct"][0] <= -100 * TARGET_ENSEMBLE
-        ),
-    }
-
-
-def _beat_baseline_check(overall: pl.DataFrame) -> AssetCheckResult:
-    """Which models beat the best baseline that does not read observed soil temperature."""
-    fair = overall.filter(pl.col("kind") == "baseline", ~pl.col("uses_observed_soil_temperature")).sort("rmse")
-    best = fair.row(0, named=True)
-    observed = overall.filter(pl.col("kind") == "baseline", pl.col("uses_observed_soil_temperature")).sort("rmse")
-    models = overall.filter(pl.col("kind").is_in(["network", "ensemble"]))
-    beating = models.filter(pl.col("rmse") < best["rmse"])["model"].to_list()
-    losing = models.filter(pl.col("rmse") >= best["rmse"])["model"].to_list()
-    best_observed = observed.row(0, named=True) if observed.height else None
-    beating_observed = (
-        [] if best_observed is None else models.filter(pl.col("rmse") < best_observed["rmse"])["model"].to_list()
-    )
-    return AssetCheckResult(
-        check_name=BEAT_BASELINE_CHECK,
-        passed=not losing,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "best_baseline": f"{best['model']} (RMSE {best['rmse']:.3f} K; {BASELINES[best['model']]})",
-            "models_beating_it": MetadataValue.json(beating),
-            "models_not_beating_it": MetadataValue.json(losing),
-            "best_observed_soil_baseline": "none"
-            if best_observed is None
-            else f"{best_observed['model']} (RMSE {best_observed['rmse']:.3f} K; reads observed soil temperature)",
-            "models_beating_the_observed_soil_baseline": MetadataValue.json(beating_observed),
-        },
-    )
-
-
 @asset(
     group_name=MODELS,
     deps=[TRAINED_MODELS, AssetKey("training_windows"), THERMAL_CORE, AssetKey(HISTORY_MART.name)],
@@ -352,100 +195,61 @@ def _beat_baseline_check(overall: pl.DataFrame) -> AssetCheckResult:
 def model_evaluation(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
+    from ml import evaluation
+    from ml.ensemble import load_architecture
     from ml.figures import observed_vs_predicted_figure
-    from ml.metrics import skill_table
 
     history = warehouse.read_table(HISTORY_MART)
-    test, baselines, networks = _test_predictions(context, lake, history)
-    year = test.target_month.astype("datetime64[Y]").astype(np.int64) + 1970
-    clim = baselines["climatology"]
-
-    def scored(name, predictions, kind, observed_soil=False):
-        return skill_table(test.observed, predictions, clim, test.band, year, name, kind, observed_soil)
-
-    ensemble = np.concatenate([members for _, members in networks.values()]).mean(axis=0)
-    table = pl.concat(
-        [
-            *(scored(name, members, "network") for name, (_, members) in networks.items()),
-            scored("ensemble", ensemble, "ensemble"),
-            *(scored(name, p, "baseline", name in OBSERVED_SOIL) for name, p in baselines.items()),
-        ]
+    paper_train, paper_test, _ = _paper_windows(lake)
+    _, residual_test, _ = _residual_windows(lake)
+    trained = {a: load_architecture(folder) for a, folder in trained_model_folders(context).items()}
+    test = evaluation.predict_test_years(
+        history, paper_train, paper_test, residual_test, lake.layout.thermal_core().history, trained
     )
+    table = evaluation.score(test)
     path = lake.layout.model_evaluation()
     last_year = catalog.TEST_LAST_TARGET_MONTH.year
-    shown = {name: members.mean(axis=0) for name, (_, members) in networks.items()}
-    shown.update(ensemble=ensemble, thermal_core=baselines["thermal_core"])
     with lake.batch() as batch:
         batch.parquet(path, table)
         figure = batch.file(
             lake.layout.figure("observed_vs_predicted"),
             lambda tmp: observed_vs_predicted_figure(
-                test.target_month, test.band, test.observed, shown, last_year, tmp
+                test.target_month, test.band, test.observed, test.shown(), last_year, tmp
             ),
         )
     views = warehouse.refresh_output_views(lake.layout, "model_evaluation", context.log)
-    overall = _overall_table(table)
+    overall = evaluation.overall_table(table)
+    verdict = evaluation.baseline_verdict(overall)
     return MaterializeResult(
         metadata={
             # seed means for networks (rmse_sd: across seeds); 5-95% intervals over resampled test years
             "evaluation": MetadataValue.md(markdown_table(overall, float_precision=3)),
-            "targets": MetadataValue.json(_targets(overall)),
-            "skill_per_band": MetadataValue.md(markdown_table(_skill_pivot(table, "band", "band"), float_precision=2)),
-            "skill_per_layer": MetadataValue.md(
-                markdown_table(_skill_pivot(table, "layer", "layer"), float_precision=2)
+            "targets": MetadataValue.json(evaluation.targets(overall)),
+            "skill_per_band": MetadataValue.md(
+                markdown_table(evaluation.skill_pivot(table, "band"), float_precision=2)
             ),
-            "designs": MetadataValue.json({name: design for name, (design, _) in networks.items()}),
-            "baselines": MetadataValue.json(BASELINES),
+            "skill_per_layer": MetadataValue.md(
+                markdown_table(evaluation.skill_pivot(table, "layer"), float_precision=2)
+            ),
+            "designs": MetadataValue.json({name: design for name, (design, _) in test.networks.items()}),
+            "baselines": MetadataValue.json(evaluation.BASELINES),
             "rows": table.height,
             "figure": png_markdown(figure, f"observed vs predicted, {last_year}"),
             **views,
             "path": MetadataValue.path(str(path)),
         },
-        check_results=[_beat_baseline_check(overall)],
+        check_results=[
+            AssetCheckResult(
+                check_name=BEAT_BASELINE_CHECK,
+                passed=verdict.pop("passed"),
+                severity=AssetCheckSeverity.WARN,
+                metadata={k: MetadataValue.json(v) if isinstance(v, list) else v for k, v in verdict.items()},
+            )
+        ],
     )
 
 
 # --- projections --------------------------------------------------------------------------
-
-
-def _project_residual(trained, members_file, scenario: str, first_month: np.datetime64) -> list[pl.DataFrame]:
-    """Every member of a residual-design architecture on its own bias-correction draw."""
-    from ml.ensemble import bias_draw
-    from ml.projections import projection_frame
-    from ml.residual import residual_windows
-
-    months, drivers, cores = members_file["months"], members_file["drivers"], members_file["core"]
-    rows = np.flatnonzero(months >= first_month)
-    frames = []
-    for member in trained.members:
-        draw = bias_draw(trained.architecture, member.member)
-        if draw >= len(drivers):
-            raise ValueError(
-                f"{trained.architecture} network {member.member} needs bias-correction draw {draw}, but "
-                f"scenario_windows prepared {len(drivers)}: raise its config bias_draws and re-materialize it"
-            )
-        windows = residual_windows(member.scaler, drivers[draw], cores[draw], months, rows)
-        predicted = member.predict(windows)
-        frames.append(
-            projection_frame(
-                scenario, trained.architecture, windows.band, windows.target_month, predicted, member.member
-            )
-        )
-    return frames
-
-
-def _project_references(ridge, members_file, scenario: str, first_month: np.datetime64) -> list[pl.DataFrame]:
-    """The core alone and the distributed-lag ridge on the unperturbed corrected drivers (draw 0)."""
-    from ml.projections import projection_frame
-
-    months, drivers, cores = members_file["months"], members_file["drivers"][0], members_file["core"][0]
-    rows = months >= first_month
-    frames = []
-    for name, values in (("thermal_core", cores), ("dl_ridge", ridge.predict(drivers, months.astype(np.int64) % 12))):
-        band = np.tile(np.arange(values.shape[1]), int(rows.sum()))
-        month = np.repeat(months[rows], values.shape[1])
-        frames.append(projection_frame(scenario, name, band, month, values[rows].reshape(-1, values.shape[2])))
-    return frames
 
 
 @asset(
@@ -462,38 +266,22 @@ def soil_temperature_projections(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.band_arrays import history_grid
-    from ml.distributed_lag import DistributedLagRidge
-    from ml.ensemble import load_architecture, predict_members
+    from ml.distributed_lag import fit_on_history
+    from ml.ensemble import load_architecture
     from ml.figures import projection_figure
-    from ml.projections import late_century_difference, projection_frame, to_cf_netcdf, with_ensemble
-    from ml.residual import DRIVERS
+    from ml.projections import late_century_difference, scenario_projections, to_cf_netcdf, with_ensemble
+    from ml.scenario_members import ScenarioMembers
     from ml.windows import WindowSet
 
     history_frame = warehouse.read_table(HISTORY_MART)
-    history = history_grid(history_frame)
-    first_month = catalog.month64(catalog.HISTORY_START)
+    ridge = fit_on_history(history_grid(history_frame))
     trained = {a: load_architecture(folder) for a, folder in trained_model_folders(context).items()}
-    train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    ridge = DistributedLagRidge().fit(
-        history.select(DRIVERS), history.select(catalog.TARGETS), history.calendar_month, train
-    )
+    paper_design = any(networks.design == "paper" for networks in trained.values())
     frames = []
     for scenario in catalog.RCP_EXPERIMENTS:
-        with np.load(lake.layout.scenario_members(scenario), allow_pickle=False) as stored:
-            members_file = {key: stored[key] for key in ("months", "drivers", "core")}
-        frames += _project_references(ridge, members_file, scenario, first_month)
-        paper_windows = None
-        for architecture, networks in trained.items():
-            if networks.design == "residual":
-                frames += _project_residual(networks, members_file, scenario, first_month)
-                continue
-            if paper_windows is None:
-                paper_windows = WindowSet.load(lake.layout.scenario_windows(scenario))
-            predicted = predict_members(networks, paper_windows=paper_windows)
-            frames += [
-                projection_frame(scenario, architecture, paper_windows.band, paper_windows.target_month, p, index)
-                for index, p in enumerate(predicted)
-            ]
+        members = ScenarioMembers.load(lake.layout.scenario_members(scenario))
+        paper_windows = WindowSet.load(lake.layout.scenario_windows(scenario)) if paper_design else None
+        frames.append(scenario_projections(scenario, members, trained, ridge, paper_windows))
     projections = with_ensemble(pl.concat(frames))
     parquet, netcdf = lake.layout.projections("parquet"), lake.layout.projections("nc")
     observed = history_frame.select("band", "month", *catalog.TARGETS)
@@ -535,16 +323,6 @@ def soil_temperature_projections(
 # --- active layer -------------------------------------------------------------------------
 
 
-def _censored_share(table: pl.DataFrame, bands: tuple[int, ...]) -> pl.DataFrame:
-    """Share of years flagged all_thawed (ALT a lower bound) per scenario and model."""
-    return (
-        table.filter(pl.col("band").is_in(bands), pl.col("member").is_null() | (pl.col("model") == "era5_land"))
-        .group_by("scenario", "model")
-        .agg((pl.col("flag") == "all_thawed").mean().alias("censored_share"), pl.len().alias("band_years"))
-        .sort("scenario", "model")
-    )
-
-
 @asset(
     group_name=MODELS,
     deps=[AssetKey("soil_temperature_projections"), AssetKey(HISTORY_MART.name)],
@@ -558,36 +336,20 @@ def _censored_share(table: pl.DataFrame, bands: tuple[int, ...]) -> pl.DataFrame
 def active_layer_thickness(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.active_layer import active_layer_thickness as alt_by_year
+    from ml.active_layer import censored_share, reanalysis_and_ensemble, thickness_table
     from ml.figures import active_layer_figure
 
     projections = pl.read_parquet(lake.layout.projections("parquet"))
-    projected = alt_by_year(projections, group_columns=("scenario", "model", "member", "band"))
-    observed = (
-        alt_by_year(warehouse.read_table(HISTORY_MART))
-        .with_columns(
-            pl.lit("reanalysis").alias("scenario"),
-            pl.lit("era5_land").alias("model"),
-            pl.lit(0).cast(pl.Int64).alias("member"),
-        )
-        .select(projected.columns)
-    )
-    table = pl.concat([observed, projected], how="vertical_relaxed")
-    shown = pl.concat(
-        [
-            observed.drop("model", "member"),
-            projected.filter(
-                pl.col("model") == "ensemble_mean", pl.col("year") >= catalog.PROJECTION_FIRST_MONTH.year
-            ).drop("model", "member"),
-        ],
-        how="vertical_relaxed",
-    )
+    table = thickness_table(projections, warehouse.read_table(HISTORY_MART))
     path = lake.layout.active_layer()
     with lake.batch() as batch:
         batch.parquet(path, table)
-        figure = batch.file(lake.layout.figure("active_layer_thickness"), lambda tmp: active_layer_figure(shown, tmp))
+        figure = batch.file(
+            lake.layout.figure("active_layer_thickness"),
+            lambda tmp: active_layer_figure(reanalysis_and_ensemble(table), tmp),
+        )
     views = warehouse.refresh_output_views(lake.layout, "active_layer_thickness", context.log)
-    reanalysis = _censored_share(table.filter(pl.col("scenario") == "reanalysis"), (2, 3, 4, 5))
+    reanalysis = censored_share(table.filter(pl.col("scenario") == "reanalysis"))
     projected_years = table.filter(pl.col("year") >= catalog.PROJECTION_FIRST_MONTH.year)
     return MaterializeResult(
         metadata={
@@ -598,7 +360,7 @@ def active_layer_thickness(
             if reanalysis.height
             else None,
             "censored_share_bands_2_5": MetadataValue.md(
-                markdown_table(_censored_share(projected_years, (2, 3, 4, 5)), float_precision=3)
+                markdown_table(censored_share(projected_years), float_precision=3)
             ),
             "figure": png_markdown(figure, "active-layer thickness by scenario"),
             "path": MetadataValue.path(str(path)),
@@ -622,23 +384,17 @@ def feature_importance(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.ensemble import load_architecture
-    from ml.explain import feature_importance as paper_importance
-    from ml.explain import shap_importance
+    from ml.explain import network_importance
     from ml.figures import feature_importance_figure
-    from ml.residual import CHANNELS
 
+    _, residual_test, scaler = _residual_windows(lake)
+    _, paper_test, _ = _paper_windows(lake)
     tables, figures = [], {}
     path = lake.layout.feature_importance()
     with lake.batch() as batch:
         for architecture, folder in trained_model_folders(context).items():
             trained = load_architecture(folder, members=1)
-            network = trained.members[0]
-            if trained.design == "residual":
-                _, test, scaler = _residual_windows(lake)
-                importance = shap_importance(network.model, CHANNELS, test.x, test.x, test.band, scaler.sigma_res)
-            else:
-                _, test, _ = _paper_windows(lake)
-                importance = paper_importance(network, test, test)
+            importance = network_importance(trained, residual_test, scaler, paper_test)
             tables.append(importance.with_columns(pl.lit(architecture).alias("model"), pl.lit("K").alias("unit")))
             # a residual network explains its correction to the core, not the whole prediction
             label = f"{architecture}, correction to the core" if trained.design == "residual" else architecture

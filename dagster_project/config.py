@@ -1,28 +1,97 @@
-"""Typed run configuration generated from the plain dataclasses of ml/, so each setting is
-declared once (with its default and description) and the Dagster launchpad shows it."""
+"""Typed run configuration of the assets: Dagster `Config` classes whose validators refuse a bad
+value before an asset runs, naming the field and the value. `TrainingRunConfig` is generated from
+the plain dataclass of ml/, so each training setting is declared once (with its default and
+description) and the Dagster launchpad shows it."""
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from typing import Literal
 
 from dagster import Config
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+
+from ml import architecture_catalog
+from ml.training_config import TrainingConfig
+from sources import catalog
 
 
 def config_class(source: type, name: str, description: str) -> type[Config]:
-    """A Dagster `Config` with the fields, types, defaults and descriptions of dataclass `source`.
+    """A Dagster `Config` with the fields, types, defaults and descriptions of dataclass `source`,
+    validated by the dataclass itself when the run config is read.
 
-    `to_source(config)` turns a filled config back into the dataclass (which validates it).
+    `to_source(config)` turns a filled config back into the dataclass.
     """
     hints = typing.get_type_hints(source)
     namespace: dict[str, typing.Any] = {"__annotations__": {}, "__doc__": description, "__module__": __name__}
     for spec in dataclasses.fields(source):
         namespace["__annotations__"][spec.name] = hints[spec.name]
         namespace[spec.name] = Field(default=spec.default, description=spec.metadata.get("description"))
+
+    def checked_by_the_dataclass(config):
+        to_source(config, source)  # the dataclass's own checks raise, naming the field and value
+        return config
+
+    namespace["checked_by_the_dataclass"] = model_validator(mode="after")(checked_by_the_dataclass)
     return type(name, (Config,), namespace)
 
 
 def to_source(config: Config, source: type):
     """The dataclass `source` filled from a config made by `config_class`."""
     return source(**{spec.name: getattr(config, spec.name) for spec in dataclasses.fields(source)})
+
+
+TrainingRunConfig = config_class(
+    TrainingConfig, "TrainingRunConfig", "How each architecture is trained (ml.training_config.TrainingConfig)."
+)
+
+
+class BiasCorrectionConfig(Config):
+    """How CMIP5 is mapped onto the reanalysis."""
+
+    # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
+    method: Literal["qdm", "eqm"] = "qdm"
+    n_quantiles: int = 50
+    # "lagged": each layer's climatology plus its filtered response to the column's anomaly |
+    # "dirichlet": shares sampled per month, as the paper
+    soil_water_split: Literal["lagged", "dirichlet"] = "lagged"
+    soil_water_seed: int = catalog.DEFAULT_SEED  # the Dirichlet split's draws
+
+    @field_validator("n_quantiles")
+    @classmethod
+    def _at_least_one_quantile(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"n_quantiles must be a positive number of quantiles, got {value}")
+        return value
+
+
+class ScenarioWindowsConfig(Config):
+    """How the ensemble members' scenario drivers and core runs are prepared."""
+
+    # one per network: architectures x seeds (member s of architecture a uses draw
+    # s * architectures + a, ml.ensemble.bias_draw)
+    bias_draws: int = len(architecture_catalog.ARCHITECTURES) * TrainingConfig().seeds
+    bootstrap_seed: int = catalog.DEFAULT_SEED
+    # bias-correction methods the members take in turn (draw k: method k mod the number of
+    # methods; draw 0 the first, unperturbed): "qdm" the pipeline's cmip5_bias_corrected,
+    # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
+    # between the reanalysis and all the model's runs over the overlap (ml.scenario_members)
+    bias_methods: list[str] = ["qdm", "mean_delta"]
+
+    @field_validator("bias_draws")
+    @classmethod
+    def _at_least_one_draw(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"bias_draws must be >= 1 (draw 0 is the unperturbed correction), got {value}")
+        return value
+
+    @field_validator("bias_methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        from ml.scenario_members import BIAS_METHODS
+
+        unknown = [name for name in value if name not in BIAS_METHODS]
+        if unknown or not value:
+            raise ValueError(f"bias_methods must name one or more of {list(BIAS_METHODS)}; got {value}")
+        return value

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dagster import DynamicPartitionsDefinition, StaticPartitionsDefinition
 
+from ml import architecture_catalog
 from sources import catalog
 
 # Keys are the month's first day ("2001-01-01"). Dynamic, not a calendar: a month exists as a
@@ -50,8 +51,13 @@ cmip5_experiments = StaticPartitionsDefinition(list(catalog.CMIP5_EXPERIMENTS))
 
 rcp_scenarios = StaticPartitionsDefinition(list(catalog.RCP_EXPERIMENTS))
 
-# Must match ml.architectures.ARCHITECTURES (a test checks; ml is not imported at load).
-architectures = StaticPartitionsDefinition(["tcn", "transformer", "conv1d_lstm", "gru", "bilstm"])
+
+def architecture_partitions() -> StaticPartitionsDefinition:
+    """One partition per architecture of ``ml.architecture_catalog`` (a light module: no Keras)."""
+    return StaticPartitionsDefinition(list(architecture_catalog.names()))
+
+
+architectures = architecture_partitions()
 
 
 @dataclass(frozen=True)

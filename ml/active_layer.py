@@ -39,6 +39,7 @@ The four ERA5-Land layer means are too coarse to place that crossing: the deepes
   is kept so the gap is visible (``n_months`` says how many months there were).
 
 Two rows for the same group and month raise (usually a grouping column is missing).
+``thickness_table`` gives the reanalysis' and every projection's ALT in one table.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from sources import catalog
 MID_DEPTHS_M: tuple[float, ...] = tuple(0.5 * (top + bottom) for top, bottom in catalog.SOIL_LAYERS_M)
 MAX_DEPTH_M = catalog.SOIL_LAYERS_M[-1][1]
 MONTHS_PER_YEAR = 12
+# The issue's target: ALT censored (all thawed) in at most half of the reanalysis years of these bands.
+CENSORED_TARGET_BANDS: tuple[int, ...] = (2, 3, 4, 5)
 FLAGS: tuple[str, ...] = ("ok", "none_thawed", "all_thawed", "multiple_crossings", "incomplete")
 METHODS: tuple[str, ...] = ("profile", "mid_depth")
 DAMPING_DEPTHS_M = np.geomspace(0.2, 6.0, 60)
@@ -229,3 +232,46 @@ def active_layer_thickness(
         pl.Series("alt_m", alt, dtype=pl.Float64).fill_nan(None),
         pl.Series("flag", flag.astype(str), dtype=pl.Utf8),
     ).select(*keys, "alt_m", "flag", "n_months")
+
+
+def thickness_table(projections: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
+    """ALT per year of the reanalysis (``history``: scenario "reanalysis", model "era5_land",
+    member 0) and of every projection member and the ensemble mean (``projections``, the
+    ``ml.projections`` frame): columns scenario, model, member, band, year, alt_m, flag, n_months."""
+    projected = active_layer_thickness(projections, group_columns=("scenario", "model", "member", "band"))
+    observed = (
+        active_layer_thickness(history)
+        .with_columns(
+            pl.lit("reanalysis").alias("scenario"),
+            pl.lit("era5_land").alias("model"),
+            pl.lit(0).cast(pl.Int64).alias("member"),
+        )
+        .select(projected.columns)
+    )
+    return pl.concat([observed, projected], how="vertical_relaxed")
+
+
+def reanalysis_and_ensemble(table: pl.DataFrame) -> pl.DataFrame:
+    """The rows a figure shows from a ``thickness_table``: the reanalysis, then the ensemble mean
+    of each scenario from 2024 (without model and member)."""
+    from ml.projections import ENSEMBLE_MODEL
+
+    first_projected = catalog.PROJECTION_FIRST_MONTH.year
+    return pl.concat(
+        [
+            table.filter(pl.col("scenario") == "reanalysis"),
+            table.filter(pl.col("model") == ENSEMBLE_MODEL, pl.col("year") >= first_projected),
+        ],
+        how="vertical_relaxed",
+    ).drop("model", "member")
+
+
+def censored_share(table: pl.DataFrame, bands: Sequence[int] = CENSORED_TARGET_BANDS) -> pl.DataFrame:
+    """Share of years flagged all_thawed (ALT a lower bound) per scenario and model of a
+    ``thickness_table``, over ``bands``: the reanalysis and each ensemble mean (no member)."""
+    return (
+        table.filter(pl.col("band").is_in(list(bands)), pl.col("member").is_null() | (pl.col("model") == "era5_land"))
+        .group_by("scenario", "model")
+        .agg((pl.col("flag") == "all_thawed").mean().alias("censored_share"), pl.len().alias("band_years"))
+        .sort("scenario", "model")
+    )

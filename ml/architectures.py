@@ -1,4 +1,5 @@
-"""The paper's five soil-temperature networks (section 2.3.1), written in Keras 3 only.
+"""The paper's five soil-temperature networks (section 2.3.1), written in Keras 3 only: their
+builders (``ml.architecture_catalog`` lists them).
 
 Every model takes ``{"x": (batch, window, n_features) float32, "band": (batch,) int32}`` and
 returns ``(batch, 4)``: the four normalised soil-layer temperatures of the month after the
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 from keras import layers, ops
+
+# the list of the architectures (this module holds their builders), also found here by callers
+from ml import architecture_catalog
+from ml.architecture_catalog import ARCHITECTURES  # noqa: F401
 
 SERIALIZATION_PACKAGE = "permafrost"
 BAND_EMBEDDING_LAYER = "band_embedding"
@@ -310,26 +315,12 @@ def build_bilstm(spec: InputSpec, hyperparameters: dict | None = None) -> keras.
     return keras.Model(inputs, _head(state, spec, hp["dropout"]), name="bilstm")
 
 
-# --- registry, compile, load --------------------------------------------------------------
-
-Builder = Callable[[InputSpec, dict | None], keras.Model]
-
-ARCHITECTURES: dict[str, Builder] = {
-    "tcn": build_tcn,
-    "transformer": build_transformer,
-    "conv1d_lstm": build_conv1d_lstm,
-    "gru": build_gru,
-    "bilstm": build_bilstm,
-}
+# --- build, compile, load ----------------------------------------------------------------
 
 
 def build_model(name: str, spec: InputSpec, hyperparameters: dict | None = None) -> keras.Model:
-    """Build the architecture called ``name`` (a key of ``ARCHITECTURES``)."""
-    try:
-        builder = ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}") from None
-    return builder(spec, hyperparameters)
+    """Build the architecture called ``name`` (``ml.architecture_catalog.ARCHITECTURES``)."""
+    return architecture_catalog.architecture(name).build(spec, hyperparameters)
 
 
 def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:

@@ -119,6 +119,58 @@ def bias_correct(
     )
 
 
+SOIL_WATER_SPLITS: tuple[str, ...] = ("lagged", "dirichlet")
+
+
+@dataclass
+class CorrectedScenario:
+    """One scenario corrected and its soil water split over the four layers (``frame``), the
+    correction's record, and the warnings the libraries raised on the way (``messages``)."""
+
+    frame: pl.DataFrame
+    correction: BiasCorrection
+    messages: list[str]
+
+
+def correct_scenario(
+    reference: pl.DataFrame,
+    scenario: pl.DataFrame,
+    method: str = "qdm",
+    n_quantiles: int = 50,
+    soil_water_split: str = "lagged",
+    shares=None,
+    soil_water_seed: int = 0,
+) -> CorrectedScenario:
+    """``bias_correct`` one scenario, then split its corrected column water over the layers:
+    by the lagged split fitted on the reanalysis (``"lagged"``) or by Dirichlet ``shares``
+    (``ml.soil_water.DirichletShares``, ``"dirichlet"``, sampled with ``soil_water_seed``)."""
+    from ml.soil_water import split_soil_water, split_soil_water_lagged
+
+    if soil_water_split not in SOIL_WATER_SPLITS:
+        raise ValueError(f"unknown soil-water split {soil_water_split!r}; expected one of {SOIL_WATER_SPLITS}")
+    if soil_water_split == "dirichlet" and shares is None:
+        raise ValueError("the Dirichlet soil-water split needs the reanalysis' layer shares")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bias_correct(reference, scenario, method=method, n_quantiles=n_quantiles)
+    if soil_water_split == "lagged":
+        frame = split_soil_water_lagged(result.corrected, reference)
+    else:
+        frame = split_soil_water(result.corrected, shares, seed=soil_water_seed)
+    return CorrectedScenario(frame, result, [str(warning.message) for warning in caught])
+
+
+def diagnostics_summary(diagnostics: pl.DataFrame) -> pl.DataFrame:
+    """Per scenario, variable and unit: the mean over bands (and calendar months) of the
+    ``diagnostics`` of several scenarios (a ``scenario`` column): quantile distance to the
+    reanalysis before and after correction, and the reanalysis' interquartile range."""
+    return (
+        diagnostics.group_by("scenario", "variable", "unit")
+        .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
+        .sort("scenario", "variable")
+    )
+
+
 # --- inputs ------------------------------------------------------------------------------
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.band_arrays import calendar_climatology
+from ml.band_arrays import BandGrid, calendar_climatology
 from ml.baselines import RidgeBaseline
+from sources import catalog
 
 LAGS = 24
 
@@ -98,3 +99,14 @@ class DistributedLagRidge:
         anomaly = self.ridge.predict(flat, np.tile(np.arange(n_bands), n_months)).reshape(n_months, n_bands, -1)
         anomaly[missing] = 0.0
         return anomaly + self.target_clim[calendar]
+
+
+def fit_on_history(history: BandGrid) -> DistributedLagRidge:
+    """The ridge fitted on the training months (targets to 2018-12) of the history's drivers and
+    soil water (``ml.residual.DRIVERS``) and soil temperatures: the reference that projects."""
+    from ml.residual import DRIVERS
+
+    train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    return DistributedLagRidge().fit(
+        history.select(DRIVERS), history.select(catalog.TARGETS), history.calendar_month, train
+    )

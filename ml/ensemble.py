@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ml import architecture_catalog
 from ml.training_config import TrainingConfig
 
 ENSEMBLE_FILE = "ensemble.json"
-ARCHITECTURE_ORDER: tuple[str, ...] = ("tcn", "transformer", "conv1d_lstm", "gru", "bilstm")
 
 
 def member_folder(index: int) -> str:
@@ -32,10 +32,10 @@ def member_folder(index: int) -> str:
 
 
 def bias_draw(architecture: str, member: int) -> int:
-    """The bias-correction bootstrap draw of network ``member`` of ``architecture``."""
-    if architecture not in ARCHITECTURE_ORDER:
-        raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURE_ORDER}")
-    return member * len(ARCHITECTURE_ORDER) + ARCHITECTURE_ORDER.index(architecture)
+    """The bias-correction bootstrap draw of network ``member`` of ``architecture`` (in the order
+    of ``ml.architecture_catalog``)."""
+    order = architecture_catalog.names()
+    return member * len(order) + order.index(architecture_catalog.architecture(architecture).name)
 
 
 @dataclass

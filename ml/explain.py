@@ -1,6 +1,7 @@
 """Which inputs drive a trained soil-temperature network: mean |SHAP| per feature (paper section 2.5).
 
-shap and Keras are imported inside ``feature_importance``, so importing this module is cheap.
+shap and Keras are imported inside ``shap_importance``, so importing this module is cheap.
+``network_importance`` explains an architecture's first network in its own design.
 
 How the values are computed (shap 0.51, Keras 3, TensorFlow backend):
 
@@ -81,6 +82,24 @@ def feature_importance(
         seed,
         samples=samples,
     )
+
+
+def network_importance(trained, residual_test=None, residual_scaler=None, paper_test=None) -> pl.DataFrame:
+    """Mean |SHAP| (K) of the first network of an architecture (``ml.ensemble.TrainedArchitecture``)
+    on the test windows of its design, which serve as background and explained windows alike: a
+    residual network's correction to the core per channel (``residual_test``, scaled to K by the
+    ``residual_scaler``'s residual standard deviations), a paper network's prediction per feature."""
+    from ml.residual import CHANNELS
+
+    network = trained.members[0]
+    if trained.design == "residual":
+        if residual_test is None or residual_scaler is None:
+            raise ValueError(f"{trained.architecture} is a residual design: pass its test windows and scaler")
+        x, band = residual_test.x, residual_test.band
+        return shap_importance(network.model, CHANNELS, x, x, band, residual_scaler.sigma_res)
+    if paper_test is None:
+        raise ValueError(f"{trained.architecture} is the paper design: pass the paper's test windows")
+    return feature_importance(network, paper_test, paper_test)
 
 
 def shap_importance(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml import architecture_catalog
 from ml.active_layer import MAX_DEPTH_M
 from ml.bias_correction import DEFAULT_OVERLAP, UNITS
 from ml.projections import ENSEMBLE_MODEL, REFERENCE_MODELS
@@ -52,13 +53,9 @@ SCENARIO_COLOURS: dict[str, str] = {
     "rcp85": "tab:red",
 }
 # One colour per model in every figure, so a model is recognised across figures (a note once
-# named the wrong model because two figures coloured them differently).
+# named the wrong model because two figures coloured them differently). The architectures'
+# colours are in ml.architecture_catalog; these are the other models'.
 MODEL_COLOURS: dict[str, str] = {
-    "tcn": "tab:blue",
-    "transformer": "tab:orange",
-    "conv1d_lstm": "tab:pink",
-    "gru": "tab:red",
-    "bilstm": "tab:purple",
     "ensemble": ENSEMBLE_COLOUR,
     ENSEMBLE_MODEL: ENSEMBLE_COLOUR,
     "thermal_core": "dimgray",
@@ -80,7 +77,10 @@ LAYER_LABELS: tuple[str, ...] = tuple(f"{top:g}-{bottom:g} m" for top, bottom in
 
 
 def model_colour(model: str) -> str:
-    """The colour of ``model`` in every figure; names outside MODEL_COLOURS get a stable pick."""
+    """The colour of ``model`` in every figure: an architecture's from ``ml.architecture_catalog``,
+    another model's from MODEL_COLOURS; any other name gets a stable pick."""
+    if model in architecture_catalog.ARCHITECTURES:
+        return architecture_catalog.ARCHITECTURES[model].colour
     if model in MODEL_COLOURS:
         return MODEL_COLOURS[model]
     return _EXTRA_COLOURS[sum(map(ord, model)) % len(_EXTRA_COLOURS)]

@@ -14,7 +14,10 @@ pathway with the bias-corrected climate model, and compare, per scenario x band 
 * ``coverage``: the share of cells whose truth lies inside the members' 5-95% range.
 
 Arrays are (scenario, month, band, layer) with the scenarios in ``catalog.RCP_EXPERIMENTS``
-order; ``years`` (month,) gives each month's year. Plain numpy.
+order; ``years`` (month,) gives each month's year. ``validate`` scores every projection run
+(``member_runs``), the ensemble, the reference models and the floor against the truth;
+``target_table``, ``worst_members``, ``water_outside_range`` and ``figure_series`` are what the
+validation reports beside the scores.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
+
+from sources import catalog
 
 EARLY = (2024, 2043)
 LATE = (2081, 2100)
@@ -118,3 +124,243 @@ def coverage(members: list[Signals], truth: Signals) -> dict[str, float]:
         out[f"coverage_{name}"] = float(((t >= lo) & (t <= hi)).mean())
         out[f"range_width_{name}"] = float((hi - lo).mean())
     return out
+
+
+# --- the validation of a set of projections ---------------------------------------------------
+
+
+def validation_months() -> np.ndarray:
+    """The months the validation reads: 2019-01 (the jump's ``BEFORE``) to 2100-12."""
+    return np.arange(np.datetime64(f"{BEFORE[0]}-01"), catalog.month64(catalog.PROJECTION_LAST_MONTH) + 1)
+
+
+def scenario_grid(frames: dict[str, pl.DataFrame], months: np.ndarray, what: str) -> np.ndarray:
+    """(S, T, B, 4) soil temperatures of each scenario's band-month frame over exactly ``months``;
+    raises naming ``what`` and the scenario when a frame does not cover them."""
+    from ml.band_arrays import band_grid
+
+    first, last = (m.astype("datetime64[D]").item() for m in (months[0], months[-1]))
+    grids = []
+    for scenario, frame in frames.items():
+        name = f"{what} {scenario}"
+        grid = band_grid(frame.filter(pl.col("month").is_between(first, last)), catalog.TARGETS, name)
+        if len(grid.months) != len(months):
+            raise ValueError(f"{name} covers {grid.months[0]}..{grid.months[-1]}, expected {months[0]}..{months[-1]}")
+        grids.append(grid.values)
+    return np.stack(grids)
+
+
+def member_runs(projections: pl.DataFrame, scenarios: list[str], months: np.ndarray) -> dict[tuple, np.ndarray]:
+    """(model, member) -> (S, T, B, 4) of every member row (not the ensemble mean) of the projections."""
+    from ml.projections import ENSEMBLE_MODEL
+
+    first, last = (m.astype("datetime64[D]").item() for m in (months[0], months[-1]))
+    rows = projections.filter(pl.col("model") != ENSEMBLE_MODEL, pl.col("month").is_between(first, last))
+    return {
+        (model, member): scenario_grid(
+            {s: frame.filter(pl.col("scenario") == s) for s in scenarios}, months, f"{model} member {member}"
+        )
+        for (model, member), frame in rows.partition_by(["model", "member"], as_dict=True).items()
+    }
+
+
+@dataclass
+class Validation:
+    """``scores``: one row per member, architecture (seed mean), the ensemble, each reference
+    model and the floor; ``cells``: per scenario x band x layer, the truth's, the ensemble's and
+    the floor's signals with the members' 5-95% range; ``coverage`` of that range; ``achieved``:
+    the values ``TARGETS`` judge; ``truth_ordered_cells``."""
+
+    scores: pl.DataFrame
+    cells: pl.DataFrame
+    coverage: dict[str, float]
+    achieved: dict[str, float]
+    truth_ordered_cells: int
+
+
+def validate(
+    truth: np.ndarray,
+    floor: np.ndarray,
+    runs: dict[tuple, np.ndarray],
+    years: np.ndarray,
+    recent: np.ndarray,
+    scenarios: list[str],
+    reference_models: tuple[str, ...],
+) -> Validation:
+    """Score every run (``member_runs``) against ``truth``; ``floor`` is the simulator fed the
+    bias-corrected drivers, ``recent`` (B, 4) the reanalysis' 2019-2023 mean (for the seam).
+    Runs of ``reference_models`` are scored alone; the others are networks: each member, each
+    architecture's seed mean and the ensemble of all of them (and the members' range)."""
+    truth_signals = Signals.of(truth, years)
+
+    def row(model, member, kind, values):
+        return {
+            "model": model,
+            "member": member,
+            "kind": kind,
+            **scores(Signals.of(values, years), truth_signals),
+            "seam_rmse": seam_rmse(values, years, recent, truth_signals),
+        }
+
+    networks = {key: values for key, values in runs.items() if key[0] not in reference_models}
+    rows = [row(model, member, "member", values) for (model, member), values in sorted(networks.items())]
+    for architecture in sorted({model for model, _ in networks}):
+        members = [values for (model, _), values in networks.items() if model == architecture]
+        rows.append(row(architecture, None, "architecture", np.mean(members, axis=0)))
+    ensemble = np.mean(list(networks.values()), axis=0)
+    rows.append(row("ensemble", None, "ensemble", ensemble))
+    rows += [
+        row(model, None, "reference", values)
+        for (model, _), values in sorted(runs.items())
+        if model in reference_models
+    ]
+    rows.append(row("floor", None, "floor", floor))
+    member_signals = [Signals.of(values, years) for values in networks.values()]
+    spread = coverage(member_signals, truth_signals)
+    table = pl.DataFrame(rows).with_columns(
+        pl.when(pl.col("kind") == "ensemble").then(pl.lit(spread[name])).alias(name)
+        for name in ("coverage_change", "coverage_level")
+    )
+    ensemble_scores = table.filter(pl.col("kind") == "ensemble").row(0, named=True)
+    achieved = {
+        "ensemble_change_rmse": ensemble_scores["change_rmse"],
+        "ensemble_level_rmse": ensemble_scores["level_rmse"],
+        "worst_member_change_rmse": table.filter(pl.col("kind") == "member")["change_rmse"].max(),
+        "ensemble_ordered_cells": ensemble_scores["ordered"],
+        "coverage_change": spread["coverage_change"],
+        "coverage_level": spread["coverage_level"],
+    }
+    low, high = ensemble_range(member_signals)
+    compared = {"truth": truth_signals, "ensemble": Signals.of(ensemble, years), "floor": Signals.of(floor, years)}
+    index = np.indices(truth_signals.change.shape).reshape(3, -1)
+    cells = pl.DataFrame(
+        {
+            "scenario": [scenarios[i] for i in index[0]],
+            "band": index[1],
+            "layer": index[2],
+            **{
+                f"{prefix}_{signal}": getattr(values, signal).ravel()
+                for signal in ("change", "level", "jump")
+                for prefix, values in compared.items()
+            },
+            **{f"{signal}_q05": getattr(low, signal).ravel() for signal in ("change", "level")},
+            **{f"{signal}_q95": getattr(high, signal).ravel() for signal in ("change", "level")},
+        }
+    )
+    return Validation(table, cells, spread, achieved, ordered_cells(truth_signals.level))
+
+
+def validate_frames(
+    truth: dict[str, pl.DataFrame],
+    floor: dict[str, pl.DataFrame],
+    projections: pl.DataFrame,
+    history: pl.DataFrame,
+    reference_models: tuple[str, ...],
+) -> Validation:
+    """``validate`` on band-month frames: the simulator's ``truth`` and ``floor`` per scenario
+    (in ``catalog.RCP_EXPERIMENTS`` order), the projections' member rows, and the history mart
+    (its 2019-2023 soil temperatures for the seam; its soil water must be whole too)."""
+    from ml.band_arrays import band_grid
+
+    scenarios = list(truth)
+    months = validation_months()
+    years = months.astype("datetime64[Y]").astype(np.int64) + 1970
+    observed = band_grid(history, (*catalog.TARGETS, *catalog.WATER_CONTENT), "history mart")
+    recent = observed.select(catalog.TARGETS)[(observed.year >= BEFORE[0]) & (observed.year <= BEFORE[1])]
+    return validate(
+        scenario_grid(truth, months, "truth"),
+        scenario_grid(floor, months, "floor"),
+        member_runs(projections, scenarios, months),
+        years,
+        recent.mean(axis=0),
+        scenarios,
+        reference_models,
+    )
+
+
+def target_table(achieved: dict[str, float]) -> pl.DataFrame:
+    """Each of ``TARGETS`` with the value achieved, what it requires and whether it is met."""
+    rows = []
+    for name, (sense, limit) in TARGETS.items():
+        value = achieved[name]
+        met = value <= limit if sense == "<=" else value >= limit
+        rows.append({"target": name, "value": float(value), "required": f"{sense} {limit:g}", "met": bool(met)})
+    return pl.DataFrame(rows)
+
+
+def worst_members(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per architecture: its worst member's change RMSE and fewest ordered cells."""
+    return (
+        scores.filter(pl.col("kind") == "member")
+        .group_by("model")
+        .agg(
+            pl.col("change_rmse").max().alias("worst_member_change_rmse"),
+            pl.col("ordered").min().alias("fewest_member_ordered"),
+        )
+        .sort("model")
+    )
+
+
+def water_outside_range(
+    history: pl.DataFrame, corrected: dict[str, pl.DataFrame], truth: dict[str, pl.DataFrame]
+) -> pl.DataFrame:
+    """Per scenario: the share of 2024-2100 deepest-layer water (w_3) outside the reanalysis'
+    range, in the bias-corrected drivers and in the simulator's truth."""
+    from ml.soil_water import projected_water_tails
+
+    deepest = catalog.WATER_CONTENT[-1]
+    return pl.DataFrame(
+        [
+            {
+                "scenario": s,
+                f"{deepest}_outside_range_corrected": projected_water_tails(history, corrected[s], f"corrected {s}")[
+                    deepest
+                ]["outside_range"],
+                f"{deepest}_outside_range_truth": projected_water_tails(history, truth[s], f"truth {s}")[deepest][
+                    "outside_range"
+                ],
+            }
+            for s in corrected
+        ]
+    )
+
+
+def figure_series(
+    projections: pl.DataFrame, truth: dict[str, pl.DataFrame], history: pl.DataFrame, band: int, layer: int
+) -> pl.DataFrame:
+    """Annual means of one band and layer, long: the reanalysis, and per scenario the truth and
+    the ensemble with its 5-95% range (columns scenario, source, year, value, q05, q95)."""
+    from ml.projections import ENSEMBLE_MODEL
+
+    column = catalog.TARGETS[layer]
+
+    def annual(frame: pl.DataFrame, **extra) -> pl.DataFrame:
+        return (
+            frame.filter(pl.col("band") == band, pl.col("month").dt.year() >= catalog.HISTORY_START.year)
+            .group_by(pl.col("month").dt.year().alias("year"))
+            .agg(pl.col(column).mean().alias("value"), *(pl.col(c).mean().alias(n) for n, c in extra.items()))
+            .sort("year")
+        )
+
+    parts = [annual(history).with_columns(pl.lit("reanalysis").alias("scenario"), pl.lit("reanalysis").alias("source"))]
+    ensemble = projections.filter(pl.col("model") == ENSEMBLE_MODEL)
+    for scenario, frame in truth.items():
+        parts.append(annual(frame).with_columns(pl.lit(scenario).alias("scenario"), pl.lit("truth").alias("source")))
+        rows = ensemble.filter(pl.col("scenario") == scenario)
+        parts.append(
+            annual(rows, q05=f"{column}_q05", q95=f"{column}_q95").with_columns(
+                pl.lit(scenario).alias("scenario"), pl.lit("ensemble").alias("source")
+            )
+        )
+    return pl.concat(
+        [
+            p.select(
+                "scenario",
+                "source",
+                "year",
+                "value",
+                *(pl.col(q) if q in p.columns else pl.lit(None, dtype=pl.Float64).alias(q) for q in ("q05", "q95")),
+            )
+            for p in parts
+        ]
+    )

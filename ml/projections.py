@@ -38,6 +38,7 @@ KEYS: tuple[str, ...] = ("scenario", "model", "member", "band", "month")
 TIME_UNITS = "days since 2001-01-01"
 TIME_CALENDAR = "standard"
 PRODUCER = "permafrost lakehouse"
+CF_LAYOUT = Path(__file__).with_name("projections_cf.yaml")  # the netCDF's variables and attributes
 
 SCHEMA: dict[str, pl.DataType] = {
     "scenario": pl.Utf8,
@@ -108,6 +109,66 @@ def projection_frame(
     return frame.sort("band", "month")
 
 
+def scenario_projections(
+    scenario: str,
+    members,
+    trained: dict,
+    ridge,
+    paper_windows=None,
+) -> pl.DataFrame:
+    """Every projection of ``scenario`` from the history's start: the hindcast on the scenario's
+    own forcing, then 2024-2100.
+
+    ``members`` is the scenario's ``ml.scenario_members.ScenarioMembers``. The reference models
+    run on the unperturbed corrected drivers (draw 0): the core alone and ``ridge`` (a fitted
+    ``ml.distributed_lag.DistributedLagRidge``). ``trained`` maps an architecture to its
+    ``ml.ensemble.TrainedArchitecture``: a residual-design network runs on its own
+    bias-correction draw (``ml.ensemble.bias_draw``), a paper-design one on ``paper_windows``
+    (the scenario's ``ml.windows.WindowSet``). Rows as ``projection_frame``'s, references first.
+    """
+    from ml.ensemble import bias_draw, predict_members
+    from ml.residual import residual_windows
+
+    months = members.months
+    rows = months >= catalog.month64(catalog.HISTORY_START)
+    frames = []
+    references = {
+        "thermal_core": members.core[0],
+        "dl_ridge": ridge.predict(members.drivers[0], months.astype(np.int64) % 12),
+    }
+    for name, values in references.items():
+        band = np.tile(np.arange(values.shape[1]), int(rows.sum()))
+        month = np.repeat(months[rows], values.shape[1])
+        frames.append(projection_frame(scenario, name, band, month, values[rows].reshape(-1, values.shape[2])))
+    for architecture, networks in trained.items():
+        if networks.design == "paper":
+            if paper_windows is None:
+                raise ValueError(f"{architecture} is the paper design: its projections need the paper's windows")
+            predicted = predict_members(networks, paper_windows=paper_windows)
+            frames += [
+                projection_frame(scenario, architecture, paper_windows.band, paper_windows.target_month, p, index)
+                for index, p in enumerate(predicted)
+            ]
+            continue
+        for network in networks.members:
+            draw = bias_draw(architecture, network.member)
+            if draw >= len(members.drivers):
+                raise ValueError(
+                    f"{architecture} network {network.member} needs bias-correction draw {draw}, but "
+                    f"scenario_windows prepared {len(members.drivers)}: raise its config bias_draws and "
+                    "re-materialize it"
+                )
+            windows = residual_windows(
+                network.scaler, members.drivers[draw], members.core[draw], months, np.flatnonzero(rows)
+            )
+            frames.append(
+                projection_frame(
+                    scenario, architecture, windows.band, windows.target_month, network.predict(windows), network.member
+                )
+            )
+    return pl.concat(frames)
+
+
 def _check_unique(frame: pl.DataFrame) -> None:
     duplicated = frame.select(KEYS).is_duplicated()
     if duplicated.any():
@@ -169,21 +230,44 @@ def _days_since_epoch(months: np.ndarray) -> np.ndarray:
     return (months.astype("datetime64[D]") - epoch).astype(np.int64)
 
 
-def _dataset(projections: pl.DataFrame):
-    """The xarray Dataset ``to_cf_netcdf`` writes (split out so it can be inspected)."""
-    import xarray as xr
+def cf_layout() -> dict:
+    """The netCDF's variables, coordinates and global attributes (``projections_cf.yaml``)."""
+    import yaml
 
-    frame = with_ensemble(projections).with_columns(pl.col("month").cast(pl.Date))
+    return yaml.safe_load(CF_LAYOUT.read_text())
+
+
+def _filled(attributes: dict, fields: dict) -> dict:
+    """``attributes`` with their "{field}"s filled; a value that is one field alone takes the
+    field's own value, so a number stays a number."""
+    out = {}
+    for name, value in attributes.items():
+        if isinstance(value, str) and value.startswith("{") and value.endswith("}") and value[1:-1] in fields:
+            out[name] = fields[value[1:-1]]
+        else:
+            out[name] = value.format(**fields) if isinstance(value, str) else value
+    return out
+
+
+def _axes(frame: pl.DataFrame) -> dict[str, list]:
+    """The netCDF's axes in ``frame`` (with its ensemble rows): scenarios in RCP order, the
+    networks then the reference models, member numbers, bands, months (datetime64[M])."""
     scenarios = _scenario_order(frame["scenario"].unique().to_list())
     present = set(frame["model"].unique().to_list()) - {ENSEMBLE_MODEL}
     models = sorted(present - set(REFERENCE_MODELS)) + [m for m in REFERENCE_MODELS if m in present]
-    member_ids = sorted(frame.filter(pl.col("model") != ENSEMBLE_MODEL)["member"].unique().to_list())
+    members = sorted(frame.filter(pl.col("model") != ENSEMBLE_MODEL)["member"].unique().to_list())
     bands = sorted(frame["band"].unique().to_list())
-    known_bands = {b.index: b for b in catalog.BANDS}
-    unknown = [b for b in bands if b not in known_bands]
+    unknown = sorted(set(bands) - {b.index for b in catalog.BANDS})
     if unknown:
         raise ValueError(f"unknown bands {unknown}")
     months = np.array(sorted(frame["month"].unique().to_list()), dtype="datetime64[M]")
+    return {"scenario": scenarios, "model": models, "member": members, "band": bands, "months": months}
+
+
+def _soil_temperatures(frame: pl.DataFrame, axes: dict[str, list]) -> dict[str, np.ndarray]:
+    """Every member's soil temperature on the axes, and the ensemble's mean and quantiles,
+    float32, NaN where a row is missing, depth before time (CF order)."""
+    scenarios, models, members, bands, months = (axes[k] for k in ("scenario", "model", "member", "band", "months"))
     n_layers = len(catalog.TARGETS)
 
     def positions(rows: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -192,181 +276,80 @@ def _dataset(projections: pl.DataFrame):
         t_i = np.searchsorted(months, rows["month"].to_numpy().astype("datetime64[M]"))
         return s_i.to_numpy(), b_i.to_numpy(), t_i
 
-    # members: (scenario, model, member, band, time, depth), then depth before time (CF order)
     member_rows = frame.filter(pl.col("model") != ENSEMBLE_MODEL)
     s_i, b_i, t_i = positions(member_rows)
     m_i = member_rows["model"].replace_strict({m: i for i, m in enumerate(models)}, return_dtype=pl.Int64).to_numpy()
-    r_i = np.searchsorted(np.asarray(member_ids), member_rows["member"].to_numpy())
-    shape = (len(scenarios), len(models), len(member_ids), len(bands), len(months), n_layers)
-    values = np.full(shape, np.nan, dtype=np.float32)
-    values[s_i, m_i, r_i, b_i, t_i, :] = member_rows.select(catalog.TARGETS).to_numpy().astype(np.float32)
-    values = values.transpose(0, 1, 2, 3, 5, 4)
+    r_i = np.searchsorted(np.asarray(members), member_rows["member"].to_numpy())
+    values = np.full((len(scenarios), len(models), len(members), len(bands), len(months), n_layers), np.nan, np.float32)
+    values[s_i, m_i, r_i, b_i, t_i, :] = member_rows.select(catalog.TARGETS).to_numpy()
+    out = {"soil_temperature": values.transpose(0, 1, 2, 3, 5, 4)}
 
     ensemble_rows = frame.filter(pl.col("model") == ENSEMBLE_MODEL)
     s_i, b_i, t_i = positions(ensemble_rows)
-    statistics = {}
-    for name, columns in (
-        ("mean", catalog.TARGETS),
-        *((q, tuple(f"{c}_{q}" for c in catalog.TARGETS)) for q in QUANTILES),
-    ):
+    for statistic, suffix in {"ensemble_mean": "", **{q: f"_{q}" for q in QUANTILES}}.items():
         grid = np.full((len(scenarios), len(bands), len(months), n_layers), np.nan, dtype=np.float32)
-        grid[s_i, b_i, t_i, :] = ensemble_rows.select(columns).to_numpy().astype(np.float32)
-        statistics[name] = grid.transpose(0, 1, 3, 2)
+        grid[s_i, b_i, t_i, :] = ensemble_rows.select(f"{c}{suffix}" for c in catalog.TARGETS).to_numpy()
+        out[f"soil_temperature_{statistic}"] = grid.transpose(0, 1, 3, 2)
+    return out
 
-    month_end = months + np.timedelta64(1, "M")
-    time_bnds = np.stack([_days_since_epoch(months), _days_since_epoch(month_end)], axis=1)
-    depth_bnds = np.asarray(catalog.SOIL_LAYERS_M, dtype=np.float64)
-    south = np.array([known_bands[b].south for b in bands], dtype=np.float64)
-    north = np.array([known_bands[b].north for b in bands], dtype=np.float64)
-    ensemble_dims = ("scenario", "band", "depth", "time")
-    cell_methods = "area: mean where land time: mean"
-    networks = ", ".join(m for m in models if m not in REFERENCE_MODELS)
-    before_2024 = (
-        "months before 2024 are the hindcast on the climate model's own bias-corrected historical forcing "
-        "(its weather, not the observed one); the projection starts in 2024"
-    )
 
-    def ensemble_variable(values: np.ndarray, long_name: str, comment: str):
-        attributes = {
-            "standard_name": "soil_temperature",
-            "long_name": long_name,
-            "units": "degC",
-            "cell_methods": cell_methods,
-            "comment": f"{comment}; {before_2024}",
+def _values(frame: pl.DataFrame, axes: dict[str, list]) -> dict[str, np.ndarray]:
+    """Every variable and coordinate of the netCDF, by its name in ``projections_cf.yaml``."""
+    bands = {b.index: b for b in catalog.BANDS}
+    south = np.array([bands[b].south for b in axes["band"]], dtype=np.float64)
+    north = np.array([bands[b].north for b in axes["band"]], dtype=np.float64)
+    months = axes["months"]
+    return {
+        **_soil_temperatures(frame, axes),
+        "time_bnds": np.stack([_days_since_epoch(months), _days_since_epoch(months + np.timedelta64(1, "M"))], axis=1),
+        "depth_bnds": np.asarray(catalog.SOIL_LAYERS_M, dtype=np.float64),
+        "lat_bnds": np.stack([south, north], axis=1),
+        "lon_bnds": np.array([catalog.LON_WEST, catalog.LON_EAST]),
+        "scenario": np.array(axes["scenario"], dtype=object),
+        "model": np.array(axes["model"], dtype=object),
+        "member": np.array(axes["member"], dtype=np.int32),
+        "band": np.array(axes["band"], dtype=np.int32),
+        "lat_south": south,
+        "lat_north": north,
+        "lat": 0.5 * (south + north),
+        "lon": 0.5 * (catalog.LON_WEST + catalog.LON_EAST),
+        "depth": np.asarray(MID_DEPTHS_M, dtype=np.float64),
+        "time": _days_since_epoch(months),
+    }
+
+
+def _dataset(projections: pl.DataFrame):
+    """The xarray Dataset ``to_cf_netcdf`` writes (split out so it can be inspected): the
+    values of ``_values`` laid out and described by ``projections_cf.yaml``."""
+    import xarray as xr
+
+    layout = cf_layout()
+    frame = with_ensemble(projections).with_columns(pl.col("month").cast(pl.Date))
+    axes = _axes(frame)
+    values = _values(frame, axes)
+    fields = {
+        **layout["text"],
+        "networks": ", ".join(m for m in axes["model"] if m not in REFERENCE_MODELS),
+        "reference_models": ", ".join(REFERENCE_MODELS),
+        "producer": PRODUCER,
+        "time_units": TIME_UNITS,
+        "time_calendar": TIME_CALENDAR,
+        "written": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lon_west": catalog.LON_WEST,
+        "lon_east": catalog.LON_EAST,
+    }
+
+    def described(entries: dict) -> dict:
+        return {
+            name: (tuple(entry["dims"]), values[name], _filled(entry.get("attrs", {}), fields))
+            for name, entry in entries.items()
         }
-        return ensemble_dims, values, attributes
 
-    dataset = xr.Dataset(
-        data_vars={
-            "soil_temperature": (
-                ("scenario", "model", "member", "band", "depth", "time"),
-                values,
-                {
-                    "standard_name": "soil_temperature",
-                    "long_name": "monthly mean soil temperature of the latitude band and soil layer, per model member",
-                    "units": "degC",
-                    "cell_methods": cell_methods,
-                    "comment": (
-                        f"member: the network's seed index (reference models {', '.join(REFERENCE_MODELS)} have "
-                        f"member 0 only); NaN where a model has no such member or projection; {before_2024}"
-                    ),
-                },
-            ),
-            "soil_temperature_ensemble_mean": ensemble_variable(
-                statistics["mean"], "ensemble mean soil temperature", f"mean over the members of {networks}"
-            ),
-            "soil_temperature_q05": ensemble_variable(
-                statistics["q05"],
-                "5th percentile of the ensemble's soil temperature",
-                f"over the members of {networks}",
-            ),
-            "soil_temperature_q95": ensemble_variable(
-                statistics["q95"],
-                "95th percentile of the ensemble's soil temperature",
-                f"over the members of {networks}",
-            ),
-            "time_bnds": (("time", "bnds"), time_bnds),
-            "depth_bnds": (("depth", "bnds"), depth_bnds),
-            "lat_bnds": (("band", "bnds"), np.stack([south, north], axis=1)),
-            "lon_bnds": (("bnds",), np.array([catalog.LON_WEST, catalog.LON_EAST])),
-        },
-        coords={
-            "scenario": (
-                ("scenario",),
-                np.array(scenarios, dtype=object),
-                {"long_name": "CMIP5 RCP experiment driving the projection"},
-            ),
-            "model": (
-                ("model",),
-                np.array(models, dtype=object),
-                {"long_name": "soil-temperature model: network architecture or reference model"},
-            ),
-            "member": (
-                ("member",),
-                np.array(member_ids, dtype=np.int32),
-                {"long_name": "seed index of the network within its architecture"},
-            ),
-            "band": (
-                ("band",),
-                np.array(bands, dtype=np.int32),
-                {
-                    "long_name": "latitude band index over mainland Alaska (0 = southernmost)",
-                    "comment": "band values are area-weighted means of the band's land pixels",
-                },
-            ),
-            "lat_south": (
-                ("band",),
-                south,
-                {"long_name": "southern edge of the latitude band", "units": "degrees_north"},
-            ),
-            "lat_north": (
-                ("band",),
-                north,
-                {"long_name": "northern edge of the latitude band", "units": "degrees_north"},
-            ),
-            "lat": (
-                ("band",),
-                0.5 * (south + north),
-                {
-                    "standard_name": "latitude",
-                    "long_name": "mid-latitude of the latitude band",
-                    "units": "degrees_north",
-                    "bounds": "lat_bnds",
-                },
-            ),
-            "lon": (
-                (),
-                0.5 * (catalog.LON_WEST + catalog.LON_EAST),
-                {
-                    "standard_name": "longitude",
-                    "long_name": "longitude span of the latitude bands",
-                    "units": "degrees_east",
-                    "bounds": "lon_bnds",
-                },
-            ),
-            "depth": (
-                ("depth",),
-                np.asarray(MID_DEPTHS_M, dtype=np.float64),
-                {
-                    "standard_name": "depth",
-                    "long_name": "mid-depth of the soil layer below the surface",
-                    "units": "m",
-                    "positive": "down",
-                    "axis": "Z",
-                    "bounds": "depth_bnds",
-                },
-            ),
-            "time": (
-                ("time",),
-                _days_since_epoch(months),
-                {
-                    "standard_name": "time",
-                    "long_name": "first day of the month",
-                    "units": TIME_UNITS,
-                    "calendar": TIME_CALENDAR,
-                    "axis": "T",
-                    "bounds": "time_bnds",
-                },
-            ),
-        },
-        attrs={
-            "Conventions": "CF-1.8",
-            "title": "Projected monthly soil temperature of Alaskan permafrost latitude bands",
-            "institution": PRODUCER,
-            "source": (
-                f"{PRODUCER}: a calibrated heat-conduction core with deep-learning residual networks (several "
-                "seeds per architecture, each with its own bootstrap draw of the bias correction), driven by "
-                "bias-corrected CMIP5 RCP scenarios, trained on ERA5-Land"
-            ),
-            "history": (
-                f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} written by ml.projections.to_cf_netcdf"
-            ),
-            "references": "ERA5-Land (ECMWF); CMIP5 (WCRP)",
-            "geospatial_lon_min": catalog.LON_WEST,
-            "geospatial_lon_max": catalog.LON_EAST,
-        },
+    return xr.Dataset(
+        data_vars=described(layout["variables"]),
+        coords=described(layout["coordinates"]),
+        attrs=_filled(layout["attributes"], fields),
     )
-    return dataset
 
 
 def to_cf_netcdf(projections: pl.DataFrame, path: Path | str) -> Path:
@@ -380,28 +363,17 @@ def to_cf_netcdf(projections: pl.DataFrame, path: Path | str) -> Path:
     ``time_bnds`` month bounds), ``depth`` (layer mid-depths in m, positive down, ``depth_bnds``
     layer edges), ``band`` with ``lat_south``/``lat_north`` (and ``lat`` with ``lat_bnds``) and
     a scalar ``lon`` with ``lon_bnds``, ``scenario`` and ``model`` strings, ``member`` integers.
-    The caller makes the write atomic (a temporary path renamed into place).
+    Their attributes and encodings are ``projections_cf.yaml``'s. The caller makes the write
+    atomic (a temporary path renamed into place).
     """
-    path = Path(path)
+    layout = cf_layout()
     dataset = _dataset(projections)
-    encoding: dict[str, dict] = {
-        name: {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 4}
-        for name in (
-            "soil_temperature",
-            "soil_temperature_ensemble_mean",
-            "soil_temperature_q05",
-            "soil_temperature_q95",
-        )
-    }
-    # coordinates and bounds never have missing values: no _FillValue attribute on them
-    for name in ("lat_south", "lat_north", "lat", "lon", "depth"):
-        encoding[name] = {"_FillValue": None}
-    # bounds inherit their coordinate's metadata (CF 7.1): no _FillValue, no coordinates attribute
-    for name in ("time_bnds", "depth_bnds", "lat_bnds", "lon_bnds"):
-        encoding[name] = {"_FillValue": None}
-        dataset[name].encoding["coordinates"] = None
-    encoding["time"] = {"dtype": "int64", "_FillValue": None}
-
+    entries = {**layout["variables"], **layout["coordinates"]}
+    encoding = {name: dict(entry["encoding"]) for name, entry in entries.items() if "encoding" in entry}
+    # bounds inherit their coordinate's metadata (CF 7.1): no coordinates attribute
+    for entry in entries.values():
+        if "bounds" in entry.get("attrs", {}):
+            dataset[entry["attrs"]["bounds"]].encoding["coordinates"] = None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset.to_netcdf(path, mode="w", format="NETCDF4", engine="netcdf4", encoding=encoding)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ml import architecture_catalog
 from ml.training_config import TrainingConfig
 from sources import catalog
 
@@ -50,16 +51,6 @@ TRAINING_FILE = "training.json"
 HISTORY_FILE = "history.json"
 SCALER_FILE = "scaler.json"
 PREDICT_BATCH_SIZE = 2048
-
-# Small networks: ~1200 training windows need no more, and 25 of them must train in minutes
-# on 2 CPU cores (about 5-7 s each at 30 epochs).
-SMALL_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
-    "tcn": {"filters": 16, "dilations": (1, 2, 4, 8), "dropout": 0.1},
-    "transformer": {"d_model": 16, "heads": 2, "ff_units": 32, "layers": 1, "dropout": 0.1},
-    "conv1d_lstm": {"filters": 16, "units": 16, "dropout": 0.1},
-    "gru": {"units": 16, "layers": 1, "dropout": 0.1},
-    "bilstm": {"units": 12, "dropout": 0.1},
-}
 
 
 @dataclass
@@ -203,6 +194,21 @@ def residual_windows(
     return ResidualWindows(x, band, months[row], core_at, observed_at, residual)
 
 
+def training_and_test_windows(history, core: np.ndarray) -> tuple[ResidualWindows, ResidualWindows, ResidualScaler]:
+    """The residual design's training windows (targets to 2018-12), test windows (2019-01..
+    2023-12) and the scaler fitted on the training months, from a history ``ml.band_arrays.
+    BandGrid`` (drivers, soil water, soil temperatures) and the core's run (T, B, 4) over its months."""
+    drivers, observed = history.select(DRIVERS), history.select(catalog.TARGETS)
+    in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    scaler = ResidualScaler.fit(drivers, core, observed, history.calendar_month, in_train)
+    test_rows = history.rows(
+        catalog.month64(catalog.TEST_FIRST_TARGET_MONTH), catalog.month64(catalog.TEST_LAST_TARGET_MONTH)
+    )
+    train = residual_windows(scaler, drivers, core, history.months, np.flatnonzero(in_train), observed)
+    test = residual_windows(scaler, drivers, core, history.months, test_rows, observed)
+    return train, test, scaler
+
+
 # --- networks ----------------------------------------------------------------------------
 
 
@@ -213,13 +219,14 @@ def build_bounded(
     window: int = WINDOW,
     hyperparameters: dict[str, Any] | None = None,
 ) -> keras.Model:
-    """An ``ml.architectures`` network (``SMALL_HYPERPARAMETERS`` unless overridden) whose four
-    outputs pass through ``bound * tanh``: built-in layers only, so it saves and reloads."""
+    """An ``ml.architectures`` network (its small hyperparameters in ``ml.architecture_catalog``
+    unless overridden) whose four outputs pass through ``bound * tanh``: built-in layers only, so
+    it saves and reloads."""
     import keras
 
     from ml.architectures import InputSpec, build_model
 
-    hp = {**SMALL_HYPERPARAMETERS.get(architecture, {}), **(hyperparameters or {})}
+    hp = {**architecture_catalog.architecture(architecture).small_hyperparameters, **(hyperparameters or {})}
     base = build_model(architecture, InputSpec(n_features=n_features, window=window), hp)
     squashed = keras.layers.Activation("tanh", name="residual_tanh")(base.outputs[0])
     bounded = keras.layers.Rescaling(bound, name="residual_bound")(squashed)
@@ -323,7 +330,10 @@ def save_residual(trained: ResidualModel, folder: Path) -> None:
         "member": trained.member,
         "seconds": trained.seconds,
         "config": trained.config.to_dict(),
-        "hyperparameters": {**SMALL_HYPERPARAMETERS.get(trained.architecture, {}), **trained.hyperparameters},
+        "hyperparameters": {
+            **architecture_catalog.architecture(trained.architecture).small_hyperparameters,
+            **trained.hyperparameters,
+        },
         "epochs_run": len(trained.history.get("loss", [])),
         "best_epoch": int(np.argmin(monitored)) + 1 if monitored else 0,
         "keras_version": keras.__version__,

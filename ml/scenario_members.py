@@ -20,22 +20,30 @@
 * ``outside_training_range``: per variable, the share of scenario months outside the training
   range of the same band and calendar month (about 10% even without climate change: each cell
   has only 18 training years).
+* ``build_members``: all of the above for one scenario, as ``ScenarioMembers`` (saved as one
+  ``.npz``), and ``training_range_shares`` its diagnostics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from ml.band_arrays import BandGrid, band_grid, calendar_climatology, grid_frame
+from ml.band_arrays import BandGrid, band_grid, calendar_climatology, days_in_month, grid_frame
 from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, perturb
 from ml.thermal_core import CoreInputs, ThermalCore
 from sources import catalog
 
 CORE_DRIVERS: tuple[str, ...] = ("t_surface", "t_air", "p_snow")
 BOOTSTRAPPED: tuple[str, ...] = catalog.DYNAMIC_FEATURES  # the drivers the correction maps one by one
+# The bias corrections the members take in turn: "qdm" the pipeline's quantile delta mapping
+# (cmip5_bias_corrected), "mean_delta" the raw scenario shifted (scaled) by the mean difference
+# per band and calendar month between the reanalysis and all the model's runs over the overlap.
+BIAS_METHODS: tuple[str, ...] = ("qdm", "mean_delta")
 
 
 def water_climatology(history: BandGrid, train: np.ndarray) -> np.ndarray:
@@ -186,3 +194,88 @@ def outside_training_range(
         outside = (scenario_values < low[calendar]) | (scenario_values > high[calendar])
         out[name] = float(outside.mean())
     return out
+
+
+@dataclass
+class ScenarioMembers:
+    """Every ensemble member's drivers and core run under one scenario.
+
+    ``months`` (T,) datetime64[M]; ``drivers`` (D, T, B, V) in ``driver_names`` order and
+    ``core`` (D, T, B, 4) degC, float32, one per bias-correction draw; ``bias_method`` (D,) the
+    correction each draw starts from (draw 0: the first method, unperturbed).
+    """
+
+    months: np.ndarray
+    drivers: np.ndarray
+    core: np.ndarray
+    bias_method: tuple[str, ...]
+    driver_names: tuple[str, ...]
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as handle:  # a file object stops np.savez from appending '.npz'
+            np.savez(
+                handle,
+                months=self.months,
+                drivers=self.drivers,
+                core=self.core,
+                driver_names=np.asarray(self.driver_names, dtype=np.str_),
+                bias_method=np.asarray(self.bias_method, dtype=np.str_),
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> ScenarioMembers:
+        with np.load(path, allow_pickle=False) as stored:
+            return cls(
+                months=stored["months"],
+                drivers=stored["drivers"],
+                core=stored["core"],
+                bias_method=tuple(stored["bias_method"].tolist()),
+                driver_names=tuple(stored["driver_names"].tolist()),
+            )
+
+
+def build_members(
+    corrected: BandGrid,
+    raw_runs: dict[str, BandGrid],
+    scenario: str,
+    history: BandGrid,
+    train: np.ndarray,
+    core: ThermalCore,
+    calendar: str,
+    methods: Sequence[str] = BIAS_METHODS,
+    draws: int = 1,
+    seed: int = catalog.DEFAULT_SEED,
+) -> ScenarioMembers:
+    """The members of ``scenario``: its quantile-mapped drivers ``corrected`` (and the raw run
+    ``raw_runs[scenario]``; every run of the model pools the mean-delta correction's means),
+    corrected by ``methods`` in turn with bootstrap draws 0..draws-1, and the fitted ``core``
+    run on each with the training months' (``train`` of ``history``) water climatology, in the
+    climate model's own ``calendar``."""
+    unknown = sorted(set(methods) - set(BIAS_METHODS))
+    if unknown or not methods:
+        raise ValueError(f"bias methods must be one or more of {BIAS_METHODS}; got {list(methods)}")
+    raw = raw_runs[scenario]
+    corrections = {
+        "qdm": lambda: corrected,
+        "mean_delta": lambda: mean_delta_correction(raw, history, corrected, list(raw_runs.values())),
+    }
+    drivers = member_drivers([corrections[name]() for name in methods], history, raw, draws, seed)
+    days = days_in_month(corrected.months, calendar)
+    water = water_climatology(history, train)
+    cores = member_cores(core, drivers, corrected.names, corrected.calendar_month, water, days)
+    drawn = tuple(methods[k % len(methods)] for k in range(draws))
+    return ScenarioMembers(corrected.months, drivers, cores, drawn, corrected.names)
+
+
+def training_range_shares(
+    history: BandGrid, train: np.ndarray, corrected: BandGrid, members: ScenarioMembers, scaler
+) -> tuple[dict[str, float], dict[str, float]]:
+    """How far the projection months (2024 on) leave the training range: per driver, the share
+    of the quantile-mapped scenario's values outside the training months' range of their band
+    and calendar month (physical); per network channel, the share ``scaler``
+    (``ml.residual.ResidualScaler``) clips in the unperturbed draw 0 (what the networks see)."""
+    projected = corrected.rows(catalog.month64(catalog.PROJECTION_FIRST_MONTH), corrected.months[-1])
+    physical = outside_training_range(history, train, corrected, projected, corrected.names)
+    calendar = corrected.calendar_month[projected]
+    clipped = scaler.out_of_range_share(members.drivers[0][projected], members.core[0][projected], calendar)
+    return physical, clipped

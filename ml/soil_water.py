@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import lfilter
 
-from sources.catalog import N_BANDS, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, require_columns
+from sources.catalog import N_BANDS, PROJECTION_FIRST_MONTH, SOIL_LAYER_THICKNESS_M, WATER_CONTENT, require_columns
 
 SOIL_WATER_TOTAL = "soil_water_total_kg_m2"  # CMIP mrso after staging, kg m-2
 WATER_DENSITY_KG_M3 = 1000.0
@@ -238,3 +238,13 @@ def water_tails(reference: np.ndarray, scenario: np.ndarray) -> dict[str, dict[s
         name: {"outside_range": float(outside[k]), "noise_ratio": float(noise[k])}
         for k, name in enumerate(WATER_CONTENT)
     }
+
+
+def projected_water_tails(reference: pl.DataFrame, scenario: pl.DataFrame, what: str) -> dict[str, dict[str, float]]:
+    """``water_tails`` of the projection months (2024 on) of ``scenario``'s w_0..w_3 against the
+    reanalysis ``reference`` (band-month frames; ``what`` names the scenario in errors)."""
+    from ml.band_arrays import band_grid
+
+    history = band_grid(reference, WATER_CONTENT, "reanalysis soil water").values
+    projected = scenario.filter(pl.col("month") >= PROJECTION_FIRST_MONTH)
+    return water_tails(history, band_grid(projected, WATER_CONTENT, what).values)

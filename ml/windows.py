@@ -345,6 +345,44 @@ def build_scenario_windows(
     return _assemble(bands, {b.band: (0, count) for b in bands}, stats, with_targets=False)
 
 
+def scenario_hindcast_windows(scenario: pl.DataFrame, stats: NormalizationStats) -> WindowSet:
+    """The paper's windows of ONE scenario through 2100-12, from the hindcast's start: 2001-01,
+    or the first month the run has a whole window of inputs for."""
+    first_input = scenario["month"].min()
+    first_target = max(catalog.HISTORY_START, catalog.add_months(first_input, stats.window))
+    return build_scenario_windows(scenario, stats, first_target=first_target)
+
+
+def target_span(windows) -> str:
+    """First..last month predicted, or 'none' for an empty set (a history that ends before 2019)."""
+    if len(windows) == 0:
+        return "none"
+    return f"{windows.target_month.min()}..{windows.target_month.max()}"
+
+
+def windows_summary(name: str, sets: dict[tuple[str, str], Any], **extra: object) -> pl.DataFrame:
+    """One row per set of windows (``WindowSet`` or ``ml.residual.ResidualWindows``), keyed by
+    (split, design): what the view `features.windows` shows. ``extra`` columns (members, shares
+    outside the training range) repeat on every row."""
+    rows = []
+    for (split, design), windows in sets.items():
+        empty = len(windows) == 0
+        rows.append(
+            {
+                "windows": name,
+                "split": split,
+                "design": design,
+                "n_windows": len(windows),
+                "window_months": int(windows.x.shape[1]),
+                "channels": int(windows.x.shape[2]),
+                "first_target": None if empty else str(windows.target_month.min()),
+                "last_target": None if empty else str(windows.target_month.max()),
+                **extra,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
 # --- internals ----------------------------------------------------------------------------
 
 

@@ -163,3 +163,42 @@ def test_profile_groups_by_member_with_nulls():
 def test_unknown_method_raises():
     with pytest.raises(ValueError, match="stefan"):
         active_layer.active_layer_thickness(year_rows([1.0, 1.0, 1.0, 1.0], band=0), method="stefan")
+
+
+def test_thickness_table_of_the_reanalysis_and_every_projection():
+    from ml.projections import with_ensemble
+
+    history = pl.concat(
+        conduction_year(mean=1.0 - band, amplitude=8.0, damping=1.0, year=2020, band=band) for band in (2, 3)
+    )
+    members = pl.concat(
+        conduction_year(mean=m - band, amplitude=8.0, damping=1.0, year=year, band=band).with_columns(
+            pl.lit("rcp85").alias("scenario"), pl.lit("gru").alias("model"), pl.lit(m).cast(pl.Int64).alias("member")
+        )
+        for m in (0, 1)
+        for band in (2, 3)
+        for year in (2023, 2030)
+    )
+    projections = with_ensemble(members.select("scenario", "model", "member", "band", "month", *catalog.TARGETS))
+    table = active_layer.thickness_table(projections, history)
+    assert table.columns == ["scenario", "model", "member", "band", "year", "alt_m", "flag", "n_months"]
+    reanalysis = table.filter(pl.col("scenario") == "reanalysis")
+    assert reanalysis["model"].unique().to_list() == ["era5_land"] and reanalysis["member"].unique().to_list() == [0]
+    assert reanalysis.select("band", "alt_m").equals(
+        active_layer.active_layer_thickness(history).select("band", "alt_m")
+    )
+    assert table.filter(pl.col("model") == "gru").height == 2 * 2 * 2
+    shown = active_layer.reanalysis_and_ensemble(table)
+    assert "model" not in shown.columns
+    assert shown.select("scenario", "year").unique().sort("scenario", "year").rows() == [
+        ("rcp85", 2030),
+        ("reanalysis", 2020),
+    ]
+    share = active_layer.censored_share(table, bands=(2, 3))
+    assert share.columns == ["scenario", "model", "censored_share", "band_years"]
+    assert share.select("scenario", "model", "band_years").rows() == [
+        ("rcp85", "ensemble_mean", 4),
+        ("reanalysis", "era5_land", 2),
+    ]
+    flags = table.filter(pl.col("model") == "ensemble_mean")["flag"]
+    assert share["censored_share"][0] == pytest.approx((flags == "all_thawed").mean())

@@ -261,3 +261,33 @@ def test_bias_correction_figure_is_a_png(tmp_path, reference, scenarios, correct
     assert path.exists() and path.stat().st_size > 20_000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(path.parent.iterdir()) == [path]  # the temporary file was renamed, not left behind
+
+
+def test_a_scenario_corrected_with_its_soil_water_split_and_the_warnings_kept(reference, scenarios):
+    from ml.bias_correction import correct_scenario
+    from ml.soil_water import split_soil_water_lagged
+
+    recent = reference.filter(pl.col("month") >= date(2019, 1, 1))
+    result = correct_scenario(recent, scenarios["rcp26"], method="eqm", n_quantiles=20)
+    # the short overlap warns: the warning is kept for the caller's log, not lost
+    assert any("60 months" in message for message in result.messages)
+    assert result.correction.method == "eqm" and result.correction.overlap_months == 60
+    assert result.frame.equals(split_soil_water_lagged(result.correction.corrected, recent))
+    assert not result.frame.select(WATER_CONTENT).equals(result.correction.corrected.select(WATER_CONTENT))
+    with pytest.raises(ValueError, match="'tipping_bucket'"):
+        correct_scenario(reference, scenarios["rcp26"], soil_water_split="tipping_bucket")
+    with pytest.raises(ValueError, match="layer shares"):
+        correct_scenario(reference, scenarios["rcp26"], soil_water_split="dirichlet")
+
+
+def test_diagnostics_summary_averages_over_bands_per_scenario(corrections):
+    from ml.bias_correction import diagnostics_summary
+
+    both = pl.concat(
+        corrections[(s, "qdm")].diagnostics.with_columns(pl.lit(s).alias("scenario")) for s in ("rcp85", "rcp26")
+    )
+    summary = diagnostics_summary(both)
+    assert summary.height == 2 * len(CORRECTED) and summary["scenario"].to_list()[0] == "rcp26"
+    t_air = summary.filter(pl.col("scenario") == "rcp85", pl.col("variable") == "t_air").row(0, named=True)
+    rows = corrections[("rcp85", "qdm")].diagnostics.filter(pl.col("variable") == "t_air")
+    assert t_air["mad_after"] == pytest.approx(rows["mad_after"].mean()) and t_air["unit"] == "degC"

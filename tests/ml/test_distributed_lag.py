@@ -39,3 +39,27 @@ def test_recovers_a_lagged_response_out_of_sample():
 def test_predict_before_fit_raises():
     with pytest.raises(ValueError, match="before fit"):
         DistributedLagRidge().predict(np.zeros((30, 1, 1)), np.arange(30) % 12)
+
+
+def test_fitted_on_the_history_it_learns_from_the_training_months_only():
+    from ml.band_arrays import BandGrid
+    from ml.distributed_lag import fit_on_history
+    from ml.residual import DRIVERS
+    from sources import catalog
+
+    rng = np.random.default_rng(2)
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"))
+    drivers = rng.normal(size=(len(months), 2, len(DRIVERS)))
+    targets = 0.5 * drivers[..., :4] + rng.normal(0, 0.1, (len(months), 2, 4))
+    history = BandGrid(months, np.concatenate([drivers, targets], axis=-1), DRIVERS + catalog.TARGETS)
+    model = fit_on_history(history)
+    # the test years' soil temperatures changed: the fit does not move
+    test_years = months > np.datetime64("2018-12")
+    changed = targets.copy()
+    changed[test_years] += 5.0
+    other = fit_on_history(BandGrid(months, np.concatenate([drivers, changed], axis=-1), history.names))
+    calendar = history.calendar_month
+    assert np.array_equal(model.predict(drivers, calendar), other.predict(drivers, calendar))
+    train = ~test_years
+    by_hand = DistributedLagRidge().fit(drivers, targets, calendar, train)
+    assert np.allclose(model.predict(drivers, calendar), by_hand.predict(drivers, calendar))

@@ -4,21 +4,15 @@ import numpy as np
 import pytest
 from test_residual import history
 
-from ml import ensemble
+from ml import architecture_catalog, ensemble
 from ml.residual import ResidualScaler, residual_windows
 from ml.training_config import TrainingConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 
-def test_architecture_order_is_the_builders_order():
-    from ml.architectures import ARCHITECTURES
-
-    assert tuple(ARCHITECTURES) == ensemble.ARCHITECTURE_ORDER
-
-
 def test_draws_are_seed_major_and_unique():
-    draws = [ensemble.bias_draw(a, s) for s in range(5) for a in ensemble.ARCHITECTURE_ORDER]
+    draws = [ensemble.bias_draw(a, s) for s in range(5) for a in architecture_catalog.names()]
     assert draws == list(range(25))
     assert ensemble.bias_draw("tcn", 0) == 0  # the unperturbed correction
     with pytest.raises(ValueError, match="lstm"):

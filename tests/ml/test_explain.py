@@ -99,3 +99,17 @@ def test_importance_is_in_the_units_of_the_output_scale(setup, importance):
     assert importance.equals(scaled(trained.stats.target_std))
     with pytest.raises(ValueError, match="output_scale"):
         scaled(np.ones(3))
+
+
+def test_an_architecture_is_explained_in_its_own_design(setup):
+    from ml.ensemble import TrainedArchitecture
+    from ml.explain import network_importance
+
+    trained, test = setup
+    paper = TrainedArchitecture("gru", "paper", [trained])
+    # the paper design: its first network on the test windows, background and explained alike
+    assert network_importance(paper, paper_test=test).equals(feature_importance(trained, test, test))
+    with pytest.raises(ValueError, match="gru is the paper design"):
+        network_importance(paper)
+    with pytest.raises(ValueError, match="tcn is a residual design"):
+        network_importance(TrainedArchitecture("tcn", "residual", [trained]), paper_test=test)

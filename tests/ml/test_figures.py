@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml import architecture_catalog
 from ml import figures as F
 from ml import projections as P
 
@@ -80,7 +81,10 @@ def test_one_colour_per_model_everywhere():
     assert F.model_colour("ensemble") == F.model_colour("ensemble_mean") == F.ENSEMBLE_COLOUR
     assert F.model_colour("something_new") == F.model_colour("something_new")
     # the observed reanalysis has a colour of its own, which no model and no scenario takes
-    taken = set(F.MODEL_COLOURS.values()) | {c for s, c in F.SCENARIO_COLOURS.items() if s != "reanalysis"}
+    architectures = {a.colour for a in architecture_catalog.ARCHITECTURES.values()}
+    taken = (
+        architectures | set(F.MODEL_COLOURS.values()) | {c for s, c in F.SCENARIO_COLOURS.items() if s != "reanalysis"}
+    )
     assert F.REANALYSIS_COLOUR == F.OBSERVED_COLOUR and F.REANALYSIS_COLOUR not in taken
 
 

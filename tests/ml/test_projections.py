@@ -5,6 +5,7 @@ Expected values are worked out by hand on constructed frames.
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -208,6 +209,38 @@ def test_cf_netcdf_round_trip(cf_frame, tmp_path):
     )
 
 
+# A file written by the code before its CF attributes became data (projections_cf.yaml), from
+# `cf_frame`: the layout moved, the file must not change.
+CF_REFERENCE = Path(__file__).with_name("reference") / "projections_cf.nc"
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_cf_netcdf_is_the_file_written_before_the_attributes_became_data(cf_frame, tmp_path, decode):
+    written = P.to_cf_netcdf(cf_frame, tmp_path / "projections.nc")
+    # decode_cf=False compares the stored attributes too: _FillValue, units, calendar, coordinates
+    with xr.open_dataset(written, decode_cf=decode) as new, xr.open_dataset(CF_REFERENCE, decode_cf=decode) as old:
+        new.load(), old.load()
+    assert old.attrs.pop("history").endswith(" written by ml.projections.to_cf_netcdf")
+    assert new.attrs.pop("history").endswith(" written by ml.projections.to_cf_netcdf")
+    assert new.identical(old)
+    assert list(new.variables) == list(old.variables) and list(new.attrs) == list(old.attrs)
+    for name in old.variables:
+        assert list(new[name].attrs) == list(old[name].attrs), name
+        # how each is stored: dtype, compression, chunks (not where the file lies; _FillValue,
+        # NaN, is an attribute when not decoded)
+        stored = {key: value for key, value in old[name].encoding.items() if key not in ("source", "_FillValue")}
+        assert {key: new[name].encoding.get(key) for key in stored} == stored, name
+
+
+def test_cf_attributes_fill_their_fields():
+    filled = P._filled(
+        {"lon": "{west}", "comment": "over {networks}", "units": "degC"}, {"west": -168.0, "networks": "gru"}
+    )
+    assert filled == {"lon": -168.0, "comment": "over gru", "units": "degC"}
+    with pytest.raises(KeyError, match="networks"):
+        P._filled({"comment": "over {networks}"}, {})
+
+
 # --- late-century difference ------------------------------------------------------------
 
 
@@ -251,3 +284,64 @@ def test_late_century_difference_without_data_raises():
     frame = century_frame("rcp85", "gru", 0.0, 1.0)
     with pytest.raises(ValueError, match="no month"):
         P.late_century_difference(frame)
+
+
+# --- a scenario's projections ----------------------------------------------------------------
+
+
+class CoreAsIs:
+    """A residual network whose correction is zero: it predicts the core of the draw it was given."""
+
+    def __init__(self, member, scaler):
+        self.member, self.scaler = member, scaler
+
+    def predict(self, windows):
+        return windows.core
+
+
+class Ridge:
+    """A fitted ridge's interface: predicts the first four drivers."""
+
+    def predict(self, drivers, calendar):
+        return drivers[..., :4]
+
+
+def scenario_members(draws):
+    from ml.residual import DRIVERS
+    from ml.scenario_members import ScenarioMembers
+
+    rng = np.random.default_rng(4)
+    months = np.arange(np.datetime64("1998-01"), np.datetime64("2031-01"))
+    drivers = rng.normal(size=(draws, len(months), 2, len(DRIVERS))).astype(np.float32)
+    core = (rng.normal(size=(draws, len(months), 2, 4)) + np.arange(draws)[:, None, None, None]).astype(np.float32)
+    return ScenarioMembers(months, drivers, core, ("qdm",) * draws, DRIVERS)
+
+
+def test_a_scenarios_projections_put_each_network_on_its_own_draw():
+    from ml.ensemble import TrainedArchitecture
+    from ml.residual import ResidualScaler
+
+    members = scenario_members(draws=9)
+    calendar = members.months.astype(np.int64) % 12
+    scaler = ResidualScaler.fit(members.drivers[0], members.core[0], members.core[0], calendar, calendar >= 0)
+    gru = TrainedArchitecture("gru", "residual", [CoreAsIs(0, scaler), CoreAsIs(1, scaler)])
+    frame = P.scenario_projections("rcp45", members, {"gru": gru}, Ridge())
+    assert frame["model"].unique(maintain_order=True).to_list() == ["thermal_core", "dl_ridge", "gru"]
+    assert frame["month"].min() == dt.date(2001, 1, 1) and frame["month"].max() == dt.date(2030, 12, 1)
+    assert set(frame["scenario"]) == {"rcp45"}
+
+    def values(model, member, band=1):
+        rows = frame.filter(pl.col("model") == model, pl.col("member") == member, pl.col("band") == band)
+        return rows.sort("month").select(catalog.TARGETS).to_numpy()
+
+    projected = members.months >= np.datetime64("2001-01")
+    # the references on the unperturbed draw 0; gru's networks 0 and 1 on draws 3 and 8
+    assert np.allclose(values("thermal_core", 0), members.core[0][projected, 1])
+    assert np.allclose(values("dl_ridge", 0), members.drivers[0][projected, 1, :4])
+    assert np.allclose(values("gru", 0), members.core[3][projected, 1])
+    assert np.allclose(values("gru", 1), members.core[8][projected, 1])
+    with pytest.raises(ValueError, match="gru network 1 needs bias-correction draw 8.*prepared 5"):
+        P.scenario_projections("rcp45", scenario_members(draws=5), {"gru": gru}, Ridge())
+    paper = TrainedArchitecture("tcn", "paper", [object()])
+    with pytest.raises(ValueError, match="tcn is the paper design"):
+        P.scenario_projections("rcp45", members, {"tcn": paper}, Ridge())

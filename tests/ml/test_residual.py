@@ -116,3 +116,22 @@ def test_trains_learns_the_residual_and_reloads(tmp_path):
     assert np.allclose(loaded.predict(test), trained.predict(test), atol=1e-5)
     record = json.loads((tmp_path / "gru" / "training.json").read_text())
     assert record["hyperparameters"]["units"] == 8 and record["epochs_run"] == 25
+
+
+def test_training_and_test_windows_split_the_history_by_target_month():
+    from ml.band_arrays import BandGrid
+    from ml.residual import training_and_test_windows
+    from sources import catalog
+
+    drivers, core, observed, calendar, _ = history(n_months=276, n_bands=catalog.N_BANDS)  # 2001-2023
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"))
+    grid = BandGrid(months, np.concatenate([drivers, observed], axis=-1), DRIVERS + catalog.TARGETS)
+    train, test, scaler = training_and_test_windows(grid, core)
+    assert train.target_month.max() == np.datetime64("2018-12") and train.target_month.min() == np.datetime64("2002-12")
+    assert test.target_month.min() == np.datetime64("2019-01") and test.target_month.max() == np.datetime64("2023-12")
+    assert len(test) == 60 * catalog.N_BANDS
+    in_train = months <= np.datetime64("2018-12")
+    by_hand = ResidualScaler.fit(drivers, core, observed, calendar, in_train)
+    assert np.array_equal(scaler.sigma_res, by_hand.sigma_res) and np.array_equal(scaler.low, by_hand.low)
+    expected = residual_windows(by_hand, drivers, core, months, np.arange(216, 276), observed)
+    assert np.array_equal(test.x, expected.x) and np.array_equal(test.residual, expected.residual)

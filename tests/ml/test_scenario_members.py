@@ -117,3 +117,62 @@ def test_members_take_the_methods_in_turn():
     t_air = DRIVERS.index("t_air")
     assert abs((drivers[1] - a.values)[..., t_air].mean() - 5.0) < 1.0  # draw 1: method b, perturbed
     assert abs((drivers[2] - a.values)[..., t_air].mean()) < 1.0  # draw 2: method a again
+
+
+def scenario_run(seed: int = 4):
+    """A history, two raw runs of a climate model and the first one's corrected drivers, 2001-2020."""
+    history = grid("2001-01", 120, 1)
+    runs = {
+        "rcp26": grid("2001-01", 240, 2, offset=-1.0, names=DRIVERS),
+        "rcp85": grid("2001-01", 240, 5, -2.0, DRIVERS),
+    }
+    corrected = grid("2001-01", 240, seed, names=DRIVERS)
+    return history, runs, corrected
+
+
+def test_members_of_a_scenario_in_its_own_calendar_save_and_load(tmp_path):
+    from ml.scenario_members import ScenarioMembers, build_members, mean_delta_correction
+
+    history, runs, corrected = scenario_run()
+    train = np.arange(120) < 96
+    core = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES})
+    members = build_members(corrected, runs, "rcp26", history, train, core, "noleap", ["qdm", "mean_delta"], 3, 7)
+    assert members.drivers.shape == (3, 240, 6, len(DRIVERS)) and members.core.shape == (3, 240, 6, 4)
+    assert members.bias_method == ("qdm", "mean_delta", "qdm") and members.driver_names == DRIVERS
+    # draw 0 is the quantile-mapped scenario itself, draw 1 starts from the mean delta over both runs
+    assert np.allclose(members.drivers[0], corrected.values)
+    mean_delta = mean_delta_correction(runs["rcp26"], history, corrected, list(runs.values()))
+    t_air = DRIVERS.index("t_air")
+    assert abs((members.drivers[1] - mean_delta.values)[..., t_air].mean()) < 1.0
+    assert not np.allclose(members.drivers[1], mean_delta.values)  # its own bootstrap draw
+    # the core of draw 0 is the core run alone on those drivers, in the 365-day calendar
+    water = water_climatology(history, train)
+    days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] * 20, dtype=float)
+    alone = member_cores(core, members.drivers[:1], DRIVERS, corrected.calendar_month, water, days)
+    assert np.allclose(members.core[0], alone[0])
+    members.save(tmp_path / "rcp26_members.npz")
+    again = ScenarioMembers.load(tmp_path / "rcp26_members.npz")
+    assert np.array_equal(again.drivers, members.drivers) and np.array_equal(again.core, members.core)
+    assert np.array_equal(again.months, members.months)
+    assert again.bias_method == members.bias_method and again.driver_names == DRIVERS
+    with pytest.raises(ValueError, match="'eqm'"):
+        build_members(corrected, runs, "rcp26", history, train, core, "noleap", ["qdm", "eqm"], 3, 7)
+
+
+def test_range_shares_of_the_projection_months():
+    from ml.residual import ResidualScaler
+    from ml.scenario_members import ScenarioMembers, training_range_shares
+
+    history = grid("2001-01", 288, 1)  # 2001-2024
+    train = history.months <= np.datetime64("2018-12")
+    corrected = BandGrid(history.months, history.select(DRIVERS), DRIVERS)
+    observed = history.select(catalog.TARGETS)
+    scaler = ResidualScaler.fit(corrected.values, observed, observed + 1.0, corrected.calendar_month, train)
+    # 2024 far warmer than anything in training, earlier years as they were
+    warm = corrected.values.copy()
+    warm[-12:, :, DRIVERS.index("t_air")] += 100.0
+    warm_grid = BandGrid(corrected.months, warm, DRIVERS)
+    members = ScenarioMembers(corrected.months, warm[None], observed[None], ("qdm",), DRIVERS)
+    physical, clipped = training_range_shares(history, train, warm_grid, members, scaler)
+    assert physical["t_air"] == 1.0 and set(physical) == set(DRIVERS)
+    assert clipped["t_air"] == 1.0 and clipped["month_sin"] == 0.0

@@ -232,3 +232,19 @@ def test_lagged_split_of_frames(reference):
     total = sum(out[w] * t * 1000 for w, t in zip(WATER_CONTENT, THICKNESS, strict=True))
     assert (out.select(WATER_CONTENT).to_numpy() > 0).all()
     assert np.corrcoef(total.to_numpy(), scenario["soil_water_total_kg_m2"].to_numpy())[0, 1] > 0.5
+
+
+def test_tails_of_the_projection_months_only(reference):
+    from ml.soil_water import projected_water_tails
+
+    # a scenario whose 2024 on is the reanalysis moved a year on, and whose earlier years are far off
+    later = reference.with_columns(pl.col("month").dt.offset_by("3y"))
+    wet_past = later.with_columns(
+        pl.when(pl.col("month") < date(2024, 1, 1)).then(pl.col(w) + 1.0).otherwise(pl.col(w)).alias(w)
+        for w in WATER_CONTENT
+    )
+    tails = projected_water_tails(reference, wet_past, "rcp45 soil water")
+    # the wet years before 2024 are no part of it: 2024 on lies inside the reanalysis' range
+    assert tails["w_3"]["outside_range"] == 0.0 and tails["w_3"]["noise_ratio"] == pytest.approx(1.0, rel=0.3)
+    with pytest.raises(ValueError, match="rcp45 soil water"):
+        projected_water_tails(reference, wet_past.drop("w_2"), "rcp45 soil water")

@@ -322,6 +322,27 @@ def test_scenario_too_short_is_an_error(built, scenario_frame):
         W.build_scenario_windows(late, built[2])
 
 
+def test_hindcast_windows_start_where_the_run_allows_and_the_summary_describes_them(built, scenario_frame):
+    stats = built[2]
+    # the run starts 2020-01: the first month with a whole window of inputs is 2022-01
+    windows = W.scenario_hindcast_windows(scenario_frame, stats)
+    assert windows.target_month.min() == np.datetime64("2022-01")
+    assert windows.target_month.max() == np.datetime64("2100-12")
+    assert W.target_span(windows) == "2022-01..2100-12"
+    # a run reaching back before 1999: the hindcast starts with the history, 2001-01
+    longer = make_frame({0: ("1990-01", "2100-12")}, seed=9, targets=False)
+    assert W.scenario_hindcast_windows(longer, stats).target_month.min() == np.datetime64("2001-01")
+    train, test, _ = built
+    summary = W.windows_summary("training", {("train", "paper"): train, ("test", "paper"): test}, members=3)
+    assert summary["split"].to_list() == ["train", "test"] and summary["members"].to_list() == [3, 3]
+    row = summary.row(1, named=True)
+    assert row["n_windows"] == len(test) and row["window_months"] == 24 and row["channels"] == test.x.shape[2]
+    assert row["first_target"] == str(test.target_month.min()) == "2019-01"
+    empty = W.WindowSet(test.x[:0], test.band[:0], test.y[:0], test.target_month[:0], test.feature_names)
+    assert W.target_span(empty) == "none"
+    assert W.windows_summary("short", {("test", "paper"): empty})["first_target"].to_list() == [None]
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
