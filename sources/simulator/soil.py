@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_banded
 
 from sources import catalog
 from sources.simulator.climate import SECONDS_PER_DAY
@@ -113,19 +114,18 @@ class _Enthalpy:
 
 
 def _solve_tridiagonal(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Thomas algorithm down the cells (axis 0), for all units (axis 1) at once."""
-    n = diag.shape[0]
-    c, d = np.empty_like(diag), np.empty_like(diag)
-    c[0], d[0] = upper[0] / diag[0], rhs[0] / diag[0]
-    for i in range(1, n):
-        denom = diag[i] - lower[i] * c[i - 1]
-        c[i] = upper[i] / denom
-        d[i] = (rhs[i] - lower[i] * d[i - 1]) / denom
-    x = np.empty_like(d)
-    x[-1] = d[-1]
-    for i in range(n - 2, -1, -1):
-        x[i] = d[i] - c[i] * x[i + 1]
-    return x
+    """Solve a tridiagonal system down the cells (axis 0) of every unit's column (axis 1).
+
+    The columns are stacked end to end as one banded system, so one LAPACK call solves them
+    all; ``lower[0]`` and ``upper[-1]`` lie outside a column and are zeroed, which also keeps
+    neighbouring columns apart where they meet."""
+    n_cells, n_units = diag.shape
+    sub, sup = lower.copy(), upper.copy()
+    sub[0], sup[-1] = 0.0, 0.0
+    # diagonal ordered form ab[1 + i - j, j] = a[i, j], unit after unit
+    banded = np.stack([np.roll(sup.T.ravel(), 1), diag.T.ravel(), np.roll(sub.T.ravel(), -1)])
+    solution = solve_banded((1, 1), banded, rhs.T.flatten(), overwrite_ab=True, overwrite_b=True)
+    return solution.reshape(n_units, n_cells).T
 
 
 def _heat_step(t, t_top, r_top, soil: _Enthalpy, soil_column: Column, dt_s: float) -> np.ndarray:

@@ -1,0 +1,55 @@
+"""The demo's simulator on its own: numerics against hand-written references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sources.simulator import soil
+
+
+def thomas(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The Thomas algorithm the simulator used before scipy, down axis 0 for every column."""
+    n = diag.shape[0]
+    c, d = np.empty_like(diag), np.empty_like(diag)
+    c[0], d[0] = upper[0] / diag[0], rhs[0] / diag[0]
+    for i in range(1, n):
+        denom = diag[i] - lower[i] * c[i - 1]
+        c[i] = upper[i] / denom
+        d[i] = (rhs[i] - lower[i] * d[i - 1]) / denom
+    x = np.empty_like(d)
+    x[-1] = d[-1]
+    for i in range(n - 2, -1, -1):
+        x[i] = d[i] - c[i] * x[i + 1]
+    return x
+
+
+@pytest.mark.parametrize("n_units", [1, 6, 2000])
+def test_banded_solve_matches_the_thomas_algorithm(n_units):
+    """A heat step's system: conductances between cells, storage on the diagonal (17 cells)."""
+    rng = np.random.default_rng(n_units)
+    n_cells = 17
+    g_above = rng.uniform(1.0, 60.0, (n_cells, n_units))  # W m-2 K-1, the top one to the skin
+    g_below = np.vstack([g_above[1:], np.zeros((1, n_units))])
+    storage = rng.uniform(0.05, 5.0, (n_cells, n_units))
+    lower, upper, diag = -g_above, -g_below, storage + g_above + g_below
+    rhs = rng.uniform(-30.0, 20.0, (n_cells, n_units))
+    kept = rhs.copy()
+    expected = thomas(lower, diag, upper, rhs)
+    solved = soil._solve_tridiagonal(lower, diag, upper, rhs)
+    assert solved.shape == (n_cells, n_units)
+    assert np.abs(solved - expected).max() < 1e-10
+    assert np.array_equal(rhs, kept)  # the caller's arrays are left alone
+
+
+def test_banded_solve_keeps_columns_apart():
+    """Each column is its own system: changing one column's data leaves the others' solutions."""
+    rng = np.random.default_rng(0)
+    lower, upper = -rng.uniform(1, 5, (5, 3)), -rng.uniform(1, 5, (5, 3))
+    diag, rhs = rng.uniform(12, 15, (5, 3)), rng.uniform(-1, 1, (5, 3))
+    before = soil._solve_tridiagonal(lower, diag, upper, rhs)
+    lower[:, 1] *= 3.0
+    rhs[:, 1] += 7.0
+    after = soil._solve_tridiagonal(lower, diag, upper, rhs)
+    assert np.array_equal(before[:, [0, 2]], after[:, [0, 2]])
+    assert not np.allclose(before[:, 1], after[:, 1])
