@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 from sources import catalog
 from sources.simulator.units import SpatialUnits
@@ -169,7 +170,7 @@ def forcing(
     precip_normal = units.precip_annual / 365.25 * _normal_cycle(calendar_month, peak_month=7.5, swing=0.55)
     wetter = np.clip(1.0 + 0.05 * warming, 0.5, None)  # ~5 % more precipitation per kelvin
     precip = precip_normal * wetter * np.exp(0.35 * anomalies["precip"] - 0.35**2 / 2) * bias.precip_factor
-    snowfall = precip * _normal_cdf((SNOW_THRESHOLD - t_air) / DAILY_T_SPREAD)
+    snowfall = precip * ndtr((SNOW_THRESHOLD - t_air) / DAILY_T_SPREAD)
 
     cloud_normal = 0.68 + 0.10 * np.cos(2 * np.pi * (calendar_month - 8.5) / 12.0)[:, None]  # cloudy autumns
     cloud_anomaly = 0.06 * (0.6 * anomalies["precip"] + 0.8 * anomalies["cloud"])  # wet months are cloudy
@@ -207,17 +208,12 @@ def spun_up(
     return joined, days, 12 * years
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Standard normal CDF (logistic approximation, error < 2e-4; no scipy needed)."""
-    return 1.0 / (1.0 + np.exp(-1.5976 * x * (1.0 + 0.04417 * x * x)))
-
-
 def positive_degree_days(t_air: np.ndarray) -> np.ndarray:
     """Expected max(T, 0) of daily means around the monthly mean (K per day): melt starts
     in months whose mean is still below zero, as it does."""
     z = t_air / DAILY_T_SPREAD
     density = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
-    return DAILY_T_SPREAD * density + t_air * _normal_cdf(z)
+    return DAILY_T_SPREAD * density + t_air * ndtr(z)
 
 
 def _longwave_down(t_air: np.ndarray, cloud: np.ndarray) -> np.ndarray:
