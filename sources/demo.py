@@ -19,12 +19,15 @@ from sources.simulator import geology, runs
 from sources.simulator.climate import CMIP_BIAS, CMIP_CALENDAR, KELVIN, SECONDS_PER_DAY, days_in_month, month_number
 from sources.simulator.soil import WATER_DENSITY, cell_centres_m
 from sources.simulator.units import band_units
+from sources.simulator.worlds import DEFAULT_WORLD, WORLDS, world_named
 
 __all__ = [
     "CMIP_BIAS",
     "CMIP_CALENDAR",
     "CMIP_MODEL",
+    "DEFAULT_WORLD",
     "SOURCE_NAME",
+    "WORLDS",
     "DemoClimateModelSource",
     "DemoReanalysisSource",
     "DemoSettings",
@@ -45,11 +48,13 @@ HORIZON_END = runs.HORIZON_END
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What makes one demo world: the seed and how far the reanalysis is 'published'."""
+    """What makes one demo world: the seed, its soil physics (a name in `WORLDS`) and how far
+    the reanalysis is 'published'."""
 
     seed: int = catalog.DEFAULT_SEED
     latest_month: dt.date = catalog.DEFAULT_LATEST_MONTH  # newest "published" reanalysis month
     cmip_historical_start: dt.date = dt.date(1950, 1, 1)
+    world: str = DEFAULT_WORLD
 
     def __post_init__(self) -> None:
         # month starts, so equal settings hash alike and share one cached world
@@ -61,6 +66,7 @@ class DemoSettings:
             raise ValueError(
                 f"demo cmip_historical_start {self.cmip_historical_start:%Y-%m} must lie in 1850-01..2005-12"
             )
+        world_named(self.world)  # fails early, naming the worlds there are
 
 
 # --- the simulator's runs for a settings, cached ----------------------------------------------
@@ -76,7 +82,8 @@ def _readonly(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _reanalysis_world(settings: DemoSettings) -> dict[str, np.ndarray]:
     """The reanalysis from 2001-01 through the latest published month (`runs.reanalysis`),
     every soil cell's monthly mean kept (the active layer's truth)."""
-    return _readonly(runs.reanalysis(settings.seed, settings.latest_month, band_units(), keep_cells=True))
+    world = world_named(settings.world)
+    return _readonly(runs.reanalysis(settings.seed, settings.latest_month, band_units(), world, keep_cells=True))
 
 
 @functools.lru_cache(maxsize=16)
@@ -249,7 +256,7 @@ class DemoClimateModelSource:
     def perfect_model_floor(self, pathway: str, drivers: pl.DataFrame) -> pl.DataFrame:
         """The simulator's soil driven by `drivers` (canonical names and units, this twin's
         calendar; the bias-corrected scenario): what no model of those drivers can beat."""
-        return soil_response(drivers)
+        return soil_response(drivers, world=self.settings.world)
 
 
 class DemoStaticSource:
@@ -287,7 +294,9 @@ def cmip_truth(settings: DemoSettings, pathway: str) -> tuple[list[dt.date], dic
     (`runs.truth`), 1950-01 (``settings.cmip_historical_start``) to 2100-12, noleap: forcing
     and land arrays (months, bands), ``theta`` and ``t_soil`` (months, 4, bands) and
     ``t_soil_cells`` (months, cells, bands)."""
-    months, world = runs.truth(settings.seed, pathway, settings.cmip_historical_start, band_units(), keep_cells=True)
+    months, world = runs.truth(
+        settings.seed, pathway, settings.cmip_historical_start, band_units(), world_named(settings.world), True
+    )
     return months, _readonly(world)
 
 
@@ -313,10 +322,10 @@ def _canonical_frame(months: list[dt.date], world: dict[str, np.ndarray]) -> pl.
     return pl.DataFrame(data)
 
 
-def soil_response(drivers: pl.DataFrame, calendar: str = CMIP_CALENDAR) -> pl.DataFrame:
+def soil_response(drivers: pl.DataFrame, calendar: str = CMIP_CALENDAR, world: str = DEFAULT_WORLD) -> pl.DataFrame:
     """The simulator's land surface and soil driven by canonical ``drivers`` (band, month,
     t_air, p_total, p_snow, r_thermal, r_solar of consecutive months in ``calendar``), spun up
-    like the truth: rows band, month, t_soil_0..t_soil_3 (degC)."""
+    like the truth in the demo world named `world`: rows band, month, t_soil_0..t_soil_3 (degC)."""
     needed = ("t_air", "p_total", "p_snow", "r_thermal", "r_solar")
     catalog.require_columns(drivers, ("band", "month", *needed), "drivers for the soil response", SourceError)
     rows = drivers.select("band", "month", *needed).sort("month", "band")
@@ -336,11 +345,11 @@ def soil_response(drivers: pl.DataFrame, calendar: str = CMIP_CALENDAR) -> pl.Da
         "sw_down": values["r_solar"] / (per_day * SECONDS_PER_DAY),
         "lw_down": values["r_thermal"] / (per_day * SECONDS_PER_DAY),
     }
-    world = runs.soil_response(drivers_per_band, days, units)
+    response = runs.soil_response(drivers_per_band, days, units, world_named(world))
     data = _band_month_columns(months)
     data.update(
         {
-            name: pl.Series(name, _flat(world["t_soil"][:, k]), dtype=pl.Float64)
+            name: pl.Series(name, _flat(response["t_soil"][:, k]), dtype=pl.Float64)
             for k, name in enumerate(catalog.TARGETS)
         }
     )

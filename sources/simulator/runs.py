@@ -10,11 +10,11 @@ import numpy as np
 from sources import catalog
 from sources.simulator import climate, land, soil
 from sources.simulator.units import SpatialUnits
+from sources.simulator.worlds import World
 
 # Random numbers are drawn through this month whatever is published, so a month's values
 # never depend on how many months exist after it (prefix stability).
 HORIZON_END = catalog.CMIP5_RCP_END
-SPINUP_YEARS = 8  # years of the first year's climate (without weather) run before the first month
 TWIN_SPINUP_YEARS = 2  # spin up snow and the bucket; the twin carries no soil heat model
 REANALYSIS_CALENDAR = "gregorian"
 
@@ -25,14 +25,14 @@ def _weather_stream(experiment: str) -> int:
 
 
 def _run_soil(
-    forcing: dict[str, np.ndarray], days: np.ndarray, skip: int, units: SpatialUnits, keep_cells: bool
+    forcing: dict[str, np.ndarray], days: np.ndarray, skip: int, units: SpatialUnits, world: World, keep_cells: bool
 ) -> dict[str, np.ndarray]:
     """Land surface and soil column on spun-up forcing; every array without the spin-up.
     ``t_soil`` (months, 4, units) and, with `keep_cells`, ``t_soil_cells`` (months, cells, units)."""
     surface = land.land_surface(forcing, days, units)
     t_start = forcing["t_air"][:12].mean(axis=0) + 4.0  # snow keeps soil warmer than air
-    cells = np.empty((len(days), len(soil.cell_centres_m()), len(units))) if keep_cells else None
-    t_soil = soil.soil_temperatures(surface, days, t_start, units, cells)
+    cells = np.empty((len(days), len(soil.cell_centres_m(world)), len(units))) if keep_cells else None
+    t_soil = soil.soil_temperatures(surface, days, t_start, units, world, cells)
     run = {name: values[skip:] for name, values in {**forcing, **surface}.items()}
     run["t_soil"] = t_soil[skip:]
     if cells is not None:
@@ -42,7 +42,7 @@ def _run_soil(
 
 
 def reanalysis(
-    seed: int, latest_month: dt.date, units: SpatialUnits, keep_cells: bool = False
+    seed: int, latest_month: dt.date, units: SpatialUnits, world: World, keep_cells: bool = False
 ) -> dict[str, np.ndarray]:
     """The reanalysis from 2001-01 through `latest_month` (empty before 2001-01).
 
@@ -55,9 +55,9 @@ def reanalysis(
         return {}
     anomalies = {name: values[:published] for name, values in climate.weather(seed, 0, len(horizon), units).items()}
     forcing, days, skip = climate.spun_up(
-        horizon[:published], "observed", anomalies, climate.Bias(), REANALYSIS_CALENDAR, SPINUP_YEARS, units
+        horizon[:published], "observed", anomalies, climate.Bias(), REANALYSIS_CALENDAR, world.spinup_years, units
     )
-    return _run_soil(forcing, days, skip, units, keep_cells)
+    return _run_soil(forcing, days, skip, units, world, keep_cells)
 
 
 def _experiment_months(experiment: str, historical_start: dt.date) -> list[dt.date]:
@@ -81,13 +81,13 @@ def twin(
 
 
 def truth(
-    seed: int, pathway: str, historical_start: dt.date, units: SpatialUnits, keep_cells: bool = False
+    seed: int, pathway: str, historical_start: dt.date, units: SpatialUnits, world: World, keep_cells: bool = False
 ) -> tuple[list[dt.date], dict[str, np.ndarray]]:
     """The simulator's soil under one RCP on the CMIP twin's weather with its bias removed.
 
     Months run from `historical_start` to 2100-12 on the twin's noleap calendar: the historical
     experiment's weather and forcing through 2005-12, then the pathway's own (the same weather
-    the twin's runs carry), with ``Bias()`` instead of ``CMIP_BIAS`` and SPINUP_YEARS of
+    the twin's runs carry), with ``Bias()`` instead of ``CMIP_BIAS`` and the world's years of
     spin-up, as the reanalysis. Returns (months, run): forcing and land arrays (months, units),
     ``theta`` and ``t_soil`` (months, 4, units; degC, ERA5-Land layers)."""
     if pathway not in catalog.RCP_EXPERIMENTS:
@@ -99,18 +99,21 @@ def truth(
         for experiment, months in (("historical", historical), (pathway, future))
     ]
     forcing, days, skip = climate.spun_up(
-        historical, "historical", streams[0], climate.Bias(), climate.CMIP_CALENDAR, SPINUP_YEARS, units
+        historical, "historical", streams[0], climate.Bias(), climate.CMIP_CALENDAR, world.spinup_years, units
     )
     scenario = climate.forcing(future, pathway, streams[1], climate.Bias(), units)
     forcing = {name: np.concatenate([forcing[name], scenario[name]]) for name in forcing}
     days = np.concatenate([days, climate.days_in_month(future, climate.CMIP_CALENDAR)])
-    return historical + future, _run_soil(forcing, days, skip, units, keep_cells)
+    return historical + future, _run_soil(forcing, days, skip, units, world, keep_cells)
 
 
-def soil_response(drivers: dict[str, np.ndarray], days: np.ndarray, units: SpatialUnits) -> dict[str, np.ndarray]:
+def soil_response(
+    drivers: dict[str, np.ndarray], days: np.ndarray, units: SpatialUnits, world: World
+) -> dict[str, np.ndarray]:
     """The land surface and soil driven by given monthly drivers (months, units): ``t_air``
     (degC), ``precip`` and ``snowfall`` (mm/day), ``sw_down`` and ``lw_down`` (W m-2) of
     consecutive months `days` long, spun up like the truth on their first 12 months."""
     forcing = {**drivers, "degree_days": climate.positive_degree_days(drivers["t_air"])}
-    forcing = {name: np.concatenate([np.tile(v[:12], (SPINUP_YEARS, 1)), v]) for name, v in forcing.items()}
-    return _run_soil(forcing, np.concatenate([np.tile(days[:12], SPINUP_YEARS), days]), 12 * SPINUP_YEARS, units, False)
+    years = world.spinup_years
+    forcing = {name: np.concatenate([np.tile(v[:12], (years, 1)), v]) for name, v in forcing.items()}
+    return _run_soil(forcing, np.concatenate([np.tile(days[:12], years), days]), 12 * years, units, world, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sources.simulator import climate, soil
+from sources.simulator import climate, soil, worlds
 
 
 def thomas(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -64,3 +64,32 @@ def test_positive_degree_days_are_the_expected_positive_part_of_daily_means():
     weights = np.exp(-0.5 * ((daily[None, :] - monthly[:, None]) / spread) ** 2) / (spread * np.sqrt(2 * np.pi))
     expected = np.trapezoid(weights * np.maximum(daily, 0.0)[None, :], daily, axis=1)
     assert np.abs(climate.positive_degree_days(monthly) - expected).max() < 1e-8
+
+
+@pytest.mark.parametrize("curve", [worlds.FreezingCurve(), worlds.WORLDS["wide_freezing"].freezing])
+def test_enthalpy_round_trips_and_its_capacity_is_its_slope(curve):
+    theta = np.array([[0.1, 0.3, 0.45]])
+    dry = np.array([[0.6e6, 1.2e6, 1.2e6]])
+    soil_enthalpy = soil._Enthalpy.of_soil(theta, dry, curve)
+    t = np.linspace(-30.0, 10.0, 4001)[:, None] + np.zeros((1, 3))
+    h = soil_enthalpy.enthalpy(t)
+    assert (np.diff(h, axis=0) > 0).all()  # invertible
+    assert np.abs(soil_enthalpy.temperature(h) - t).max() < 1e-9
+    slope = np.diff(h, axis=0) / np.diff(t, axis=0)
+    knots = np.array(curve.knots_c)
+    within = ~((t[:-1, :1] < knots) & (knots < t[1:, :1])).any(axis=1)  # steps that cross no knot
+    assert np.allclose(slope[within], soil_enthalpy.capacity(t[1:])[within], rtol=1e-6)
+    # the latent heat of all water that freezes between -30 and 0 degC, on top of sensible heat
+    frozen_share = 1.0 - curve.liquid_share(np.array(-30.0))
+    latent = soil.WATER_DENSITY * soil.LATENT_FUSION * theta[0] * frozen_share
+    assert np.all(h[-1] - h[0] > latent)
+
+
+def test_a_freezing_curve_must_rise_to_all_liquid_at_zero():
+    wide = worlds.WORLDS["wide_freezing"].freezing
+    assert wide.knots_c[-1] == 0.0 and wide.liquid[-1] == 1.0 and wide.liquid[0] < 0.1
+    assert wide.liquid_share(np.array(-2.0)) > 0.2  # unfrozen water several kelvin below zero
+    with pytest.raises(ValueError, match="rise to 0 degC"):
+        worlds.FreezingCurve((-1.0, -0.5), (0.0, 1.0))
+    with pytest.raises(ValueError, match="liquid shares"):
+        worlds.FreezingCurve((-1.0, 0.0), (0.5, 0.2))
