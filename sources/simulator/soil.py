@@ -137,14 +137,15 @@ def _solve_tridiagonal(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, r
     """Solve a tridiagonal system down the cells (axis 0) of every unit's column (axis 1).
 
     The columns are stacked end to end as one banded system, so one LAPACK call solves them
-    all; ``lower[0]`` and ``upper[-1]`` lie outside a column and are zeroed, which also keeps
-    neighbouring columns apart where they meet."""
+    all; ``lower[0]`` and ``upper[-1]`` lie outside a column and stay zero in the band, which
+    also keeps neighbouring columns apart where they meet."""
     n_cells, n_units = diag.shape
-    sub, sup = lower.copy(), upper.copy()
-    sub[0], sup[-1] = 0.0, 0.0
     # diagonal ordered form ab[1 + i - j, j] = a[i, j], unit after unit
-    banded = np.stack([np.roll(sup.T.ravel(), 1), diag.T.ravel(), np.roll(sub.T.ravel(), -1)])
-    solution = solve_banded((1, 1), banded, rhs.T.flatten(), overwrite_ab=True, overwrite_b=True)
+    banded = np.zeros((3, n_units, n_cells))
+    banded[0, :, 1:] = upper[:-1].T
+    banded[1] = diag.T
+    banded[2, :, :-1] = lower[1:].T
+    solution = solve_banded((1, 1), banded.reshape(3, -1), rhs.T.flatten(), overwrite_ab=True, overwrite_b=True)
     return solution.reshape(n_units, n_cells).T
 
 
