@@ -4,6 +4,7 @@ experiments, the perfect-model truth and the soil's response to given drivers.""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -117,3 +118,58 @@ def soil_response(
     years = world.spinup_years
     forcing = {name: np.concatenate([np.tile(v[:12], (years, 1)), v]) for name, v in forcing.items()}
     return _run_soil(forcing, np.concatenate([np.tile(days[:12], years), days]), 12 * years, units, world, False)
+
+
+@dataclass(frozen=True)
+class UnitRun:
+    """One run over a set of spatial units: ``values`` (time, unit, variable) with the months,
+    the units' ids and the variables' names in order (units: see `RUN_VARIABLES`)."""
+
+    months: list[dt.date]
+    unit_ids: np.ndarray
+    variables: tuple[str, ...]
+    values: np.ndarray
+
+    def variable(self, name: str) -> np.ndarray:
+        """One variable, (time, unit)."""
+        return self.values[:, :, self.variables.index(name)]
+
+
+# name in a UnitRun: (name in a run, ERA5-Land layer or None), in the simulator's own units
+RUN_VARIABLES: dict[str, tuple[str, int | None]] = {
+    "t_air": ("t_air", None),  # degC
+    "t_skin": ("t_skin", None),  # degC
+    "precip": ("precip", None),  # mm/day
+    "snowfall": ("snowfall", None),  # mm/day
+    "sw_down": ("sw_down", None),  # W m-2
+    "lw_down": ("lw_down", None),  # W m-2
+    "latent": ("latent", None),  # W m-2, upwards
+    "sensible": ("sensible", None),  # W m-2, upwards
+    "snow_depth": ("snow_depth_end", None),  # m, at the end of the month
+    **{f"w_{k}": ("theta", k) for k in range(4)},  # m3 m-3
+    **{f"t_soil_{k}": ("t_soil", k) for k in range(4)},  # degC
+}
+
+
+def _unit_run(months: list[dt.date], run: dict[str, np.ndarray], units: SpatialUnits) -> UnitRun:
+    present = {name: source for name, source in RUN_VARIABLES.items() if source[0] in run}
+    columns = [run[key] if layer is None else run[key][:, layer] for key, layer in present.values()]
+    return UnitRun(months, units.ids, tuple(present), np.stack(columns, axis=-1))
+
+
+def simulate_units(
+    units: SpatialUnits,
+    seed: int,
+    world: World,
+    latest_month: dt.date = catalog.DEFAULT_LATEST_MONTH,
+    experiments: tuple[str, ...] = catalog.CMIP5_EXPERIMENTS,
+    historical_start: dt.date = dt.date(1950, 1, 1),
+) -> dict[str, UnitRun]:
+    """The reanalysis (2001-01 .. `latest_month`, with soil temperature) and the CMIP twin's
+    `experiments` (without) over `units`: ``{"reanalysis": ..., experiment: ...}``."""
+    history = catalog.month_range(catalog.HISTORY_START, latest_month)
+    results = {"reanalysis": _unit_run(history, reanalysis(seed, latest_month, units, world), units)}
+    for experiment in experiments:
+        months, run = twin(seed, experiment, historical_start, units)
+        results[experiment] = _unit_run(months, run, units)
+    return results
