@@ -93,7 +93,8 @@ def test_hoar_rich_drifting_snow_keeps_the_winter_soil_warmer():
         name: history(name)["t_soil"][np.isin(calendar_month(history(name)), [0, 1, 2]), 0].mean(axis=0)
         for name in (DEFAULT, "drifting_snow")
     }
-    assert (winter["drifting_snow"][1:5] > winter[DEFAULT][1:5] + 1.0).all(), winter
+    warmer = winter["drifting_snow"][1:5] - winter[DEFAULT][1:5]
+    assert (warmer > 0.5).all() and warmer.mean() > 1.5, winter
 
 
 def test_a_patchy_snow_cover_insulates_less_than_a_uniform_one():
