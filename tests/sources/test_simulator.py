@@ -8,20 +8,19 @@ import pytest
 from sources.simulator import climate, soil, worlds
 
 
-def thomas(lower: np.ndarray, diag: np.ndarray, upper: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """The Thomas algorithm the simulator used before scipy, down axis 0 for every column."""
-    n = diag.shape[0]
-    c, d = np.empty_like(diag), np.empty_like(diag)
-    c[0], d[0] = upper[0] / diag[0], rhs[0] / diag[0]
+def thomas_column(lower: list[float], diag: list[float], upper: list[float], rhs: list[float]) -> list[float]:
+    """The Thomas algorithm the simulator used before scipy, written out for one column."""
+    n = len(diag)
+    sweep, value = [upper[0] / diag[0]], [rhs[0] / diag[0]]
     for i in range(1, n):
-        denom = diag[i] - lower[i] * c[i - 1]
-        c[i] = upper[i] / denom
-        d[i] = (rhs[i] - lower[i] * d[i - 1]) / denom
-    x = np.empty_like(d)
-    x[-1] = d[-1]
-    for i in range(n - 2, -1, -1):
-        x[i] = d[i] - c[i] * x[i + 1]
-    return x
+        pivot = diag[i] - lower[i] * sweep[i - 1]
+        sweep.append(upper[i] / pivot)
+        value.append((rhs[i] - lower[i] * value[i - 1]) / pivot)
+    solution = [0.0] * n
+    solution[-1] = value[-1]
+    for i in reversed(range(n - 1)):
+        solution[i] = value[i] - sweep[i] * solution[i + 1]
+    return solution
 
 
 @pytest.mark.parametrize("n_units", [1, 6, 2000])
@@ -35,10 +34,14 @@ def test_banded_solve_matches_the_thomas_algorithm(n_units):
     lower, upper, diag = -g_above, -g_below, storage + g_above + g_below
     rhs = rng.uniform(-30.0, 20.0, (n_cells, n_units))
     kept = rhs.copy()
-    expected = thomas(lower, diag, upper, rhs)
+    expected = np.array(
+        [thomas_column(*(a[:, u].tolist() for a in (lower, diag, upper, rhs))) for u in range(n_units)]
+    ).T
     solved = soil._solve_tridiagonal(lower, diag, upper, rhs)
     assert solved.shape == (n_cells, n_units)
     assert np.abs(solved - expected).max() < 1e-10
+    matrix = np.diag(diag[:, 0]) + np.diag(lower[1:, 0], -1) + np.diag(upper[:-1, 0], 1)
+    assert np.allclose(matrix @ solved[:, 0], rhs[:, 0], rtol=0, atol=1e-10)  # it solves the system
     assert np.array_equal(rhs, kept)  # the caller's arrays are left alone
 
 
