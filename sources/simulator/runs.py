@@ -167,6 +167,10 @@ def simulate_units(
 ) -> dict[str, UnitRun]:
     """The reanalysis (2001-01 .. `latest_month`, with soil temperature) and the CMIP twin's
     `experiments` (without) over `units`: ``{"reanalysis": ..., experiment: ...}``."""
+    if latest_month < catalog.HISTORY_START:
+        raise ValueError(
+            f"latest_month {latest_month:%Y-%m} is before the reanalysis starts ({catalog.HISTORY_START:%Y-%m})"
+        )
     history = catalog.month_range(catalog.HISTORY_START, latest_month)
     results = {"reanalysis": _unit_run(history, reanalysis(seed, latest_month, units, world), units)}
     for experiment in experiments:

@@ -79,6 +79,8 @@ def test_the_band_units_run_is_the_band_world():
     _, twin = demo._cmip_world(demo.DemoSettings(seed=SEED), "rcp45")
     assert np.array_equal(rcp45.variable("t_air"), twin["t_air"]) and "t_soil_0" not in rcp45.variables
     assert rcp45.months[0] == catalog.CMIP5_RCP_START and len(rcp45.months) == rcp45.values.shape[0]
+    with pytest.raises(ValueError, match="2000-12"):
+        runs.simulate_units(band_units(), SEED, WORLDS["default"], dt.date(2000, 12, 1))
 
 
 def test_grid_cells_run_with_the_band_worlds_gradient(grid):
