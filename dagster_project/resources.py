@@ -13,6 +13,7 @@ from dagster_project.settings import DEFAULT_DEMO_SEED, EARTH_ENGINE_FIELDS, Set
 from sources import catalog, registry
 from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
 from sources.config import ENV_EE_KEY_FILE, ENV_EE_PROJECT, ENV_EE_SERVICE_ACCOUNT, SourcesConfig, load_sources
+from sources.simulator.worlds import DEFAULT_WORLD
 
 # DuckDB allows one writer per file: every step that writes or reads the warehouse file
 # shares this pool (dagster.yaml limits each pool to one step at a time). Other processes
@@ -100,6 +101,7 @@ class SourcesResource(ConfigurableResource):
 
     demo_seed: int = DEFAULT_DEMO_SEED
     demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")
+    demo_world: str = DEFAULT_WORLD
     config_file: str = ""
     ee_project: str | None = None
     ee_service_account: str | None = None
@@ -108,7 +110,9 @@ class SourcesResource(ConfigurableResource):
     def _demo_settings(self):
         from sources.demo import DemoSettings
 
-        return DemoSettings(seed=self.demo_seed, latest_month=catalog.month_start(self.demo_latest_month))
+        return DemoSettings(
+            seed=self.demo_seed, latest_month=catalog.month_start(self.demo_latest_month), world=self.demo_world
+        )
 
     def config(self) -> SourcesConfig:
         credentials = {
@@ -138,6 +142,7 @@ def sources_resource(settings: Settings) -> SourcesResource:
     return SourcesResource(
         demo_seed=settings.demo_seed,
         demo_latest_month=settings.demo_latest_month,
+        demo_world=settings.demo_world,
         config_file=str(settings.sources_file or ""),
         **credentials,
     )

@@ -23,6 +23,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from dagster_project.lake import DEFAULT_LOCK_WAIT_SECONDS, LakeLayout
 from sources import catalog
 from sources.config import EARTH_ENGINE_ENVIRONMENT, EarthEngineAuth, SourcesConfig, load_sources
+from sources.simulator.worlds import DEFAULT_WORLD, WORLDS
 
 ENV_PREFIX = "PERMAFROST_"
 ENV_LAKE_ROOT = "PERMAFROST_LAKE_ROOT"
@@ -30,6 +31,7 @@ ENV_WAREHOUSE = "PERMAFROST_WAREHOUSE"
 ENV_SOURCES_FILE = "PERMAFROST_SOURCES"  # YAML choosing each kind of source (sources.config)
 ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
+ENV_DEMO_WORLD = "PERMAFROST_DEMO_WORLD"
 ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
 ENV_TRAINING_SEEDS = "PERMAFROST_TRAINING_SEEDS"
 ENV_WAREHOUSE_LOCK_WAIT = "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS"
@@ -109,6 +111,8 @@ class Settings(BaseSettings):
     warehouse_path: Path = Field(None, validation_alias=ENV_WAREHOUSE)
     demo_seed: Annotated[int, Expected("an integer")] = DEFAULT_DEMO_SEED
     demo_latest_month: str = catalog.DEFAULT_LATEST_MONTH.strftime("%Y-%m")  # YYYY-MM
+    # the demo's soil physics (sources.simulator.worlds.WORLDS): the same weather, other soils
+    demo_world: str = DEFAULT_WORLD
     training_epochs: Count = DEFAULT_TRAINING_EPOCHS  # epochs `make demo` trains each network for
     training_seeds: Count = DEFAULT_TRAINING_SEEDS  # networks (seeds) `make demo` trains per architecture
     # how long a warehouse writer (or reader) waits for another process's lock before failing
@@ -187,6 +191,14 @@ class Settings(BaseSettings):
                 "a month cannot be published before it has happened"
             )
         return f"{month:%Y-%m}"
+
+    @field_validator("demo_world")
+    @classmethod
+    def _known_world(cls, value: str) -> str:
+        world = value.strip()
+        if world not in WORLDS:
+            raise ValueError(f"{ENV_DEMO_WORLD}={value!r} is not a demo world; expected one of {sorted(WORLDS)}")
+        return world
 
     @field_validator("retrain_cron")
     @classmethod

@@ -165,3 +165,12 @@ def test_each_variable_is_a_field_and_the_readme_lists_them():
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     documented = set(re.findall(r"`(PERMAFROST_[A-Z_]+)`", "".join(rows)))
     assert documented == variables
+
+
+def test_the_demo_world_is_read_and_checked():
+    assert settings.from_environment({}).demo_world == "default"
+    chosen = settings.from_environment({settings.ENV_DEMO_WORLD: "peat"})
+    assert chosen.demo_world == "peat"
+    assert build_resources(chosen)["sources"]._demo_settings().world == "peat"
+    with pytest.raises(ValueError, match="PERMAFROST_DEMO_WORLD='tundra' is not a demo world"):
+        settings.from_environment({settings.ENV_DEMO_WORLD: "tundra"})
