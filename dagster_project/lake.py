@@ -98,6 +98,7 @@ ERA5_LAND = "era5_land_monthly"
 CMIP5 = "cmip5_monthly"
 LITHOLOGY = "band_lithology"
 SOIL_PROPERTIES = "band_soil_properties"
+SPATIAL_UNITS = "spatial_units"
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class LakeLayout:
         return self.raw_folder(CMIP5) / f"{experiment}.parquet"
 
     def raw_table(self, asset: str) -> Path:
-        """One-file raw extracts (lithology, soil properties)."""
+        """One-file raw extracts (lithology, soil properties, the reanalysis' spatial units)."""
         return self.root / RAW_SCHEMA / f"{asset}.parquet"
 
     def raw_glob(self, asset: str) -> str:
@@ -239,6 +240,7 @@ class LakeLayout:
             CMIP5: lambda: [self.cmip5_experiment(partition)],
             LITHOLOGY: lambda: [self.raw_table(LITHOLOGY)],
             SOIL_PROPERTIES: lambda: [self.raw_table(SOIL_PROPERTIES)],
+            SPATIAL_UNITS: lambda: [self.raw_table(SPATIAL_UNITS)],
             "cmip5_bias_corrected": lambda: [
                 self.bias_corrected(partition),
                 self.figure(f"bias_correction_{partition}"),
@@ -280,6 +282,7 @@ class LakeLayout:
             CMIP5,
             LITHOLOGY,
             SOIL_PROPERTIES,
+            SPATIAL_UNITS,
             "cmip5_bias_corrected",
             "training_windows",
             "scenario_windows",
