@@ -1,0 +1,3 @@
+-- The spatial units of the reanalysis, one row per unit: the table the raw asset
+-- `spatial_units` landed, or the six latitude bands where none has (macros/units.sql).
+select * from ({{ spatial_units() }})
