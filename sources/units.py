@@ -35,33 +35,33 @@ class SpatialUnitsError(ValueError):
     """A units table that breaks the contract above; the message names the unit and column."""
 
 
+def _band_of_latitude(latitude: float) -> int | None:
+    """The band whose latitudes hold `latitude` (south edge included, the last band's north edge too)."""
+    for band in catalog.BANDS:
+        if band.south <= latitude < band.north or (band.index == catalog.N_BANDS - 1 and latitude == band.north):
+            return band.index
+    return None
+
+
 def bands_holding(latitude: Iterable[float], longitude: Iterable[float]) -> list[int | None]:
-    """The band of `catalog.BANDS` holding each point (south edge included, the last band's north
-    edge too), or None where the point lies outside every band's box (latitude or longitude)."""
-    found: list[int | None] = []
-    for lat, lon in zip(latitude, longitude, strict=True):
-        inside_longitudes = catalog.LON_WEST <= lon <= catalog.LON_EAST
-        band = next(
-            (
-                b.index
-                for b in catalog.BANDS
-                if b.south <= lat < b.north or (b.index == catalog.N_BANDS - 1 and lat == b.north)
-            ),
-            None,
-        )
-        found.append(band if inside_longitudes else None)
-    return found
+    """The band of `catalog.BANDS` holding each point, or None where the point lies outside every
+    band's box (its latitudes, or the longitudes LON_WEST..LON_EAST)."""
+    return [
+        _band_of_latitude(lat) if catalog.LON_WEST <= lon <= catalog.LON_EAST else None
+        for lat, lon in zip(latitude, longitude, strict=True)
+    ]
 
 
 def nearest_bands(latitude: Iterable[float]) -> list[int]:
-    """The band whose latitudes are nearest to each latitude (its own where it lies within one);
+    """The band whose latitudes are nearest to each latitude (the one holding it where one does);
     for what exists only per band (the climate model's scenarios, the static extracts)."""
     south = np.array([b.south for b in catalog.BANDS])
     north = np.array([b.north for b in catalog.BANDS])
     nearest = []
     for lat in latitude:
+        holding = _band_of_latitude(lat)
         distance = np.maximum(south - lat, 0.0) + np.maximum(lat - north, 0.0)
-        nearest.append(int(np.argmin(distance)))  # a tie on a shared edge goes to the southern band
+        nearest.append(holding if holding is not None else int(np.argmin(distance)))
     return nearest
 
 
@@ -84,6 +84,7 @@ class SpatialUnits:
         catalog.require_columns(frame, ("unit", "name", "latitude", "longitude", "area_km2"), where, SpatialUnitsError)
         if frame.is_empty():
             raise SpatialUnitsError(f"{where}: no units")
+        _check_coordinates(frame, where)
         if "band" not in frame.columns:
             frame = frame.with_columns(
                 band=pl.Series(bands_holding(frame["latitude"], frame["longitude"]), dtype=pl.Int64)
@@ -149,21 +150,28 @@ class SpatialUnits:
     __hash__ = None  # a frame is mutable-looking and unhashable
 
 
+def _first(bad: pl.DataFrame, column: str, what: str, where: str) -> None:
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise SpatialUnitsError(f"{where}: unit {row['unit']}: {column} {row[column]!r} {what}")
+
+
+def _check_coordinates(frame: pl.DataFrame, where: str) -> None:
+    for column, low, high in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0)):
+        value = pl.col(column).cast(pl.Float64)
+        outside = frame.filter(value.is_null() | value.is_nan() | (value < low) | (value > high))
+        _first(outside, column, "is not a degree", where)
+
+
 def _check(frame: pl.DataFrame, where: str) -> None:
     def first(bad: pl.DataFrame, column: str, what: str) -> None:
-        if bad.height:
-            row = bad.row(0, named=True)
-            raise SpatialUnitsError(f"{where}: unit {row['unit']}: {column} {row[column]!r} {what}")
+        _first(bad, column, what, where)
 
     missing_id = frame.filter(pl.col("unit").is_null())
     if missing_id.height:
         raise SpatialUnitsError(f"{where}: {missing_id.height} unit(s) without an id")
     duplicated = frame.filter(pl.col("unit").is_duplicated())
     first(duplicated, "unit", "occurs more than once")
-    for column, low, high in (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0)):
-        value = pl.col(column)
-        outside = frame.filter(value.is_null() | value.is_nan() | (value < low) | (value > high))
-        first(outside, column, "is not a degree")
     first(frame.filter(pl.col("area_km2").is_null() | ~(pl.col("area_km2") > 0)), "area_km2", "is not a positive area")
     bands = list(range(catalog.N_BANDS))
     first(frame.filter(pl.col("band").is_not_null() & ~pl.col("band").is_in(bands)), "band", "is no band")
