@@ -4,9 +4,20 @@
   from before spatial units, a hand-made fixture). Columns: unit, kind, name, latitude,
   longitude, area_km2, band (null outside the bands), nearest_band, series_group. Staging, the
   unit tests and dim_spatial_units read it here, so a partition run needs no other model built.
+  The source is found in the graph, not through source(): a test reading the units must not
+  depend on it, or dbt would run the test with a build of the source's other children (the
+  scenario mart's test in a history-only build). A model reading them states its lineage with
+  `-- depends_on: {{ source('spatial_units', 'spatial_units') }}`.
 #}
 {% macro spatial_units() -%}
-    {%- set relation = source('spatial_units', 'spatial_units') -%}
+    {%- set locations = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.sources.values() if node.source_name == 'spatial_units' -%}
+            {%- do locations.append((node.meta.external_location or node.source_meta.external_location)
+                | replace('{name}', node.name)) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set relation = locations[0] if locations else none -%}
     {%- set west, east = var('band_longitudes') -%}
     select
         cast(unit as bigint) as unit,
@@ -18,7 +29,7 @@
         cast(band as integer) as band,
         cast(nearest_band as integer) as nearest_band,
         cast(series_group as bigint) as series_group
-    {% if raw_files_landed(relation) -%}
+    {% if relation is not none and raw_files_landed(relation) -%}
     from {{ relation }}
     {%- else -%}
     from (

@@ -14,6 +14,7 @@
 -- monthly one) where the landed files carry it.
 -- Tagged `monthly`: in Dagster it is partitioned by month with the history mart, so a landed
 -- month flows through both in one run (the view itself covers every month).
+-- depends_on: {{ source('spatial_units', 'spatial_units') }}
 {{ config(tags=['monthly']) }}
 {%- set landed = landed_columns('era5_land', 'era5_land_monthly') %}
 {%- set unit_key = 'unit' if 'unit' in landed else 'band' %}
