@@ -53,13 +53,14 @@
   carry (a column added to the raw schema later, such as ERA5-Land's `date`, is absent from
   older lakes and from hand-made fixtures). `substitutes` maps a key column to the one the
   landed files carry in its place (a reanalysis of basins lands `unit` where bands land
-  `band`). Before anything has landed, or at parse time, just `columns`.
+  `band`). Before anything has landed, or at parse time, just `columns`. `landed` (the table's
+  `landed_columns`, where the caller has them already) spares reading the files' schemas again.
 #}
-{% macro raw_key_columns(source_name, table_name, columns, optional_columns=[], substitutes={}) %}
+{% macro raw_key_columns(source_name, table_name, columns, optional_columns=[], substitutes={}, landed=none) %}
     {%- if not execute or not (optional_columns or substitutes) -%}
         {{- return(columns) -}}
     {%- endif -%}
-    {%- set present = landed_columns(source_name, table_name) -%}
+    {%- set present = landed if landed is not none else landed_columns(source_name, table_name) -%}
     {%- if not present -%}
         {{- return(columns) -}}
     {%- endif -%}

@@ -18,7 +18,9 @@
 {{ config(tags=['monthly']) }}
 {%- set landed = landed_columns('era5_land', 'era5_land_monthly') %}
 {%- set unit_key = 'unit' if 'unit' in landed else 'band' %}
-{%- set raw_key = raw_key_columns('era5_land', 'era5_land_monthly', ['band', 'month'], ['date'], {'band': 'unit'}) %}
+{%- set raw_key = raw_key_columns(
+    'era5_land', 'era5_land_monthly', ['band', 'month'], ['date'], {'band': 'unit'}, landed
+) %}
 
 with source as (
     select * from {{ source('era5_land', 'era5_land_monthly') }}
