@@ -220,22 +220,28 @@ def read_basin_table(
     return BasinTable(raw_frame, units, latest)
 
 
+def _refuse_first(rows: pl.DataFrame, where: str, what: Callable[[dict], str]) -> None:
+    """A SourceError naming the basin and month of the first of `rows`, if there is one."""
+    if rows.height:
+        row = rows.row(0, named=True)
+        raise SourceError(f"{where}: basin {row['unit']}, month {row['month']:%Y-%m}: {what(row)}")
+
+
 def _check_coverage(frame: pl.DataFrame, where: str) -> None:
     """One row per basin and month, every basin in every month from the first to the last, each
     basin's centroid and area the same in every row."""
     duplicated = frame.filter(pl.struct("unit", "month").is_duplicated())
-    if duplicated.height:
-        row = duplicated.row(0, named=True)
-        raise SourceError(f"{where}: basin {row['unit']}, month {row['month']:%Y-%m}: duplicate month for this basin")
+    _refuse_first(duplicated, where, lambda row: "duplicate month for this basin")
     ordered = frame.sort("unit", "month")
     for column in ("latitude", "longitude", "area_km2"):
         varying = ordered.filter(pl.col(column) != pl.col(column).first().over("unit"))
-        if varying.height:
-            row = varying.row(0, named=True)
-            raise SourceError(
-                f"{where}: variable {column}, basin {row['unit']}, month {row['month']:%Y-%m}: {row[column]!r} "
-                "differs from the basin's first month (a basin has one centroid and area)"
-            )
+        _refuse_first(
+            varying,
+            where,
+            lambda row, column=column: (
+                f"{column} {row[column]!r} differs from the basin's first month (a basin has one centroid and area)"
+            ),
+        )
     months = catalog.month_range(frame["month"].min(), frame["month"].max())
     present = frame.group_by("month").agg(pl.col("unit"))
     gaps = sorted(set(months) - set(present["month"].to_list()))
@@ -255,21 +261,15 @@ def _latest_complete_month(frame: pl.DataFrame, where: str) -> dt.date:
     month of the table may be partial (not published yet); a partial month before it is an error."""
     checked = frame.with_columns(days_in_month=pl.col("month").dt.month_end().dt.day().cast(pl.Int64))
     wrong = checked.filter((pl.col("n_days") < 1) | (pl.col("n_days") > pl.col("days_in_month")))
-    if wrong.height:
-        row = wrong.row(0, named=True)
-        raise SourceError(
-            f"{where}: basin {row['unit']}, month {row['month']:%Y-%m}: "
-            f"n_days {row['n_days']} is not 1..{row['days_in_month']}"
-        )
+    _refuse_first(wrong, where, lambda row: f"n_days {row['n_days']} is not 1..{row['days_in_month']}")
     newest = frame["month"].max()
     partial = checked.filter(pl.col("n_days") < pl.col("days_in_month")).sort("month", "unit")
     inside = partial.filter(pl.col("month") < newest)
-    if inside.height:
-        row = inside.row(0, named=True)
-        raise SourceError(
-            f"{where}: basin {row['unit']}, month {row['month']:%Y-%m}: n_days {row['n_days']} of "
-            f"{row['days_in_month']}: a partial month inside the series"
-        )
+    _refuse_first(
+        inside,
+        where,
+        lambda row: f"n_days {row['n_days']} of {row['days_in_month']}: a partial month inside the series",
+    )
     latest = catalog.add_months(newest, -1) if partial.height else newest
     if latest < frame["month"].min():
         raise SourceError(f"{where}: no complete month (the only month, {newest:%Y-%m}, is partial)")
