@@ -248,3 +248,41 @@ def test_the_real_basin_tables():
     assert first["total_precipitation_sum"] == pytest.approx(0.13143)
     assert first["surface_net_thermal_radiation_sum"] == pytest.approx(-23.751 * 31 * 86400)
     assert first["surface_pressure"] == pytest.approx(97185.2)
+
+
+def test_the_raw_assets_land_basins_and_their_units(tmp_path, table):
+    from dagster import materialize
+    from instances import instance_knowing_months
+
+    from assets import raw
+    from dagster_project import settings
+    from dagster_project.resources import build_resources
+    from sources.units import SpatialUnits
+
+    write_basin_attributes(tmp_path / "basin_attributes.csv")
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(f"reanalysis:\n  kind: basin_table\n  path: {table}\n  attributes: basin_attributes.csv\n")
+    config = settings.from_environment(
+        {settings.ENV_LAKE_ROOT: str(tmp_path / "data"), settings.ENV_SOURCES_FILE: str(sources)}
+    )
+    tags = {"dagster/asset_partition_range_start": "2003-01-01", "dagster/asset_partition_range_end": "2003-03-01"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        months = materialize(
+            [raw.era5_land_monthly], resources=build_resources(config), instance=instance_knowing_months(), tags=tags
+        )
+        units = materialize([raw.spatial_units], resources=build_resources(config))
+    assert months.success and units.success
+    metadata = months.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["basins"].value == len(BASINS)
+    assert metadata["absent_variables"].value == ", ".join(FORMAT_ABSENT)
+    schema = {c.name: (c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns}
+    assert schema["unit"] == ("int64", "key") and schema["surface_pressure"] == ("float64", "Pa")
+    landed = pl.read_parquet(config.lake_root / "raw" / "era5_land_monthly" / "2003-02.parquet")
+    assert landed.columns[:3] == ["unit", "month", "date"] and landed["unit"].to_list() == [3, 5, 15, 308]
+    units_file = config.lake_root / "raw" / "spatial_units.parquet"
+    landed_units = SpatialUnits.from_table(pl.read_parquet(units_file))
+    assert landed_units.kind == "basin" and landed_units.frame["name"][0] == "Little Meadow Creek"
+    units_metadata = units.get_asset_materialization_events()[0].materialization.metadata
+    assert units_metadata["units"].value == 4 and units_metadata["outside_the_bands"].value == 1
+    assert units_metadata["series_groups"].value == 3

@@ -179,3 +179,14 @@ def test_a_band_frame_is_keyed_band_as_before():
     checked = validate_reanalysis(frame, MONTHS, "bands")
     assert checked.columns[0] == "band" and checked["band"].dtype == pl.Int32
     assert np.array_equal(checked["band"].unique().sort().to_numpy(), np.arange(6))
+
+
+def test_the_demo_lands_the_six_bands_as_its_units(resources, lake_settings):
+    from dagster import materialize
+
+    from assets import raw
+
+    assert materialize([raw.spatial_units], resources=resources).success
+    landed = pl.read_parquet(lake_settings.lake_root / "raw" / "spatial_units.parquet")
+    assert SpatialUnits.from_table(landed) == band_units()
+    assert landed["kind"].to_list() == ["band"] * catalog.N_BANDS
