@@ -7,6 +7,7 @@ refused naming the basin."""
 import datetime as dt
 import shutil
 import warnings
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -25,30 +26,27 @@ from data_quality.suites import history_suite, run_checks, scenario_suite
 from sources import catalog
 
 LATEST = "2005-03"  # the table's April 2005 is partial: not published
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "era5_land_basins"
 MONTHS = catalog.month_range(dt.date(2001, 1, 1), dt.date(2005, 3, 1))
 ABSENT = ("t_surface", "p_snow", "r_thermal", "r_solar", "q_latent", "q_sensible")
 
 
-@pytest.fixture(scope="module")
-def basin_warehouse(tmp_path_factory):
-    root = tmp_path_factory.mktemp("basin_dbt")
-    write_basin_table(root / "monthly_by_basin.csv")
-    write_basin_attributes(root / "basin_attributes.csv")
+def build_basin_lake(root: Path, table: Path, attributes: Path, latest: str):
+    """Raw assets (the basin table as the reanalysis, demo static and CMIP5) up to `latest`, then
+    `dbt build`: the settings, resources and dbt's result."""
     sources = root / "sources.yaml"
-    sources.write_text(
-        "reanalysis:\n  kind: basin_table\n  path: monthly_by_basin.csv\n  attributes: basin_attributes.csv\n"
-    )
+    sources.write_text(f"reanalysis:\n  kind: basin_table\n  path: {table}\n  attributes: {attributes}\n")
     config = settings.from_environment(
         {
             settings.ENV_LAKE_ROOT: str(root / "data"),
             settings.ENV_SOURCES_FILE: str(sources),
-            settings.ENV_DEMO_LATEST_MONTH: LATEST,
+            settings.ENV_DEMO_LATEST_MONTH: latest,
         }
     )
     resources = build_resources(config)
     everything = list(defs.assets)
-    instance = instance_knowing_months(LATEST)
-    months = {"dagster/asset_partition_range_start": "2001-01-01", "dagster/asset_partition_range_end": f"{LATEST}-01"}
+    instance = instance_knowing_months(latest)
+    months = {"dagster/asset_partition_range_start": "2001-01-01", "dagster/asset_partition_range_end": f"{latest}-01"}
     experiments = {"dagster/asset_partition_range_start": "historical", "dagster/asset_partition_range_end": "rcp85"}
     for tags, selection in (
         ({}, AssetSelection.assets("band_lithology", "band_soil_properties", "spatial_units")),
@@ -59,7 +57,15 @@ def basin_warehouse(tmp_path_factory):
             warnings.simplefilter("ignore", UserWarning)  # the absent variables (tested in tests/sources)
             result = materialize(everything, selection=selection, resources=resources, instance=instance, tags=tags)
         assert result.success
-    build = run_dbt(["build"], config.lake_root, config.warehouse_path, root)
+    return config, resources, run_dbt(["build"], config.lake_root, config.warehouse_path, root)
+
+
+@pytest.fixture(scope="module")
+def basin_warehouse(tmp_path_factory):
+    root = tmp_path_factory.mktemp("basin_dbt")
+    table = write_basin_table(root / "monthly_by_basin.csv")
+    attributes = write_basin_attributes(root / "basin_attributes.csv")
+    config, resources, build = build_basin_lake(root, table, attributes, LATEST)
     return config, resources, build, root
 
 
@@ -172,3 +178,23 @@ def test_a_duplicated_raw_month_is_refused_naming_the_basin(basin_warehouse):
     refused = str(error.value)
     assert "refuses duplicated raw rows (4 key(s) of (unit, month, date)" in refused
     assert "unit 3, month 2002-03-01, date 2002-03-01, 2 rows in" in refused
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "monthly_by_basin.csv").is_file(), reason="no real basin tables beside the repo")
+def test_the_real_basin_tables_pass_dbt_and_every_expectation(tmp_path):
+    """The 96 real basins, 2001-01..2023-03, through raw, dbt and the suites (about a minute)."""
+    config, resources, build = build_basin_lake(
+        tmp_path, REAL / "monthly_by_basin.csv", REAL / "basin_attributes.csv", "2023-03"
+    )
+    assert build.returncode == 0, build.stdout[-3000:]
+    assert "WARN=0 ERROR=0" in [line for line in build.stdout.splitlines() if "Done. PASS=" in line][-1]
+    history = _read(config, "marts.fct_band_month_features")
+    assert history.height == 96 * 267 and history["unit"].n_unique() == 96
+    scenarios = _read(config, "marts.fct_scenario_band_month_features")
+    assert sorted(scenarios["band"].unique().to_list()) == [0, 1, 2, 3, 4]  # no basin is near the North Slope
+    units = landed_units(resources["lake"])
+    reports = run_checks(history, history_suite(canonical_ranges(), units), "real_basins")
+    assert [r.summary() for r in reports if not r.passed] == []  # amplitude damps with depth in every basin too
+    reports += run_checks(scenarios, scenario_suite(canonical_ranges(), units), "real_scenarios")
+    assert [r.summary() for r in reports if not r.passed] == []
