@@ -198,3 +198,30 @@ def test_the_real_basin_tables_pass_dbt_and_every_expectation(tmp_path):
     assert [r.summary() for r in reports if not r.passed] == []  # amplitude damps with depth in every basin too
     reports += run_checks(scenarios, scenario_suite(canonical_ranges(), units), "real_scenarios")
     assert [r.summary() for r in reports if not r.passed] == []
+
+
+def test_a_hole_in_a_present_variable_fails_the_range_test_an_absent_one_does_not(basin_warehouse):
+    config, _, _, root = basin_warehouse
+    path = config.lake_root / "raw" / "era5_land_monthly" / "2002-07.parquet"
+    original = pl.read_parquet(path)
+    hole = original.with_columns(
+        temperature_2m=pl.when(pl.col("unit") == 15).then(None).otherwise(pl.col("temperature_2m"))
+    )
+    hole.write_parquet(path)
+    try:
+        test = run_dbt(
+            ["test", "--select", "stg_era5_land__monthly__values_in_physical_range", "--store-failures"],
+            config.lake_root,
+            config.warehouse_path,
+            root,
+        )
+        with duckdb.connect(str(config.warehouse_path), read_only=True) as con:
+            failures = con.sql(
+                "select unit, band, month, variable, value "
+                "from dbt_test__audit.stg_era5_land__monthly__values_in_physical_range"
+            ).fetchall()
+    finally:
+        original.write_parquet(path)
+    assert "WARN 1 stg_era5_land__monthly__values_in_physical_range" in test.stdout
+    # the hole, named by unit, band and month; not the six variables null in every row
+    assert failures == [(15, 2, dt.date(2002, 7, 1), "t_air", None)]

@@ -12,20 +12,20 @@ with units as (
     {{ spatial_units() }}
 ),
 
+counted as materialized (
+    -- the model read once: a staging view reads every raw file
+    select unit, month, count(*) as n_rows
+    from {{ model }}
+    group by unit, month
+),
+
 months as (
     {%- if window %}
     select cast(month_start as date) as month
     from range(cast('{{ start }}' as date), cast('{{ end }}' as date), interval 1 month) as months (month_start)
     {%- else %}
-    select distinct month from {{ model }}
+    select distinct month from counted
     {%- endif %}
-),
-
-counted as (
-    select unit, month, count(*) as n_rows
-    from {{ model }}
-    where month in (select month from months)
-    group by unit, month
 )
 
 select months.month, units.unit, units.band, coalesce(counted.n_rows, 0) as n_rows, true as known_unit
@@ -36,5 +36,5 @@ where coalesce(counted.n_rows, 0) != 1
 union all
 select month, unit, null as band, n_rows, false as known_unit
 from counted
-where unit not in (select unit from units)
+where unit not in (select unit from units) and month in (select month from months)
 {% endtest %}
