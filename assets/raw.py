@@ -1,4 +1,5 @@
-"""Raw layer: each product as its source delivers it, reduced to bands, one Parquet per partition.
+"""Raw layer: each product as its source delivers it, reduced to spatial units (the six bands
+unless the reanalysis source declares others), one Parquet per partition.
 
 Assets here only fetch, validate and land; conversion to canonical names and units is the
 staging layer's job (sql/). They never open the DuckDB warehouse (so they need neither its
@@ -26,7 +27,7 @@ from dagster_project.metadata import markdown_table
 from dagster_project.partitions import cmip5_experiments, reanalysis_months
 from dagster_project.resources import LakeResource, SourcesResource
 from sources import catalog, validation
-from sources.base import NotPublishedError
+from sources.base import NotPublishedError, units_of
 from sources.validation import (
     validate_cmip5,
     validate_lithology,
@@ -60,8 +61,9 @@ def published_months(requested: list[dt.date], latest: dt.date, source: str) -> 
     partitions_def=reanalysis_months,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"parquet"},
-    description="ERA5-Land monthly band means (Earth Engine MONTHLY_AGGR band names and units), one Parquet per "
-    "month with six band rows.",
+    description="ERA5-Land monthly means per spatial unit (Earth Engine MONTHLY_AGGR band names and units), one "
+    "Parquet per month with a row per unit: six band rows by default, keyed `band`; other units (basins) keyed "
+    "`unit`. Variables the source lacks are null columns (metadata `absent_variables`).",
 )
 def era5_land_monthly(
     context: AssetExecutionContext, lake: LakeResource, sources: SourcesResource
@@ -71,19 +73,26 @@ def era5_land_monthly(
     months = published_months(requested, reanalysis.latest_month(), f"{reanalysis.name} ERA5-Land")
     where = f"{reanalysis.name} ERA5-Land {months_label(months)}"
     time_step = getattr(reanalysis, "time_step", "month")  # "day": DAILY_AGGR rows, summed to months in staging
-    frame = validate_reanalysis(reanalysis.read_months(months), months, where, time_step)
+    units = units_of(reanalysis)
+    absent = tuple(getattr(reanalysis, "absent_variables", ()))
+    frame = validate_reanalysis(reanalysis.read_months(months), months, where, time_step, units, absent)
+    if absent:
+        context.log.warning(f"{where}: the source has no {', '.join(absent)}: landed as null columns (absent)")
+    optional = {name: unit for name, unit in catalog.ERA5_LAND_OPTIONAL_UNITS.items() if name in frame.columns}
     files = {
         lake.layout.era5_land_month(month): part for (month,), part in frame.group_by("month", maintain_order=True)
     }
     metadata = {
         "source": reanalysis.name,
         "rows": frame.height,
-        "bands": frame["band"].n_unique(),
+        f"{units.kind}s": frame[units.key_column].n_unique(),
         "months": len(months),
         "months_covered": months_label(months),
         "time_step": time_step,
+        "absent_variables": ", ".join(absent) or "none",
         "dagster/column_schema": schema_metadata(
-            catalog.ERA5_LAND_UNITS, {"band": "int32", "month": "date", "date": "date"}
+            {**catalog.ERA5_LAND_UNITS, **optional},
+            {units.key_column: "int32" if units.key_column == "band" else "int64", "month": "date", "date": "date"},
         ),
         "path": MetadataValue.path(str(lake.layout.raw_folder(layout.ERA5_LAND))),
     }
@@ -194,3 +203,44 @@ def band_soil_properties(lake: LakeResource, sources: SourcesResource) -> Materi
     static = sources.static()
     frame = validate_soil_properties(static.read_soil_properties(), f"{static.name} OpenLandMap soil")
     return land_static(layout.SOIL_PROPERTIES, frame, static.name, SOIL_PROPERTIES_SCHEMA, lake)
+
+
+SPATIAL_UNITS_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("unit", "int64", description="key: band index, basin station id or cell id"),
+        TableColumn("kind", "string", description="band | basin | cell"),
+        TableColumn("name", "string"),
+        TableColumn("latitude", "float64", description="centroid, degrees north"),
+        TableColumn("longitude", "float64", description="centroid, degrees east"),
+        TableColumn("area_km2", "float64", description="km2"),
+        TableColumn("band", "int64", description="band holding the centroid; null outside the six bands"),
+        TableColumn("nearest_band", "int64", description="band of nearest latitudes: for what exists per band only"),
+        TableColumn("series_group", "int64", description="units with identical reanalysis series share it"),
+    ]
+)
+
+
+@asset(
+    group_name=RAW,
+    kinds={"parquet"},
+    description="The reanalysis source's spatial units (the six bands by default; basins, cells), one row per unit: "
+    "centroid, area, the band holding it, the nearest band and its series group. dbt and the checks expect every "
+    "unit in every month.",
+)
+def spatial_units(lake: LakeResource, sources: SourcesResource) -> MaterializeResult:
+    reanalysis = sources.reanalysis()
+    units = units_of(reanalysis)
+    table = units.to_table()
+    path = lake.layout.raw_table(layout.SPATIAL_UNITS)
+    metadata = {
+        "source": reanalysis.name,
+        "kind": units.kind,
+        "units": units.count,
+        "outside_the_bands": units.frame["band"].null_count(),
+        "series_groups": units.frame["series_group"].n_unique(),
+        "dagster/column_schema": SPATIAL_UNITS_SCHEMA,
+        "path": MetadataValue.path(str(path)),
+        "preview": MetadataValue.md(markdown_table(table.head(12))),
+    }
+    lake.write_partitions({path: table})  # the last step
+    return MaterializeResult(metadata=metadata)

@@ -50,7 +50,8 @@ def measure(root: Path, latest: str) -> tuple[float, float, int, dict[str, float
     lake = settings.from_environment()
     ensure_manifest(run_environment(lake.lake_root, lake.warehouse_path))
     instance = dg.DagsterInstance.ephemeral()
-    run_demo(instance, out=lambda line: None, select="+key:int_band_static_features_pivoted")
+    # the unpartitioned inputs of the monthly models (static extracts, the spatial units), not timed
+    run_demo(instance, out=lambda line: None, select="+key:int_band_static_features_pivoted or key:spatial_units")
 
     def code_location(month: str):
         config = settings.from_environment({**os.environ, settings.ENV_DEMO_LATEST_MONTH: month})

@@ -2,8 +2,10 @@
 history mart holding every landed month (blocking), and the raw reanalysis' freshness against
 the source (a warning).
 
-A failed check's metadata lists, per failed expectation, the band, month (and scenario) and
-value of the first failing rows; downstream assets are not materialized in that run.
+A failed check's metadata lists, per failed expectation, the unit (or band), month (and
+scenario) and value of the first failing rows; downstream assets are not materialized in that
+run. The suites expect the spatial units the raw asset `spatial_units` landed (the six bands
+where none has), as dbt does.
 """
 
 import datetime as dt
@@ -28,6 +30,7 @@ from dagster_project.dbt import canonical_ranges
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
 from data_quality.suites import Check, history_suite, run_checks, scenario_suite
 from sources import catalog
+from sources.units import SpatialUnits, band_units
 
 ERA5_LAND = AssetKey(lake_module.ERA5_LAND)
 # the freshness check also runs on its own once a day, through the automation sensor
@@ -43,20 +46,32 @@ def _results(asset: AssetKey, frame: pl.DataFrame, checks: list[Check]) -> Itera
         metadata = {"rows_checked": frame.height, "summary": report.summary()}
         if report.failures:
             metadata["failures"] = MetadataValue.json(report.failures)
+        if report.absent:
+            metadata["absent_columns"] = ", ".join(report.absent)
         yield AssetCheckResult(check_name=f"gx_{report.name}", asset_key=asset, passed=report.passed, metadata=metadata)
 
 
 HISTORY_MART = AssetKey(lake_module.HISTORY_MART.name)
 SCENARIO_MART = AssetKey(lake_module.SCENARIO_MART.name)
+# The check names do not depend on the units: the specs are built once, the suites per run.
 HISTORY_CHECKS = history_suite(canonical_ranges())
 SCENARIO_CHECKS = scenario_suite(canonical_ranges())
+
+
+def landed_units(lake: LakeResource) -> SpatialUnits:
+    """The spatial units the raw asset `spatial_units` landed, or the six bands where none has."""
+    path = lake.layout.raw_table(lake_module.SPATIAL_UNITS)
+    return SpatialUnits.from_table(pl.read_parquet(path), str(path)) if path.exists() else band_units()
 
 
 @multi_asset_check(
     specs=_specs(HISTORY_MART, HISTORY_CHECKS), name="fct_band_month_features_expectations", pool=WAREHOUSE_POOL
 )
-def fct_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
-    yield from _results(HISTORY_MART, warehouse.read_table(lake_module.HISTORY_MART), HISTORY_CHECKS)
+def fct_band_month_features_expectations(
+    context: AssetCheckExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+):
+    checks = history_suite(canonical_ranges(), landed_units(lake))
+    yield from _results(HISTORY_MART, warehouse.read_table(lake_module.HISTORY_MART), checks)
 
 
 @multi_asset_check(
@@ -64,8 +79,11 @@ def fct_band_month_features_expectations(context: AssetCheckExecutionContext, wa
     name="fct_scenario_band_month_features_expectations",
     pool=WAREHOUSE_POOL,
 )
-def fct_scenario_band_month_features_expectations(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
-    yield from _results(SCENARIO_MART, warehouse.read_table(lake_module.SCENARIO_MART), SCENARIO_CHECKS)
+def fct_scenario_band_month_features_expectations(
+    context: AssetCheckExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+):
+    checks = scenario_suite(canonical_ranges(), landed_units(lake))
+    yield from _results(SCENARIO_MART, warehouse.read_table(lake_module.SCENARIO_MART), checks)
 
 
 def months_not_in_mart(landed: set[dt.date], in_mart: set[dt.date]) -> list[dt.date]:

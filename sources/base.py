@@ -1,7 +1,8 @@
 """One interface per kind of source, so an asset never knows which source it reads.
 
 Every source returns polars frames in its product's own raw schema (see `catalog`):
-reduced to the six bands, but with the product's names and units.
+reduced to spatial units (the six bands unless a reanalysis source declares others, see
+`units_of`), but with the product's names and units.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 
 from sources import catalog
+from sources.units import SpatialUnits, band_units
 
 
 class SourceError(ValueError):
@@ -41,7 +43,11 @@ def published_months(source: str, months, latest: dt.date) -> list[dt.date]:
 
 @runtime_checkable
 class ReanalysisSource(Protocol):
-    """ERA5-Land monthly band means, Earth Engine MONTHLY_AGGR band names and units."""
+    """ERA5-Land monthly means per spatial unit, Earth Engine MONTHLY_AGGR band names and units.
+
+    A source whose units are not the six bands also has `units()` (`DeclaresSpatialUnits`); it is
+    not a member here, so every band source stays a `ReanalysisSource` without it.
+    """
 
     name: str
 
@@ -50,11 +56,27 @@ class ReanalysisSource(Protocol):
         ...
 
     def read_months(self, months: list[dt.date]) -> pl.DataFrame:
-        """Rows `band` (0-5), `month` (first day), then `catalog.ERA5_LAND_BANDS`.
+        """Rows `band` (0-5), `month` (first day), then `catalog.ERA5_LAND_BANDS` (and those of
+        `catalog.ERA5_LAND_OPTIONAL_BANDS` the source has). A source of other units has `unit`
+        (its `units()` ids) instead of `band`.
 
         Raises NotPublishedError for any month after `latest_month()`.
         """
         ...
+
+
+@runtime_checkable
+class DeclaresSpatialUnits(Protocol):
+    """A reanalysis source whose rows are other units than the six bands (basins, cells)."""
+
+    def units(self) -> SpatialUnits:
+        """The units its rows stand for, one row each (`sources.units`)."""
+        ...
+
+
+def units_of(source: object) -> SpatialUnits:
+    """The spatial units of a reanalysis source: its own `units()`, else the six bands."""
+    return source.units() if isinstance(source, DeclaresSpatialUnits) else band_units()
 
 
 @runtime_checkable

@@ -134,6 +134,22 @@ ERA5_LAND_CDS_NAMES: dict[str, str] = {
     **{f"stl{i}": f"soil_temperature_level_{i}" for i in range(1, 5)},
 }
 
+# Further ERA5-Land bands (MONTHLY_AGGR names and units) that some sources have beside the
+# product's inputs (the real basin tables do): landed and staged where a source has them,
+# absent (null) otherwise, so the modelling layer may use them where they exist.
+ERA5_LAND_OPTIONAL_UNITS: dict[str, str] = {
+    "snow_depth_water_equivalent": "m",  # of water equivalent, monthly mean
+    "surface_net_solar_radiation_sum": "J m-2",  # NET, positive downwards
+    "surface_net_thermal_radiation_sum": "J m-2",  # NET, positive downwards
+    "dewpoint_temperature_2m": "K",
+    "surface_pressure": "Pa",
+    "u_component_of_wind_10m": "m s-1",
+    "v_component_of_wind_10m": "m s-1",
+    "surface_runoff_sum": "m",
+    "sub_surface_runoff_sum": "m",
+}
+ERA5_LAND_OPTIONAL_BANDS: tuple[str, ...] = tuple(ERA5_LAND_OPTIONAL_UNITS)
+
 # CMIP5 standard output (Amon/Lmon) names and units. hfls/hfss are positive upwards.
 CMIP5_UNITS: dict[str, str] = {
     "tas": "K",
@@ -196,6 +212,19 @@ DYNAMIC_FEATURES: tuple[str, ...] = (
     "q_latent",  # J m-2 / month, positive downwards
     "q_sensible",  # J m-2 / month, positive downwards
 )
+# Canonical names of ERA5_LAND_OPTIONAL_BANDS (history mart only; null where a source lacks them).
+OPTIONAL_REANALYSIS_FEATURES: dict[str, str] = {
+    "snow_depth_water_equivalent": "swe",  # m water equivalent, monthly mean
+    "surface_net_solar_radiation_sum": "r_net_solar",  # J m-2 / month, positive downwards
+    "surface_net_thermal_radiation_sum": "r_net_thermal",  # J m-2 / month, positive downwards
+    "dewpoint_temperature_2m": "t_dew",  # degC
+    "surface_pressure": "surface_pressure",  # Pa
+    "u_component_of_wind_10m": "wind_u",  # m s-1, eastward
+    "v_component_of_wind_10m": "wind_v",  # m s-1, northward
+    "surface_runoff_sum": "runoff_surface",  # m water / month
+    "sub_surface_runoff_sum": "runoff_subsurface",  # m water / month
+}
+OPTIONAL_FEATURES: tuple[str, ...] = tuple(OPTIONAL_REANALYSIS_FEATURES.values())
 WATER_CONTENT: tuple[str, ...] = ("w_0", "w_1", "w_2", "w_3")  # m3 m-3 per soil layer
 TARGETS: tuple[str, ...] = ("t_soil_0", "t_soil_1", "t_soil_2", "t_soil_3")  # degC per soil layer
 LITHOLOGY_FEATURES: tuple[str, ...] = tuple(f"litho_{c}" for c in LITHOLOGY_CLASSES)

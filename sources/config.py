@@ -150,8 +150,48 @@ class BandTableReanalysisConfig(_Strict):
         return value
 
 
+class BasinTableReanalysisConfig(_Strict):
+    """ERA5-Land averaged over river basins (`monthly_by_basin.csv`: one row per basin and month,
+    degC, mm per month, W m-2 means, kPa; CSV or Parquet): a reanalysis whose spatial units are
+    basins (sources/basin_table.py)."""
+
+    kind: Literal["basin_table"]
+    path: Path
+    attributes: Path | None = None  # basin_attributes.csv: the basins' names (waterbody_name)
+    basins: list[int] = []  # station ids to read; empty: every basin of the table
+    absent: list[str] = []  # ERA5-Land bands the table lacks beyond those the format never has
+
+    @field_validator("path", "attributes")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("basins")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        repeated = sorted({basin for basin in value if value.count(basin) > 1})
+        if repeated:
+            raise ValueError(f"basin(s) {repeated} listed more than once")
+        return value
+
+    @field_validator("absent")
+    @classmethod
+    def _known_bands(cls, value: list[str]) -> list[str]:
+        known = (*catalog.ERA5_LAND_BANDS, *catalog.ERA5_LAND_OPTIONAL_BANDS)
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown ERA5-Land band(s) {unknown}; expected some of {known}")
+        return value
+
+
 ReanalysisConfig = Annotated[
-    DemoConfig | EarthEngineReanalysisConfig | CdsReanalysisConfig | BandTableReanalysisConfig,
+    DemoConfig
+    | EarthEngineReanalysisConfig
+    | CdsReanalysisConfig
+    | BandTableReanalysisConfig
+    | BasinTableReanalysisConfig,
     Field(discriminator="kind"),
 ]
 
@@ -307,7 +347,7 @@ class SourcesConfig(_Strict):
 
 def _resolve_paths(node: object, base: Path, key: str = "") -> object:
     """Relative paths in the file are relative to the file's folder (globs too)."""
-    path_keys = {"path", "paths", "files", "key_file", "land_fraction", "lithology_map", "weights_cache"}
+    path_keys = {"path", "paths", "files", "key_file", "land_fraction", "lithology_map", "weights_cache", "attributes"}
     path_keys |= {"bulk_density", "organic_carbon"}
     if isinstance(node, dict):
         return {

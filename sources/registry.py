@@ -24,6 +24,10 @@ def reanalysis_source(config: SourcesConfig, demo_settings) -> ReanalysisSource:
         from sources.band_table import BandTableReanalysisSource
 
         return BandTableReanalysisSource(chosen)
+    if chosen.kind == "basin_table":
+        from sources.basin_table import BasinTableReanalysisSource
+
+        return BasinTableReanalysisSource(chosen)
     from sources.demo import DemoReanalysisSource
 
     return DemoReanalysisSource(demo_settings)

@@ -109,6 +109,7 @@ ERA5_LAND = "era5_land_monthly"
 CMIP5 = "cmip5_monthly"
 LITHOLOGY = "band_lithology"
 SOIL_PROPERTIES = "band_soil_properties"
+SPATIAL_UNITS = "spatial_units"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class LakeLayout:
         return self.raw_folder(CMIP5) / f"{experiment}.parquet"
 
     def raw_table(self, asset: str) -> LakePath:
-        """One-file raw extracts (lithology, soil properties)."""
+        """One-file raw extracts (lithology, soil properties, the reanalysis' spatial units)."""
         return self.root / RAW_SCHEMA / f"{asset}.parquet"
 
     def raw_glob(self, asset: str) -> str:
@@ -256,6 +257,7 @@ class LakeLayout:
             CMIP5: lambda: [self.cmip5_experiment(partition)],
             LITHOLOGY: lambda: [self.raw_table(LITHOLOGY)],
             SOIL_PROPERTIES: lambda: [self.raw_table(SOIL_PROPERTIES)],
+            SPATIAL_UNITS: lambda: [self.raw_table(SPATIAL_UNITS)],
             "cmip5_bias_corrected": lambda: [
                 self.bias_corrected(partition),
                 self.figure(f"bias_correction_{partition}"),
@@ -297,6 +299,7 @@ class LakeLayout:
             CMIP5,
             LITHOLOGY,
             SOIL_PROPERTIES,
+            SPATIAL_UNITS,
             "cmip5_bias_corrected",
             "training_windows",
             "scenario_windows",

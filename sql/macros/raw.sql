@@ -10,10 +10,7 @@
         {%- for node in graph.sources.values() if node.package_name == project_name -%}
             {%- set location = (node.meta.external_location or node.source_meta.external_location)
                 | replace('{name}', node.name) -%}
-            {#- the first quoted string of `read_parquet('<glob>', ...)` is the glob -#}
-            {%- set pattern = location.split("'")[1] -%}
-            {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] -%}
-            {%- if found > 0 -%}
+            {%- if raw_files_landed(location) -%}
                 {%- do run_query("create or replace view raw." ~ node.name ~ " as select * from " ~ location) -%}
             {%- endif -%}
         {%- endfor -%}
@@ -21,23 +18,58 @@
 {% endmacro %}
 
 {#
+  True when files of a source table have landed (its external location's glob matches any);
+  false at parse time, when nothing runs.
+#}
+{% macro raw_files_landed(relation) %}
+    {%- if not execute -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {#- the first quoted string of `read_parquet('<glob>', ...)` is the glob -#}
+    {%- set pattern = (relation | string).split("'")[1] -%}
+    {{- return(run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] > 0) -}}
+{% endmacro %}
+
+{#
+  The columns the landed files of a source table carry (all files together); none before
+  anything has landed, or at parse time. Lets a model read a column only the files of some
+  sources have (an optional band, `unit` instead of `band`).
+#}
+{% macro landed_columns(source_name, table_name) %}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- if not raw_files_landed(relation) -%}
+        {{- return([]) -}}
+    {%- endif -%}
+    {{- return(run_query("select column_name from (describe select * from " ~ relation ~ ")").columns[0].values() | list) -}}
+{% endmacro %}
+
+{# `expression` where the landed files carry `column`, else a typed null: an absent variable stays absent. #}
+{% macro if_landed(landed, column, expression) -%}
+    {%- if column in landed -%}{{ expression }}{%- else -%}cast(null as double){%- endif -%}
+{%- endmacro %}
+
+{#
   The raw key of a source table: `columns`, plus those of `optional_columns` its landed files
   carry (a column added to the raw schema later, such as ERA5-Land's `date`, is absent from
-  older lakes and from hand-made fixtures). Before anything has landed, or at parse time,
-  just `columns`.
+  older lakes and from hand-made fixtures). `substitutes` maps a key column to the one the
+  landed files carry in its place (a reanalysis of basins lands `unit` where bands land
+  `band`). Before anything has landed, or at parse time, just `columns`. `landed` (the table's
+  `landed_columns`, where the caller has them already) spares reading the files' schemas again.
 #}
-{% macro raw_key_columns(source_name, table_name, columns, optional_columns=[]) %}
-    {%- if not execute or not optional_columns -%}
+{% macro raw_key_columns(source_name, table_name, columns, optional_columns=[], substitutes={}, landed=none) %}
+    {%- if not execute or not (optional_columns or substitutes) -%}
         {{- return(columns) -}}
     {%- endif -%}
-    {%- set location = source(source_name, table_name) | string -%}
-    {%- set pattern = location.split("'")[1] -%}
-    {%- if run_query("select count(*) from glob('" ~ pattern ~ "')").columns[0].values()[0] == 0 -%}
+    {%- set present = landed if landed is not none else landed_columns(source_name, table_name) -%}
+    {%- if not present -%}
         {{- return(columns) -}}
     {%- endif -%}
-    {%- set present = run_query("select column_name from (describe select * from " ~ location ~ ")")
-        .columns[0].values() -%}
-    {{- return(columns + (optional_columns | select('in', present) | list)) -}}
+    {%- set key = [] -%}
+    {%- for column in columns -%}
+        {%- set substitute = substitutes.get(column) -%}
+        {%- do key.append(substitute if substitute in present else column) -%}
+    {%- endfor -%}
+    {{- return(key + (optional_columns | select('in', present) | list)) -}}
 {% endmacro %}
 
 {#

@@ -43,7 +43,7 @@ def test_definitions_validate_and_hold_the_raw_group(lake_env):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     raw = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "raw"}
-    assert raw == {"era5_land_monthly", "cmip5_monthly", "band_lithology", "band_soil_properties"}
+    assert raw == {"era5_land_monthly", "cmip5_monthly", "band_lithology", "band_soil_properties", "spatial_units"}
     era5 = graph.get(dg.AssetKey("era5_land_monthly"))
     # published months only: a dynamic partition per month the source has published
     assert isinstance(era5.partitions_def, dg.DynamicPartitionsDefinition)
@@ -86,7 +86,7 @@ def test_dbt_lineage_runs_from_raw_assets_to_marts(lake_env):
     upstream = graph.get(dg.AssetKey("fct_band_month_features")).parent_keys
     assert dg.AssetKey("stg_era5_land__monthly") in upstream
     stg = graph.get(dg.AssetKey("stg_era5_land__monthly"))
-    assert stg.parent_keys == {dg.AssetKey("era5_land_monthly")}
+    assert stg.parent_keys == {dg.AssetKey("era5_land_monthly"), dg.AssetKey("spatial_units")}  # units: basins
     assert graph.get(dg.AssetKey("stg_cmip5__monthly")).parent_keys == {dg.AssetKey("cmip5_monthly")}
     assert graph.get(dg.AssetKey("fct_band_month_features")).partitions_def is not None
 

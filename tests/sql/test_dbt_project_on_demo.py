@@ -15,6 +15,8 @@ from dagster_project.dbt import canonical_ranges
 from dagster_project.definitions import defs
 from dagster_project.resources import build_resources
 from data_quality.suites import history_suite, run_checks, scenario_suite
+from sources.catalog import OPTIONAL_FEATURES
+from sources.units import band_units
 
 LATEST = "2003-12"
 
@@ -66,9 +68,26 @@ def test_marts_have_one_row_per_key_and_the_same_features(demo_warehouse):
     assert sorted(scenarios["scenario"].unique().to_list()) == ["rcp26", "rcp45", "rcp60", "rcp85"]
     assert scenarios.height == 4 * 6 * (2100 - 1950 + 1) * 12
     targets = {f"t_soil_{i}" for i in range(4)}
-    features = set(history.columns) - targets - {"band", "month"}
+    # the reanalysis-only optional variables (swe, net radiation, ...) have no scenario counterpart
+    features = set(history.columns) - targets - {"unit", "band", "nearest_band", "month"} - set(OPTIONAL_FEATURES)
     assert features <= set(scenarios.columns)
     assert not targets & set(scenarios.columns)
+
+
+def test_bands_are_the_units_of_the_demo_and_its_optional_variables_absent(demo_warehouse):
+    config, _ = demo_warehouse
+    history = _read(config, "fct_band_month_features")
+    assert history.select(pl.col("unit") == pl.col("band")).to_series().all()
+    assert history.select(pl.col("nearest_band") == pl.col("band")).to_series().all()
+    assert all(history[name].null_count() == history.height for name in OPTIONAL_FEATURES)
+    # no spatial_units table landed in this lake: dbt falls back to the six bands, as band_units() has them
+    units = _read(config, "dim_spatial_units").sort("unit")
+    expected = band_units().to_table()
+    assert units.select("unit", "kind", "name", "band", "nearest_band", "series_group").equals(
+        expected.select("unit", "kind", "name", "band", "nearest_band", "series_group")
+    )
+    for column in ("latitude", "longitude", "area_km2"):
+        assert units[column].to_list() == pytest.approx(expected[column].to_list(), abs=1e-9), column
 
 
 def test_scenarios_splice_the_historical_run_before_2006(demo_warehouse):

@@ -15,6 +15,10 @@ def test_dbt_vars_agree_with_the_catalog():
     )
     for name, (low, high) in config["canonical_ranges"].items():
         assert low < high, name
+    assert set(catalog.OPTIONAL_FEATURES) <= ranged
+    # the six bands, the units dbt falls back on where no spatial_units table has landed
+    assert [tuple(band) for band in config["bands"]] == [(b.south, b.north, b.area_km2) for b in catalog.BANDS]
+    assert tuple(config["band_longitudes"]) == (catalog.LON_WEST, catalog.LON_EAST)
 
 
 def test_profile_reads_the_same_variables_as_the_dagster_resources():

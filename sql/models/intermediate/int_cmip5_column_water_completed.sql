@@ -1,10 +1,10 @@
 -- CMIP5 with total column soil water (mrso, kg m-2) on every row. Where the source has none
 -- (published band tables carry only mrsos, the water of the top 10 cm), it is estimated as
 -- mrsos times the reanalysis' ratio of 0-2.89 m column water to top-10 cm water for the band
--- and calendar month (mean over the years). The bias correction maps column water onto the
--- reanalysis' per band and calendar month afterwards, and a fixed positive ratio per band and
--- calendar month cancels in that quantile mapping: the corrected water keeps the timing and
--- the change signal of the model's own mrsos.
+-- and calendar month (mean over the years, and over the units whose nearest band it is). The
+-- bias correction maps column water onto the reanalysis' per band and calendar month
+-- afterwards, and a fixed positive ratio per band and calendar month cancels in that quantile
+-- mapping: the corrected water keeps the timing and the change signal of the model's own mrsos.
 with cmip5 as (
     select * from {{ ref('stg_cmip5__monthly') }}
 ),
@@ -21,7 +21,7 @@ masses as (
         w_{{ layer }} * {{ layer_thickness_m(layer) }} as column_{{ layer }},
         w_{{ layer }} * {{ layer_thickness_above_m(layer, 0.1) }} as top_{{ layer }},
         {% endfor -%}
-        band,
+        nearest_band as band,
         month(month) as calendar_month
     from era5
 ),

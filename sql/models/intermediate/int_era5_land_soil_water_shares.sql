@@ -2,6 +2,9 @@
 -- calendar month: mean and variance over the years. The one place these moments are
 -- computed: the scenario mart splits column water by the means, and the features step fits
 -- its Dirichlet layer shares to means and variances (ml.soil_water.fit_layer_shares).
+-- Scenarios are per band: a band's shares are those of the units whose nearest band it is
+-- (the band itself by default; its basins' years pooled otherwise). A band no unit is near
+-- has no row.
 with era5 as (
     select * from {{ ref('stg_era5_land__monthly') }}
 ),
@@ -12,8 +15,9 @@ masses as (
         {% for layer in range(4) -%}
         w_{{ layer }} * {{ layer_thickness_m(layer) }} * 1000 as mass_{{ layer }},
         {% endfor -%}
-        band,
-        month(month) as calendar_month
+        nearest_band as band,
+        month(month) as calendar_month,
+        year(month) as year
     from era5
 ),
 
@@ -21,6 +25,7 @@ shares as (
     select
         band,
         calendar_month,
+        year,
         mass_0 / (mass_0 + mass_1 + mass_2 + mass_3) as share_0,
         mass_1 / (mass_0 + mass_1 + mass_2 + mass_3) as share_1,
         mass_2 / (mass_0 + mass_1 + mass_2 + mass_3) as share_2,
@@ -35,6 +40,6 @@ select
     avg(share_{{ layer }}) as share_{{ layer }}_mean,
     var_samp(share_{{ layer }}) as share_{{ layer }}_variance,
     {% endfor -%}
-    count(*) as n_years
+    count(distinct year) as n_years
 from shares
 group by band, calendar_month

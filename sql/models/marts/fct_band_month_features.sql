@@ -1,6 +1,9 @@
--- History: one row per band and month with dynamic, static and time features and the four
--- soil-temperature targets. Incremental: a monthly partition run replaces EVERY row of its
--- window (macros/incremental.sql), so a row gone from the source is gone from the mart.
+-- History: one row per spatial unit and month (a band by default; a basin or cell where the
+-- reanalysis' units are those) with dynamic, static and time features and the four
+-- soil-temperature targets. The name stays (users' queries name it); the key is (unit, month).
+-- Static features are per band: a unit takes those of its nearest band. Incremental: a
+-- monthly partition run replaces EVERY row of its window (macros/incremental.sql), so a row
+-- gone from the source is gone from the mart.
 {{
     config(
         materialized='incremental',
@@ -22,7 +25,9 @@ static as (
 )
 
 select
+    era5.unit,
     era5.band,
+    era5.nearest_band,
     era5.month,
     {{ time_features('era5.month') }},
     era5.t_air,
@@ -37,10 +42,19 @@ select
     era5.w_1,
     era5.w_2,
     era5.w_3,
-    static.* exclude (band),
+    era5.swe,
+    era5.r_net_solar,
+    era5.r_net_thermal,
+    era5.t_dew,
+    era5.surface_pressure,
+    era5.wind_u,
+    era5.wind_v,
+    era5.runoff_surface,
+    era5.runoff_subsurface,
+    static.* exclude (band),  -- noqa: RF02
     era5.t_soil_0,
     era5.t_soil_1,
     era5.t_soil_2,
     era5.t_soil_3
 from era5
-inner join static using (band)
+inner join static on era5.nearest_band = static.band
