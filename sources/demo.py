@@ -18,7 +18,7 @@ from sources.base import NotPublishedError, SourceError
 from sources.simulator import geology, runs
 from sources.simulator.climate import CMIP_BIAS, CMIP_CALENDAR, KELVIN, SECONDS_PER_DAY, days_in_month, month_number
 from sources.simulator.soil import WATER_DENSITY, cell_centres_m
-from sources.simulator.units import band_units
+from sources.simulator.unit_climates import band_climates
 from sources.simulator.worlds import DEFAULT_WORLD, WORLDS, world_named
 
 __all__ = [
@@ -83,13 +83,13 @@ def _reanalysis_world(settings: DemoSettings) -> dict[str, np.ndarray]:
     """The reanalysis from 2001-01 through the latest published month (`runs.reanalysis`),
     every soil cell's monthly mean kept (the active layer's truth)."""
     world = world_named(settings.world)
-    return _readonly(runs.reanalysis(settings.seed, settings.latest_month, band_units(), world, keep_cells=True))
+    return _readonly(runs.reanalysis(settings.seed, settings.latest_month, band_climates(), world, keep_cells=True))
 
 
 @functools.lru_cache(maxsize=16)
 def _cmip_world(settings: DemoSettings, experiment: str) -> tuple[list[dt.date], dict[str, np.ndarray]]:
     """One CMIP5 experiment of the twin model (`runs.twin`)."""
-    months, world = runs.twin(settings.seed, experiment, settings.cmip_historical_start, band_units())
+    months, world = runs.twin(settings.seed, experiment, settings.cmip_historical_start, band_climates())
     return months, _readonly(world)
 
 
@@ -295,7 +295,7 @@ def cmip_truth(settings: DemoSettings, pathway: str) -> tuple[list[dt.date], dic
     and land arrays (months, bands), ``theta`` and ``t_soil`` (months, 4, bands) and
     ``t_soil_cells`` (months, cells, bands)."""
     months, world = runs.truth(
-        settings.seed, pathway, settings.cmip_historical_start, band_units(), world_named(settings.world), True
+        settings.seed, pathway, settings.cmip_historical_start, band_climates(), world_named(settings.world), True
     )
     return months, _readonly(world)
 
@@ -330,7 +330,7 @@ def soil_response(drivers: pl.DataFrame, calendar: str = CMIP_CALENDAR, world: s
     catalog.require_columns(drivers, ("band", "month", *needed), "drivers for the soil response", SourceError)
     rows = drivers.select("band", "month", *needed).sort("month", "band")
     months = sorted(set(rows["month"].to_list()))
-    units = band_units()
+    units = band_climates()
     if rows.height != len(months) * len(units):
         raise SourceError(
             f"drivers for the soil response: expected {len(units)} bands for each of {len(months)} months"

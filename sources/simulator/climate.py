@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from sources import catalog
-from sources.simulator.units import SpatialUnits
+from sources.simulator.unit_climates import UnitClimates
 
 CMIP_CALENDAR = "noleap"
 
@@ -74,7 +74,7 @@ def _normal_cycle(calendar_month: np.ndarray, peak_month: float, swing: float) -
     return 1.0 + swing * np.cos(2 * np.pi * (calendar_month - peak_month) / 12.0)[:, None]
 
 
-def _t_air_normal(calendar_month: np.ndarray, units: SpatialUnits) -> np.ndarray:
+def _t_air_normal(calendar_month: np.ndarray, units: UnitClimates) -> np.ndarray:
     """Monthly air temperature normal (degC) from each unit's January, July and annual means."""
     phase = 2 * np.pi * calendar_month[:, None] / 12.0
     jan, jul, annual = units.t_air_jan, units.t_air_jul, units.t_air_annual
@@ -83,7 +83,7 @@ def _t_air_normal(calendar_month: np.ndarray, units: SpatialUnits) -> np.ndarray
 
 
 @functools.lru_cache(maxsize=8)
-def _toa_insolation(units: SpatialUnits) -> np.ndarray:
+def _toa_insolation(units: UnitClimates) -> np.ndarray:
     """Monthly mean top-of-atmosphere insolation (W m-2), shape (12, units)."""
     day = np.arange(1, 366)
     declination = np.radians(-23.44) * np.cos(2 * np.pi * (day + 10) / 365.0)
@@ -106,14 +106,14 @@ def _global_warming(years: np.ndarray, pathway: str) -> np.ndarray:
     return np.interp(years, knot_years, knot_values)
 
 
-def _local_warming(years: np.ndarray, calendar_month: np.ndarray, pathway: str, units: SpatialUnits) -> np.ndarray:
+def _local_warming(years: np.ndarray, calendar_month: np.ndarray, pathway: str, units: UnitClimates) -> np.ndarray:
     """Local warming (K): Arctic amplified, more in the north and in winter."""
     winter_boost = _normal_cycle(calendar_month, peak_month=0.0, swing=0.35)
     return _global_warming(years, pathway)[:, None] * units.amplification * winter_boost
 
 
 @functools.lru_cache(maxsize=8)
-def _normals_warming(units: SpatialUnits) -> np.ndarray:
+def _normals_warming(units: UnitClimates) -> np.ndarray:
     """Mean observed local warming over the normals period, per calendar month and unit."""
     months = catalog.month_range(*NORMALS_PERIOD)
     calendar_month = np.array([m.month - 1 for m in months])
@@ -122,12 +122,12 @@ def _normals_warming(units: SpatialUnits) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _weather_mixing(units: SpatialUnits) -> np.ndarray:
+def _weather_mixing(units: UnitClimates) -> np.ndarray:
     """Cholesky factor of the units' weather correlation, transposed: noise @ it correlates."""
     return np.linalg.cholesky(units.weather_correlation()).T
 
 
-def weather(seed: int, stream: int, count: int, units: SpatialUnits) -> dict[str, np.ndarray]:
+def weather(seed: int, stream: int, count: int, units: UnitClimates) -> dict[str, np.ndarray]:
     """Internal variability: AR(1) air temperature (unit variance), precipitation and cloud
     noise, correlated between units. One seeded stream per world, drawn for `count` months."""
     rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, stream])
@@ -156,7 +156,7 @@ CMIP_BIAS = Bias(t_air_annual=-1.5, t_air_winter_extra=-0.6, precip_factor=1.2, 
 
 
 def forcing(
-    months: list[dt.date], pathway: str, anomalies: dict[str, np.ndarray], bias: Bias, units: SpatialUnits
+    months: list[dt.date], pathway: str, anomalies: dict[str, np.ndarray], bias: Bias, units: UnitClimates
 ) -> dict[str, np.ndarray]:
     """Monthly atmospheric forcing per unit: t_air (degC), precip and snowfall (mm/day),
     positive degree-days per day, sw_down and lw_down (W m-2). Arrays (months, units);
@@ -196,7 +196,7 @@ def spun_up(
     bias: Bias,
     calendar: str,
     years: int,
-    units: SpatialUnits,
+    units: UnitClimates,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Forcing and month lengths with `years` of spin-up in front: the first year's climate
     without weather, repeated, so snow, soil water and soil heat start near equilibrium and

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from sources import catalog
-from sources.simulator.units import DOMAIN_MID_LATITUDE, KM_PER_DEGREE, SpatialUnits, band_units
+from sources.simulator.unit_climates import DOMAIN_MID_LATITUDE, KM_PER_DEGREE, UnitClimates, band_climates
 
 GRID_COLUMNS = 50  # west to east
 GRID_ROWS = 40  # south to north
@@ -53,9 +53,9 @@ class SyntheticGrid:
     longitudes: np.ndarray  # (columns,) degrees east, west first
     land: np.ndarray  # (rows, columns) bool
     continentality: np.ndarray  # (rows, columns), 0 at the coast .. 1 far inland
-    cells: SpatialUnits  # every cell, land or sea
+    cells: UnitClimates  # every cell, land or sea
 
-    def land_cells(self) -> SpatialUnits:
+    def land_cells(self) -> UnitClimates:
         return self.cells.select(self.land.reshape(-1))
 
 
@@ -96,7 +96,7 @@ def synthetic_grid(columns: int = GRID_COLUMNS, rows: int = GRID_ROWS) -> Synthe
     sea_km = ndimage.distance_transform_edt(land, sampling=cell_km)
     continentality = np.where(land, 1.0 - np.exp(-sea_km / CONTINENTALITY_KM), 0.0)
 
-    bands = band_units()
+    bands = band_climates()
     band = np.searchsorted([b.north for b in catalog.BANDS[:-1]], lat)  # each cell's band index
     band_mean = np.array([continentality[land & (band == b)].mean() for b in range(len(bands))])
     inland = continentality - band_mean[band]
@@ -109,7 +109,7 @@ def synthetic_grid(columns: int = GRID_COLUMNS, rows: int = GRID_ROWS) -> Synthe
         fields[name] = fields[name] + change * inland
     fields["precip_annual"] = fields["precip_annual"] * np.exp(-INLAND_DRYING * inland)
     fields["organic_depth"] = fields["organic_depth"] * np.exp(ORGANIC_PATCH_SPREAD * _patchiness(lat.shape))
-    cells = SpatialUnits(
+    cells = UnitClimates(
         ids=np.arange(lat.size),
         latitude=lat.reshape(-1),
         longitude=lon.reshape(-1),

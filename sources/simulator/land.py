@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sources.simulator.climate import KELVIN, SECONDS_PER_DAY, SIGMA
-from sources.simulator.units import SpatialUnits
+from sources.simulator.unit_climates import UnitClimates
 
 LATENT_VAPORISATION = 2.5e6  # J kg-1
 DEGREE_DAY_FACTOR = 3.5  # mm of melt per positive degree-day
@@ -35,7 +35,7 @@ class _LandState:
     layer_wetness: np.ndarray  # (4, units), 0 = THETA_DRY .. 1 = THETA_WET
 
     @classmethod
-    def initial(cls, units: SpatialUnits) -> _LandState:
+    def initial(cls, units: UnitClimates) -> _LandState:
         n = len(units)
         return cls(
             swe=np.zeros(n),
@@ -85,7 +85,7 @@ def _bucket_step(state: _LandState, infiltration, evaporation) -> None:
     state.layer_wetness = state.layer_wetness + (state.storage / BUCKET_CAPACITY - state.layer_wetness) * pull
 
 
-def land_surface(forcing: dict[str, np.ndarray], days: np.ndarray, units: SpatialUnits) -> dict[str, np.ndarray]:
+def land_surface(forcing: dict[str, np.ndarray], days: np.ndarray, units: UnitClimates) -> dict[str, np.ndarray]:
     """Step snow, surface energy and soil water month by month (each needs the others).
 
     Returns per month and unit: snow depth at the start and end of the month (m), snow

@@ -10,7 +10,7 @@ import numpy as np
 
 from sources import catalog
 from sources.simulator import climate, land, soil
-from sources.simulator.units import SpatialUnits
+from sources.simulator.unit_climates import UnitClimates
 from sources.simulator.worlds import World
 
 # Random numbers are drawn through this month whatever is published, so a month's values
@@ -26,7 +26,7 @@ def _weather_stream(experiment: str) -> int:
 
 
 def _run_soil(
-    forcing: dict[str, np.ndarray], days: np.ndarray, skip: int, units: SpatialUnits, world: World, keep_cells: bool
+    forcing: dict[str, np.ndarray], days: np.ndarray, skip: int, units: UnitClimates, world: World, keep_cells: bool
 ) -> dict[str, np.ndarray]:
     """Land surface and soil column on spun-up forcing; every array without the spin-up.
     ``t_soil`` (months, 4, units) and, with `keep_cells`, ``t_soil_cells`` (months, cells, units)."""
@@ -43,7 +43,7 @@ def _run_soil(
 
 
 def reanalysis(
-    seed: int, latest_month: dt.date, units: SpatialUnits, world: World, keep_cells: bool = False
+    seed: int, latest_month: dt.date, units: UnitClimates, world: World, keep_cells: bool = False
 ) -> dict[str, np.ndarray]:
     """The reanalysis from 2001-01 through `latest_month` (empty before 2001-01).
 
@@ -68,7 +68,7 @@ def _experiment_months(experiment: str, historical_start: dt.date) -> list[dt.da
 
 
 def twin(
-    seed: int, experiment: str, historical_start: dt.date, units: SpatialUnits
+    seed: int, experiment: str, historical_start: dt.date, units: UnitClimates
 ) -> tuple[list[dt.date], dict[str, np.ndarray]]:
     """One CMIP5 experiment of the twin model (noleap calendar, own weather, CMIP_BIAS): the
     months and the forcing and land arrays (months, units), ``theta`` (months, 4, units)."""
@@ -82,7 +82,7 @@ def twin(
 
 
 def truth(
-    seed: int, pathway: str, historical_start: dt.date, units: SpatialUnits, world: World, keep_cells: bool = False
+    seed: int, pathway: str, historical_start: dt.date, units: UnitClimates, world: World, keep_cells: bool = False
 ) -> tuple[list[dt.date], dict[str, np.ndarray]]:
     """The simulator's soil under one RCP on the CMIP twin's weather with its bias removed.
 
@@ -109,7 +109,7 @@ def truth(
 
 
 def soil_response(
-    drivers: dict[str, np.ndarray], days: np.ndarray, units: SpatialUnits, world: World
+    drivers: dict[str, np.ndarray], days: np.ndarray, units: UnitClimates, world: World
 ) -> dict[str, np.ndarray]:
     """The land surface and soil driven by given monthly drivers (months, units): ``t_air``
     (degC), ``precip`` and ``snowfall`` (mm/day), ``sw_down`` and ``lw_down`` (W m-2) of
@@ -151,14 +151,14 @@ RUN_VARIABLES: dict[str, tuple[str, int | None]] = {
 }
 
 
-def _unit_run(months: list[dt.date], run: dict[str, np.ndarray], units: SpatialUnits) -> UnitRun:
+def _unit_run(months: list[dt.date], run: dict[str, np.ndarray], units: UnitClimates) -> UnitRun:
     present = {name: source for name, source in RUN_VARIABLES.items() if source[0] in run}
     columns = [run[key] if layer is None else run[key][:, layer] for key, layer in present.values()]
     return UnitRun(months, units.ids, tuple(present), np.stack(columns, axis=-1))
 
 
 def simulate_units(
-    units: SpatialUnits,
+    units: UnitClimates,
     seed: int,
     world: World,
     latest_month: dt.date = catalog.DEFAULT_LATEST_MONTH,

@@ -12,7 +12,7 @@ from scipy.special import gammaincinv
 
 from sources import catalog
 from sources.simulator.climate import SECONDS_PER_DAY
-from sources.simulator.units import SpatialUnits
+from sources.simulator.unit_climates import UnitClimates
 from sources.simulator.worlds import DEFAULT_WORLD, WORLDS, FreezingCurve, SnowLaw, World
 
 LATENT_FUSION = 3.34e5  # J kg-1
@@ -62,7 +62,7 @@ def cell_centres_m(world: World = WORLDS[DEFAULT_WORLD]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def column(units: SpatialUnits, world: World) -> Column:
+def column(units: UnitClimates, world: World) -> Column:
     """The units' columns in `world`: its organic mat above mineral soil."""
     edges, layer = _cell_edges(world)
     thickness, centre = np.diff(edges), 0.5 * (edges[:-1] + edges[1:])
@@ -213,7 +213,7 @@ def soil_temperatures(
     land: dict[str, np.ndarray],
     days: np.ndarray,
     t_start: np.ndarray,
-    units: SpatialUnits,
+    units: UnitClimates,
     world: World,
     cells: np.ndarray | None = None,
 ) -> np.ndarray:

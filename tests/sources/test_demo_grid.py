@@ -10,7 +10,7 @@ import pytest
 from sources import catalog, demo
 from sources.simulator import runs
 from sources.simulator.grid import GRID_COLUMNS, GRID_ROWS, synthetic_grid
-from sources.simulator.units import BAND_CLIMATE, band_units
+from sources.simulator.unit_climates import BAND_CLIMATE, band_climates
 from sources.simulator.worlds import WORLDS
 
 SEED = catalog.DEFAULT_SEED
@@ -69,7 +69,7 @@ def test_the_interior_is_continental_and_the_mat_patchy(grid):
 
 def test_the_band_units_run_is_the_band_world():
     latest = dt.date(2003, 12, 1)
-    result = runs.simulate_units(band_units(), SEED, WORLDS["default"], latest, experiments=("rcp45",))
+    result = runs.simulate_units(band_climates(), SEED, WORLDS["default"], latest, experiments=("rcp45",))
     reanalysis, rcp45 = result["reanalysis"], result["rcp45"]
     assert reanalysis.values.shape == (36, catalog.N_BANDS, len(reanalysis.variables))
     assert np.array_equal(reanalysis.unit_ids, np.arange(catalog.N_BANDS))
@@ -80,7 +80,7 @@ def test_the_band_units_run_is_the_band_world():
     assert np.array_equal(rcp45.variable("t_air"), twin["t_air"]) and "t_soil_0" not in rcp45.variables
     assert rcp45.months[0] == catalog.CMIP5_RCP_START and len(rcp45.months) == rcp45.values.shape[0]
     with pytest.raises(ValueError, match="2000-12"):
-        runs.simulate_units(band_units(), SEED, WORLDS["default"], dt.date(2000, 12, 1))
+        runs.simulate_units(band_climates(), SEED, WORLDS["default"], dt.date(2000, 12, 1))
 
 
 def test_grid_cells_run_with_the_band_worlds_gradient(grid):

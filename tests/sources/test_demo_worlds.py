@@ -11,7 +11,7 @@ import pytest
 
 from sources import catalog, demo
 from sources.simulator import runs, soil, worlds
-from sources.simulator.units import band_units
+from sources.simulator.unit_climates import band_climates
 
 SEED = catalog.DEFAULT_SEED
 TRUTH_START = dt.date(1990, 1, 1)  # shorter than 1950: enough for the spin-ups to be forgotten
@@ -55,7 +55,7 @@ def test_each_world_is_deterministic_and_prefix_stable(world):
     first = demo.DemoReanalysisSource(demo.DemoSettings(seed=SEED, world=world, latest_month=latest)).read_months(
         months
     )
-    again = runs.reanalysis(SEED, latest, band_units(), demo.WORLDS[world])  # simulated anew, not cached
+    again = runs.reanalysis(SEED, latest, band_climates(), demo.WORLDS[world])  # simulated anew, not cached
     cached = demo._reanalysis_world(demo.DemoSettings(seed=SEED, world=world, latest_month=latest))
     assert all(np.array_equal(again[name], cached[name]) for name in again)
     full = demo.DemoReanalysisSource(demo.DemoSettings(seed=SEED, world=world)).read_months(months)

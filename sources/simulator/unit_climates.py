@@ -1,5 +1,5 @@
-"""The spatial units the simulator runs over (the six bands by default): where each one lies and
-the climate fields that make it what it is, one value per unit, so every step is vectorised."""
+"""The climate of each spatial unit the simulator runs over (the six bands by default): where it
+lies and the climate fields that make it what it is, one value per unit, so every step is vectorised."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ BAND_CLIMATE: dict[str, tuple[float, ...]] = {
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one cache entry per set
-class SpatialUnits:
-    """A set of spatial units (bands, cells): position and climate fields, arrays (units,)."""
+class UnitClimates:
+    """The simulated climate of a set of spatial units (bands, cells): position and climate fields,
+    arrays (units,). Which units exist is `sources.units.SpatialUnits`; this is what the simulator
+    needs to know of them."""
 
     ids: np.ndarray  # int: band index or cell id
     latitude: np.ndarray  # degrees north, for insolation
@@ -64,7 +66,7 @@ class SpatialUnits:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def select(self, keep: np.ndarray) -> SpatialUnits:
+    def select(self, keep: np.ndarray) -> UnitClimates:
         """The units where `keep` (a boolean mask or indices) holds, in order."""
         return replace(self, **{field.name: getattr(self, field.name)[keep] for field in fields(self)})
 
@@ -75,10 +77,10 @@ class SpatialUnits:
 
 
 @functools.cache
-def band_units() -> SpatialUnits:
+def band_climates() -> UnitClimates:
     """The six latitude bands of `catalog.BANDS`, the simulator's default units."""
     index = np.array([band.index for band in catalog.BANDS])
-    return SpatialUnits(
+    return UnitClimates(
         ids=index,
         latitude=np.array([band.mid_latitude for band in catalog.BANDS]),
         longitude=np.full(len(index), DOMAIN_MID_LONGITUDE),
