@@ -37,7 +37,7 @@ def measure(root: Path, latest: str) -> tuple[float, float, int, dict[str, float
     from dagster_project import settings
     from dagster_project.dbt import ensure_manifest, run_environment
     from dagster_project.definitions import defs
-    from dagster_project.demo import run_demo
+    from dagster_project.launcher.demo import run_demo
     from dagster_project.partitions import REANALYSIS_MONTHS, register_published_months
     from dagster_project.resources import SourcesResource, build_resources
     from sources import catalog

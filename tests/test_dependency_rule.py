@@ -78,7 +78,7 @@ def test_the_rule_can_fail():
     assert not allowed("ml.figures", "dagster_project.lake")
     assert not allowed("sources.demo", "ml.windows")
     assert not allowed("assets.models", "assets.features")
-    assert not allowed("dagster_project.demo", "assets.raw")
+    assert not allowed("dagster_project.launcher.demo", "assets.raw")
     assert allowed("dagster_project.definitions", "assets.raw")
     assert allowed("ml.windows", "sources.catalog")
 

@@ -101,7 +101,7 @@ def test_marts_report_their_row_counts_and_column_types(tmp_path, monkeypatch):
     import dagster as dg
 
     from dagster_project import settings
-    from dagster_project.demo import run_demo
+    from dagster_project.launcher.demo import run_demo
 
     monkeypatch.setenv(settings.ENV_LAKE_ROOT, str(tmp_path / "data"))
     monkeypatch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-03")

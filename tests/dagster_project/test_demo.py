@@ -19,7 +19,7 @@ from pool_slots import REPO, hold_a_slot
 
 from dagster_project import lake, settings
 from dagster_project.dbt import canonical_ranges
-from dagster_project.demo import DemoStopped, describe_failure, execute_run
+from dagster_project.launcher.demo import DemoStopped, describe_failure, execute_run
 from dagster_project.resources import WAREHOUSE_POOL
 
 
@@ -33,7 +33,7 @@ def demo_run(tmp_path_factory):
     # two seeds of a few epochs keep the suite short; `make demo` trains 5 seeds for 30
     patch.setenv(settings.ENV_TRAINING_EPOCHS, "3")
     patch.setenv(settings.ENV_TRAINING_SEEDS, "2")
-    from dagster_project.demo import run_demo
+    from dagster_project.launcher.demo import run_demo
 
     instance = DagsterInstance.ephemeral()
     timings = run_demo(instance)
@@ -65,7 +65,7 @@ def test_every_asset_materializes_and_every_blocking_check_passes(demo_run):
 @pytest.mark.slow
 def test_runs_are_named_and_tagged_by_stage(demo_run):
     _, instance, timings = demo_run
-    from dagster_project.demo import LAUNCHED_BY, STAGE
+    from dagster_project.launcher.demo import LAUNCHED_BY, STAGE
 
     runs = instance.get_runs()
     from dagster_project.partitions import PARTITIONINGS
@@ -283,7 +283,7 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     with DagsterInstance.get() as instance:
         _queued(instance, count=2)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "dagster_project.demo", "--select", "key:stg_usgs__lithology"],
+        [sys.executable, "-m", "dagster_project.launcher.demo", "--select", "key:stg_usgs__lithology"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -356,7 +356,7 @@ def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, t
 def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch):
     """The wait report reads the instance from the main thread while the run works in another;
     if reading fails (it once did, on a half-imported SQLAlchemy module), the run goes on."""
-    from dagster_project import demo
+    from dagster_project.launcher import demo
 
     def broken(instance, run_id):
         raise AttributeError("partially initialized module 'sqlalchemy.orm.exc'")

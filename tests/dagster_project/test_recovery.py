@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from dagster import DagsterInstance, DagsterRunStatus
 from pool_slots import REPO, hold_a_slot
 
-from dagster_project.recovery import recover_dead_runs
+from dagster_project.launcher.recovery import recover_dead_runs
 from dagster_project.resources import WAREHOUSE_POOL
 
 

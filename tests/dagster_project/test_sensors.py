@@ -9,11 +9,11 @@ import pytest
 from instances import instance_knowing_months
 
 from dagster_project import settings
+from dagster_project.assembly.sensors import months_to_request
 from dagster_project.definitions import defs
-from dagster_project.demo import run_demo
+from dagster_project.launcher.demo import run_demo
 from dagster_project.partitions import REANALYSIS_MONTHS, months_to_register
 from dagster_project.resources import SourcesResource, build_resources
-from dagster_project.sensors import months_to_request
 from data_quality.checks import holds_every_landed_month
 
 ERA5 = dg.AssetKey("era5_land_monthly")

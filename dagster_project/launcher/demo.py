@@ -4,7 +4,7 @@ by default).
 The stages come from the asset graph, not from a list kept here: each stage is the largest set
 of assets of one partitioning whose upstream assets are all done, and Dagster orders the
 assets inside a run. Each stage runs through the named job of its partitioning
-(`dagster_project.jobs`) against the instance in $DAGSTER_HOME (so the UI lists the runs, with
+(`dagster_project.assembly.jobs`) against the instance in $DAGSTER_HOME (so the UI lists the runs, with
 tags saying what each was): a partitioned stage as one single-run backfill over every
 partition (for the reanalysis, every published month, registered first), or one run per partition where the
 asset backfills partition by partition. Asset checks run with their assets.
@@ -18,7 +18,7 @@ Faults, as an operator meets them (README, "Fault guide"):
 - Ctrl-C or SIGTERM interrupts the current run, which ends failed or canceled with its slots
   freed; the lake keeps only what earlier runs landed.
 
-    python -m dagster_project.demo [--select '+key:fct_band_month_features']
+    python -m dagster_project.launcher.demo [--select '+key:fct_band_month_features']
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ from dataclasses import dataclass
 
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions
 
-from dagster_project import jobs, processes, recovery, settings
+from dagster_project import processes, settings
+from dagster_project.assembly import jobs
+from dagster_project.launcher import recovery
 from dagster_project.partitions import architectures, partitioning_of, register_published_months
 from dagster_project.resources import build_resources
 
@@ -399,7 +401,9 @@ def run_demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dagster_project.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_project.launcher.demo", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--select",
         help="only these assets, in Dagster's selection syntax (e.g. '+key:fct_band_month_features'); "
