@@ -19,7 +19,8 @@ from pool_slots import REPO, hold_a_slot
 
 from dagster_project import lake, settings
 from dagster_project.dbt import canonical_ranges
-from dagster_project.launcher.demo import DemoStopped, describe_failure, execute_run
+from dagster_project.launcher.findings import describe_failure
+from dagster_project.launcher.runs import DemoStopped, Launch, execute_runs
 from dagster_project.resources import WAREHOUSE_POOL
 
 
@@ -35,7 +36,8 @@ def demo_run(tmp_path_factory):
     patch.setenv(settings.ENV_TRAINING_SEEDS, "2")
     from dagster_project.launcher.demo import run_demo
 
-    instance = DagsterInstance.ephemeral()
+    # persistent: the launcher's workers open it
+    instance = DagsterInstance.local_temp(str(root / "dagster_home"))
     timings = run_demo(instance)
     yield root / "data", instance, timings
     patch.undo()
@@ -324,26 +326,32 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     assert holders == {live_run} and [step.run_id for step in waiting] == [live_run]
 
 
-def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, tmp_path):
+@pytest.fixture
+def launcher_jobs(monkeypatch):
+    """The worker process imports the test jobs of `launcher_jobs.py`, beside this file."""
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    return "launcher_jobs:defs"
+
+
+def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, tmp_path, monkeypatch, launcher_jobs):
     target = tmp_path / "data" / "features" / "windows.npz"
-    staged = threading.Event()
+    monkeypatch.setenv("LAUNCHER_TEST_TARGET", str(target))
 
-    @dg.asset(pool=WAREHOUSE_POOL)
-    def writes_windows():
-        with lake.atomic_batch() as batch:
-            batch.file(target, lambda tmp: tmp.write_bytes(b"half the windows"))
-            staged.set()
-            for _ in range(1200):  # a long computation before the batch ends
-                time.sleep(0.05)
+    def interrupt_once_staged():
+        # the worker stages the write, then computes for a minute
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if target.parent.is_dir() and any(lake.is_temporary(p) for p in target.parent.iterdir()):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
 
-    job = dg.Definitions(assets=[writes_windows], jobs=[dg.define_asset_job("j", [writes_windows])]).resolve_job_def(
-        "j"
-    )
-    threading.Thread(target=lambda: staged.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    threading.Thread(target=interrupt_once_staged, daemon=True).start()
     lines = []
     started = time.monotonic()
     with DagsterInstance.get() as instance, pytest.raises(DemoStopped) as stopped:
-        execute_run(job, instance, lines.append)
+        execute_runs(Launch("writes_windows_job", definitions=launcher_jobs), instance, lines.append)
     assert stopped.value.exit_code == 130 and time.monotonic() - started < 50
     assert not target.exists() and list(target.parent.iterdir()) == []  # the batch was discarded
     with DagsterInstance.get() as instance:
@@ -353,25 +361,18 @@ def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, t
     assert any("SIGINT received" in line for line in lines)
 
 
-def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch):
-    """The wait report reads the instance from the main thread while the run works in another;
-    if reading fails (it once did, on a half-imported SQLAlchemy module), the run goes on."""
-    from dagster_project.launcher import demo
+def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch, launcher_jobs):
+    """The wait report reads the instance while the run works in the worker; if reading fails
+    (it once did, on a half-imported SQLAlchemy module), the run goes on."""
+    from dagster_project.launcher import runs
 
     def broken(instance, run_id):
         raise AttributeError("partially initialized module 'sqlalchemy.orm.exc'")
 
-    monkeypatch.setattr(demo, "pool_waits", broken)
-
-    @dg.asset
-    def slow():
-        time.sleep(demo.WAIT_REPORT_AFTER_SECONDS + 1.5)
-        return 1
-
-    job = dg.Definitions(assets=[slow], jobs=[dg.define_asset_job("j", [slow])]).resolve_job_def("j")
+    monkeypatch.setattr(runs, "pool_waits", broken)
     lines = []
     with DagsterInstance.get() as instance:
-        result = execute_run(job, instance, lines.append)
+        [result] = execute_runs(Launch("slow_job", definitions=launcher_jobs), instance, lines.append)
     assert result.success
     assert any("could not read the pool waits" in line and "sqlalchemy" in line for line in lines)
 

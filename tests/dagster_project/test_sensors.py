@@ -75,7 +75,7 @@ def history(tmp_path_factory):
     patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
     patch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-06")
     patch.delenv(settings.ENV_WAREHOUSE, raising=False)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"))  # the launcher's workers open it
     run_demo(instance, out=lambda line: None, select="+key:fct_band_month_features")
     yield root, instance
     patch.undo()
@@ -172,7 +172,7 @@ def test_a_range_of_months_backfills_in_one_run(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.ENV_LAKE_ROOT, str(tmp_path / "data"))
     monkeypatch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-04")
     config = settings.from_environment()
-    instance = instance_knowing_months("2001-04")
+    instance = instance_knowing_months("2001-04", home=tmp_path / "dagster_home")
     code_location = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=build_resources(config)
     )
