@@ -1,6 +1,6 @@
 """What `make demo` shows while it works: its lines, and one progress line per stage.
 
-On a terminal each stage gets a line with a bar (rich) that ends with the stage's time; where
+On a terminal each stage gets a line with a bar (rich) and the stage's time so far; where
 standard output is not a terminal (CI, a pipe, a test) every line is plain text with no control
 characters: a line when a stage starts and one when it ends.
 """
@@ -68,7 +68,7 @@ class BarProgress:
         label = Column(no_wrap=True, overflow="ellipsis", ratio=1)
         self._bars = Bars(
             TextColumn("{task.description}", markup=False, table_column=label),
-            BarColumn(bar_width=30),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=self.console,
@@ -97,8 +97,8 @@ class BarProgress:
         self._bars.update(self._task, completed=min(done, self._total - 1))
 
     def stage_finished(self, seconds: float) -> None:
-        description = f"{PREFIX}{self._label}: {seconds:.1f} s"
-        self._bars.update(self._task, completed=self._total, description=description)
+        # the elapsed column, stopped here, shows the stage's time (a label may be cut short)
+        self._bars.update(self._task, completed=self._total)
         self._bars.stop_task(self._task)
 
 

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -324,6 +325,33 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     assert by_status == [("holder", "FAILURE"), ("holder", "STARTED"), ("make demo", "FAILURE")]
     live_run = next(run_id for run_id, run in runs.items() if run.status == DagsterRunStatus.STARTED)
     assert holders == {live_run} and [step.run_id for step in waiting] == [live_run]
+
+
+def test_make_demo_prints_its_stages_and_what_it_made_and_logs_the_runs(home, tmp_path):
+    """Off a terminal `make demo` prints plain lines, its own only: each stage, then what it made
+    and where; the runs' output (Dagster's console, dbt) goes to the log file it names."""
+    env = {**os.environ, settings.ENV_LAKE_ROOT: str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster_project.launcher.demo", "--select", "+key:stg_usgs__lithology"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert result.stderr == "" and all(line.startswith("[demo] ") for line in lines), result.stdout
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout)  # no control characters
+    stage = "[demo] stage 1/1 unpartitioned: band_lithology, stg_usgs__lithology"
+    assert f"{stage}: started" in lines and any(re.fullmatch(rf"{re.escape(stage)}: \d+\.\d s", x) for x in lines)
+    [log] = (tmp_path / "data" / "logs").glob("demo-*.log")
+    assert f"[demo] the runs' output goes to {log}" in lines
+    assert any(str(log) in line for line in lines[-4:]) and any("make dev" in line for line in lines[-4:])
+    assert lines[-1].startswith("[demo] done in ")
+    logged = log.read_text()
+    assert "Running with dbt=" in logged and "Finished dbt command" in logged  # dbt, and Dagster on dbt
+    assert "Running with dbt=" not in result.stdout and "Finished dbt command" not in result.stdout
 
 
 @pytest.fixture
