@@ -204,18 +204,26 @@ def launch_runs(instance: DagsterInstance, launch: Launch) -> list[DagsterRun]:
     return list(reversed(instance.get_runs(RunsFilter(tags={LAUNCH_TAG: launch.launch_id}))))
 
 
-def _materializations(instance: DagsterInstance, runs: list[DagsterRun], known: dict[str, int]) -> int:
-    """Materializations so far in `runs`; finished runs' counts are kept in `known`."""
-    total = 0
-    for run in runs:
-        if run.run_id not in known:
-            count = len(instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION))
-            if not run.is_finished:
-                total += count
+class _Materializations:
+    """Materializations so far in the runs of a launch, read on from where the last read ended."""
+
+    def __init__(self) -> None:
+        self._cursors: dict[str, str | None] = {}
+        self._counts: dict[str, int] = {}
+        self._complete: set[str] = set()  # finished runs read after they finished
+
+    def count(self, instance: DagsterInstance, runs: list[DagsterRun]) -> int:
+        for run in runs:
+            if run.run_id in self._complete:
                 continue
-            known[run.run_id] = count
-        total += known[run.run_id]
-    return total
+            records = instance.get_records_for_run(
+                run.run_id, cursor=self._cursors.get(run.run_id), of_type=DagsterEventType.ASSET_MATERIALIZATION
+            )
+            self._counts[run.run_id] = self._counts.get(run.run_id, 0) + len(records.records)
+            self._cursors[run.run_id] = records.cursor
+            if run.is_finished:
+                self._complete.add(run.run_id)
+        return sum(self._counts.values())
 
 
 def _events(instance: DagsterInstance, run_id: str) -> list:
@@ -294,7 +302,7 @@ def execute_runs(
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", WORKER_MODULE, launch.to_json()]
-    counted: dict[str, int] = {}
+    materializations = _Materializations()
     with _stop_signals() as received, open(log, "ab") if log is not None else nullcontext() as log_file:
         # the worker leads a process group of its own (the module docstring says why)
         worker = subprocess.Popen(
@@ -312,7 +320,7 @@ def execute_runs(
                 next_read = time.monotonic() + READ_EVERY_SECONDS
                 runs = launch_runs(instance, launch)
                 if on_progress is not None:
-                    on_progress(_materializations(instance, runs, counted))
+                    on_progress(materializations.count(instance, runs))
                 current = next((run for run in runs if not run.is_finished), None)
                 if current is None or time.monotonic() < next_report:
                     continue
@@ -331,7 +339,7 @@ def execute_runs(
     runs = launch_runs(instance, launch)
     outcomes = [RunOutcome(run.run_id, run.status, _events(instance, run.run_id)) for run in runs]
     if on_progress is not None:
-        on_progress(_materializations(instance, runs, counted))
+        on_progress(materializations.count(instance, runs))
     if worker.returncode != 0 and all(outcome.success for outcome in outcomes):
         for line in _log_tail(log):
             out(f"  {line}")

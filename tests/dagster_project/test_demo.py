@@ -398,11 +398,13 @@ def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch, launc
         raise AttributeError("partially initialized module 'sqlalchemy.orm.exc'")
 
     monkeypatch.setattr(runs, "pool_waits", broken)
-    lines = []
+    lines, progress = [], []
     with DagsterInstance.get() as instance:
-        [result] = execute_runs(Launch("slow_job", definitions=launcher_jobs), instance, lines.append)
+        launch = Launch("slow_job", definitions=launcher_jobs)
+        [result] = execute_runs(launch, instance, lines.append, on_progress=progress.append)
     assert result.success
     assert any("could not read the pool waits" in line and "sqlalchemy" in line for line in lines)
+    assert progress[-1] == 1 and progress == sorted(progress)  # the one materialization, counted once
 
 
 def test_a_failed_check_is_printed_with_its_findings():
