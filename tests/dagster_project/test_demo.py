@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
+from instances import instance_in
 from pool_slots import REPO, hold_a_slot
 
 from dagster_project import lake, settings
@@ -37,8 +38,7 @@ def demo_run(tmp_path_factory):
     patch.setenv(settings.ENV_TRAINING_SEEDS, "2")
     from dagster_project.launcher.demo import run_demo
 
-    # persistent: the launcher's workers open it
-    instance = DagsterInstance.local_temp(str(root / "dagster_home"))
+    instance = instance_in(root / "dagster_home")
     timings = run_demo(instance)
     yield root / "data", instance, timings
     patch.undo()

@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 import pytest
-from instances import instance_knowing_months
+from instances import instance_in, instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.assembly.sensors import months_to_request
@@ -75,7 +75,7 @@ def history(tmp_path_factory):
     patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
     patch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-06")
     patch.delenv(settings.ENV_WAREHOUSE, raising=False)
-    instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"))  # the launcher's workers open it
+    instance = instance_in(root / "dagster_home")
     run_demo(instance, out=lambda line: None, select="+key:fct_band_month_features")
     yield root, instance
     patch.undo()
