@@ -35,10 +35,10 @@ install-dagster-yaml:
 	fi
 
 demo: env
-	$(RUN) python -m dagster_project.demo
+	$(RUN) python -m dagster_project.launcher.demo
 
 recover: env
-	$(RUN) python -m dagster_project.recovery
+	$(RUN) python -m dagster_project.launcher.recovery
 
 lint: env
 	$(RUN) ruff check .

@@ -13,7 +13,7 @@ from dagster import Config
 from pydantic import Field, field_validator, model_validator
 
 from ml import architecture_catalog
-from ml.training_config import TrainingConfig
+from ml.training_config import BIAS_METHODS, TrainingConfig
 from sources import catalog
 
 
@@ -89,8 +89,6 @@ class ScenarioWindowsConfig(Config):
     @field_validator("bias_methods")
     @classmethod
     def _known_methods(cls, value: list[str]) -> list[str]:
-        from ml.scenario_members import BIAS_METHODS
-
         unknown = [name for name in value if name not in BIAS_METHODS]
         if unknown or not value:
             raise ValueError(f"bias_methods must name one or more of {list(BIAS_METHODS)}; got {value}")

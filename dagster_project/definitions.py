@@ -4,10 +4,11 @@ import warnings
 
 from dagster import BetaWarning, Definitions, load_assets_from_modules
 
-from dagster_project import automation, settings
-from dagster_project.jobs import partitioning_jobs
+from dagster_project import settings
+from dagster_project.assembly import automation
+from dagster_project.assembly.jobs import partitioning_jobs
+from dagster_project.assembly.sensors import monthly_refresh_schedule, new_month_sensor
 from dagster_project.resources import build_resources
-from dagster_project.sensors import monthly_refresh_schedule, new_month_sensor
 from data_quality.checks import build_asset_checks
 
 config = settings.from_environment()

@@ -36,14 +36,11 @@ import polars as pl
 from ml.band_arrays import BandGrid, band_grid, calendar_climatology, days_in_month, grid_frame
 from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, perturb
 from ml.thermal_core import CoreInputs, ThermalCore
+from ml.training_config import BIAS_METHODS
 from sources import catalog
 
 CORE_DRIVERS: tuple[str, ...] = ("t_surface", "t_air", "p_snow")
 BOOTSTRAPPED: tuple[str, ...] = catalog.DYNAMIC_FEATURES  # the drivers the correction maps one by one
-# The bias corrections the members take in turn: "qdm" the pipeline's quantile delta mapping
-# (cmip5_bias_corrected), "mean_delta" the raw scenario shifted (scaled) by the mean difference
-# per band and calendar month between the reanalysis and all the model's runs over the overlap.
-BIAS_METHODS: tuple[str, ...] = ("qdm", "mean_delta")
 
 
 def water_climatology(history: BandGrid, train: np.ndarray) -> np.ndarray:

@@ -21,6 +21,12 @@ from dataclasses import dataclass, field
 from sources import catalog
 
 DESIGNS = ("residual", "paper")
+# The bias corrections the scenario members take in turn (ml.scenario_members): "qdm" the
+# pipeline's quantile delta mapping (cmip5_bias_corrected), "mean_delta" the raw scenario shifted
+# (scaled) by the mean difference per band and calendar month between the reanalysis and all the
+# model's runs over the overlap. Here, with the other run settings, so the run config can check it
+# without loading the modelling code.
+BIAS_METHODS: tuple[str, ...] = ("qdm", "mean_delta")
 
 
 @dataclass(frozen=True)

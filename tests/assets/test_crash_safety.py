@@ -37,7 +37,7 @@ def _environment(root: Path, latest: str) -> dict[str, str]:
 
 
 def _demo(select: str) -> list[str]:
-    return [sys.executable, "-m", "dagster_project.demo", "--select", select]
+    return [sys.executable, "-m", "dagster_project.launcher.demo", "--select", select]
 
 
 def _kill_when(command, env, ready, timeout=300) -> str:

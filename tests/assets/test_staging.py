@@ -4,6 +4,7 @@ import sys
 import time
 
 import pytest
+from instances import instance_in
 
 from assets.staging import dbt_window_environment, failed_nodes, failing_rows
 from dagster_project import processes
@@ -101,12 +102,12 @@ def test_marts_report_their_row_counts_and_column_types(tmp_path, monkeypatch):
     import dagster as dg
 
     from dagster_project import settings
-    from dagster_project.demo import run_demo
+    from dagster_project.launcher.demo import run_demo
 
     monkeypatch.setenv(settings.ENV_LAKE_ROOT, str(tmp_path / "data"))
     monkeypatch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-03")
     monkeypatch.delenv(settings.ENV_WAREHOUSE, raising=False)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance_in(tmp_path / "dagster_home")
     run_demo(instance, out=lambda line: None, select=f"+key:{MART}")
     metadata = instance.get_latest_materialization_event(dg.AssetKey(MART)).asset_materialization.metadata
     assert metadata["dagster/row_count"].value == 3 * 6

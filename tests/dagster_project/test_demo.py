@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,11 +16,13 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
+from instances import instance_in
 from pool_slots import REPO, hold_a_slot
 
 from dagster_project import lake, settings
 from dagster_project.dbt import canonical_ranges
-from dagster_project.demo import DemoStopped, describe_failure, execute_run
+from dagster_project.launcher.findings import describe_failure
+from dagster_project.launcher.runs import DemoStopped, Launch, execute_runs
 from dagster_project.resources import WAREHOUSE_POOL
 
 
@@ -33,9 +36,9 @@ def demo_run(tmp_path_factory):
     # two seeds of a few epochs keep the suite short; `make demo` trains 5 seeds for 30
     patch.setenv(settings.ENV_TRAINING_EPOCHS, "3")
     patch.setenv(settings.ENV_TRAINING_SEEDS, "2")
-    from dagster_project.demo import run_demo
+    from dagster_project.launcher.demo import run_demo
 
-    instance = DagsterInstance.ephemeral()
+    instance = instance_in(root / "dagster_home")
     timings = run_demo(instance)
     yield root / "data", instance, timings
     patch.undo()
@@ -65,7 +68,7 @@ def test_every_asset_materializes_and_every_blocking_check_passes(demo_run):
 @pytest.mark.slow
 def test_runs_are_named_and_tagged_by_stage(demo_run):
     _, instance, timings = demo_run
-    from dagster_project.demo import LAUNCHED_BY, STAGE
+    from dagster_project.launcher.demo import LAUNCHED_BY, STAGE
 
     runs = instance.get_runs()
     from dagster_project.partitions import PARTITIONINGS
@@ -283,7 +286,7 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     with DagsterInstance.get() as instance:
         _queued(instance, count=2)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "dagster_project.demo", "--select", "key:stg_usgs__lithology"],
+        [sys.executable, "-m", "dagster_project.launcher.demo", "--select", "key:stg_usgs__lithology"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -324,26 +327,59 @@ def test_make_demo_recovers_dead_runs_says_why_it_waits_and_stops_on_ctrl_c(home
     assert holders == {live_run} and [step.run_id for step in waiting] == [live_run]
 
 
-def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, tmp_path):
-    target = tmp_path / "data" / "features" / "windows.npz"
-    staged = threading.Event()
-
-    @dg.asset(pool=WAREHOUSE_POOL)
-    def writes_windows():
-        with lake.atomic_batch() as batch:
-            batch.file(target, lambda tmp: tmp.write_bytes(b"half the windows"))
-            staged.set()
-            for _ in range(1200):  # a long computation before the batch ends
-                time.sleep(0.05)
-
-    job = dg.Definitions(assets=[writes_windows], jobs=[dg.define_asset_job("j", [writes_windows])]).resolve_job_def(
-        "j"
+def test_make_demo_prints_its_stages_and_what_it_made_and_logs_the_runs(home, tmp_path):
+    """Off a terminal `make demo` prints plain lines, its own only: each stage, then what it made
+    and where; the runs' output (Dagster's console, dbt) goes to the log file it names."""
+    env = {**os.environ, settings.ENV_LAKE_ROOT: str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster_project.launcher.demo", "--select", "+key:stg_usgs__lithology"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    threading.Thread(target=lambda: staged.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert result.stderr == "" and all(line.startswith("[demo] ") for line in lines), result.stdout
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout)  # no control characters
+    stage = "[demo] stage 1/1 unpartitioned: band_lithology, stg_usgs__lithology"
+    assert f"{stage}: started" in lines and any(re.fullmatch(rf"{re.escape(stage)}: \d+\.\d s", x) for x in lines)
+    [log] = (tmp_path / "data" / "logs").glob("demo-*.log")
+    assert f"[demo] the runs' output goes to {log}" in lines
+    assert any(str(log) in line for line in lines[-4:]) and any("make dev" in line for line in lines[-4:])
+    assert lines[-1].startswith("[demo] done in ")
+    logged = log.read_text()
+    assert "Running with dbt=" in logged and "Finished dbt command" in logged  # dbt, and Dagster on dbt
+    assert "Running with dbt=" not in result.stdout and "Finished dbt command" not in result.stdout
+
+
+@pytest.fixture
+def launcher_jobs(monkeypatch):
+    """The worker process imports the test jobs of `launcher_jobs.py`, beside this file."""
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    return "launcher_jobs:defs"
+
+
+def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, tmp_path, monkeypatch, launcher_jobs):
+    target = tmp_path / "data" / "features" / "windows.npz"
+    monkeypatch.setenv("LAUNCHER_TEST_TARGET", str(target))
+
+    def interrupt_once_staged():
+        # the worker stages the write, then computes for a minute
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if target.parent.is_dir() and any(lake.is_temporary(p) for p in target.parent.iterdir()):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=interrupt_once_staged, daemon=True).start()
     lines = []
     started = time.monotonic()
     with DagsterInstance.get() as instance, pytest.raises(DemoStopped) as stopped:
-        execute_run(job, instance, lines.append)
+        execute_runs(Launch("writes_windows_job", definitions=launcher_jobs), instance, lines.append)
     assert stopped.value.exit_code == 130 and time.monotonic() - started < 50
     assert not target.exists() and list(target.parent.iterdir()) == []  # the batch was discarded
     with DagsterInstance.get() as instance:
@@ -353,27 +389,22 @@ def test_ctrl_c_in_a_running_step_discards_its_writes_and_frees_its_slot(home, t
     assert any("SIGINT received" in line for line in lines)
 
 
-def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch):
-    """The wait report reads the instance from the main thread while the run works in another;
-    if reading fails (it once did, on a half-imported SQLAlchemy module), the run goes on."""
-    from dagster_project import demo
+def test_a_wait_report_that_fails_does_not_stop_the_run(home, monkeypatch, launcher_jobs):
+    """The wait report reads the instance while the run works in the worker; if reading fails
+    (it once did, on a half-imported SQLAlchemy module), the run goes on."""
+    from dagster_project.launcher import runs
 
     def broken(instance, run_id):
         raise AttributeError("partially initialized module 'sqlalchemy.orm.exc'")
 
-    monkeypatch.setattr(demo, "pool_waits", broken)
-
-    @dg.asset
-    def slow():
-        time.sleep(demo.WAIT_REPORT_AFTER_SECONDS + 1.5)
-        return 1
-
-    job = dg.Definitions(assets=[slow], jobs=[dg.define_asset_job("j", [slow])]).resolve_job_def("j")
-    lines = []
+    monkeypatch.setattr(runs, "pool_waits", broken)
+    lines, progress = [], []
     with DagsterInstance.get() as instance:
-        result = execute_run(job, instance, lines.append)
+        launch = Launch("slow_job", definitions=launcher_jobs)
+        [result] = execute_runs(launch, instance, lines.append, on_progress=progress.append)
     assert result.success
     assert any("could not read the pool waits" in line and "sqlalchemy" in line for line in lines)
+    assert progress[-1] == 1 and progress == sorted(progress)  # the one materialization, counted once
 
 
 def test_a_failed_check_is_printed_with_its_findings():

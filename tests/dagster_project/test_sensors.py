@@ -6,14 +6,14 @@ import datetime as dt
 import dagster as dg
 import duckdb
 import pytest
-from instances import instance_knowing_months
+from instances import instance_in, instance_knowing_months
 
 from dagster_project import settings
+from dagster_project.assembly.sensors import months_to_request
 from dagster_project.definitions import defs
-from dagster_project.demo import run_demo
+from dagster_project.launcher.demo import run_demo
 from dagster_project.partitions import REANALYSIS_MONTHS, months_to_register
 from dagster_project.resources import SourcesResource, build_resources
-from dagster_project.sensors import months_to_request
 from data_quality.checks import holds_every_landed_month
 
 ERA5 = dg.AssetKey("era5_land_monthly")
@@ -75,7 +75,7 @@ def history(tmp_path_factory):
     patch.setenv(settings.ENV_LAKE_ROOT, str(root / "data"))
     patch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-06")
     patch.delenv(settings.ENV_WAREHOUSE, raising=False)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance_in(root / "dagster_home")
     run_demo(instance, out=lambda line: None, select="+key:fct_band_month_features")
     yield root, instance
     patch.undo()
@@ -172,7 +172,7 @@ def test_a_range_of_months_backfills_in_one_run(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.ENV_LAKE_ROOT, str(tmp_path / "data"))
     monkeypatch.setenv(settings.ENV_DEMO_LATEST_MONTH, "2001-04")
     config = settings.from_environment()
-    instance = instance_knowing_months("2001-04")
+    instance = instance_knowing_months("2001-04", home=tmp_path / "dagster_home")
     code_location = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=build_resources(config)
     )

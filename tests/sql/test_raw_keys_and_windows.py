@@ -17,7 +17,7 @@ from instances import instance_knowing_months
 
 from dagster_project import settings
 from dagster_project.definitions import defs
-from dagster_project.demo import step_failures
+from dagster_project.launcher.findings import step_failures
 from dagster_project.resources import build_resources
 
 LATEST = "2001-06"

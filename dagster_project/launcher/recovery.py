@@ -7,7 +7,7 @@ waits ("Step blocked by limit for pool duckdb_warehouse") for ever. Under `dagst
 daemon recovers such runs (dagster.yaml: run monitoring, free slots after run end); `make demo`
 runs without it and calls `recover_dead_runs` when it starts. By hand:
 
-    python -m dagster_project.recovery      # uses $DAGSTER_HOME
+    python -m dagster_project.launcher.recovery      # uses $DAGSTER_HOME
 
 A run counts as dead only when every process known to have executed it (from its events, and
 the pid `make demo` tags it with) is gone from this host, or now names a process that started
@@ -115,7 +115,7 @@ def recover_dead_runs(instance: DagsterInstance, log: Callable[[str], None] = pr
             continue
         message = (
             f"The process that executed this run (pid {', '.join(map(str, pids))}) no longer exists: "
-            "marked failed and its pool slots freed by dagster_project.recovery."
+            "marked failed and its pool slots freed by dagster_project.launcher.recovery."
         )
         if run.status == DagsterRunStatus.CANCELING:
             instance.report_run_canceled(run, message)
