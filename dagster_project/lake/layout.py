@@ -231,6 +231,10 @@ class LakeLayout:
     def figure(self, name: str) -> LakePath:
         return self.root / "figures" / f"{name}.png"
 
+    def logs(self) -> LakePath:
+        """Logs of the runs a launcher started (`make demo`): not an asset's output."""
+        return self.root / "logs"
+
     def view_source(self, view: Table) -> str:
         """What the output view `view` reads (a file, or a glob over a folder)."""
         if view not in OUTPUT_VIEWS:

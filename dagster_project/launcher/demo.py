@@ -57,10 +57,9 @@ LAUNCHED_BY = "permafrost/launched_by"
 STAGE = "permafrost/stage"
 # Step-level DEBUG events go to the instance (and the UI); the log gets INFO and up.
 CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 # Beside the lake's data, not part of it: LakeLayout does not declare it (yet).
-LOG_FOLDER = "logs"
-
-
 @dataclass(frozen=True)
 class Stage:
     """Assets of one partitioning that can run together: every upstream asset is done."""
@@ -156,7 +155,7 @@ def made_summary(config: settings.Settings, made: set[AssetKey], log: Path | Non
 def demo_log(lake_root: Path, now: dt.datetime | None = None) -> Path:
     """A new log file for one `make demo`, under `<lake>/logs/`."""
     now = now or dt.datetime.now()
-    folder = Path(lake_root) / LOG_FOLDER
+    folder = Path(LakeLayout(lake_root).logs())
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"demo-{now:%Y%m%d-%H%M%S}.log"
 
