@@ -57,7 +57,10 @@ def test_the_split_holds_out_whole_series_groups_deterministically():
         holdout_split(Units.of(units.frame.head(1)))
 
 
-def grid_of(units: Units, months=np.arange(np.datetime64("2001-01"), np.datetime64("2004-01")), seed=1):
+THREE_YEARS = np.arange(np.datetime64("2001-01"), np.datetime64("2004-01"))
+
+
+def grid_of(units: Units, months=THREE_YEARS, seed=1):
     """t_air warmer southward with a seasonal cycle, p_total constant per unit, water per unit."""
     rng = np.random.default_rng(seed)
     calendar = months.astype(np.int64) % 12
