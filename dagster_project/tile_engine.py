@@ -79,7 +79,13 @@ def dask_client(address: str | None = None, n_workers: int | None = None, memory
     from distributed import Client
 
     if address:
-        with Client(address) as client:
+        try:
+            client = Client(address)
+        except OSError as error:
+            raise ConnectionError(
+                f"no dask scheduler answers at {address} ({ENV_DASK_ADDRESS} or dask's scheduler-address): {error}"
+            ) from error
+        with client:
             yield client
         return
     with local_cluster(n_workers, memory_limit) as cluster, Client(cluster) as client:

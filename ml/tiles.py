@@ -22,7 +22,7 @@ from sources import catalog
 CORE_VARIABLES: tuple[str, ...] = CORE_DRIVERS + catalog.WATER_CONTENT + catalog.TARGETS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TileSeries:
     """One tile's monthly ``values`` (T, cell, V) of the variables ``names``, for consecutive
     ``months`` (T,) datetime64[M] and the tile's land ``cells`` (ids, ascending)."""
@@ -62,7 +62,7 @@ class TileSeries:
         return BandGrid(np.asarray(self.months, dtype="datetime64[M]"), values, tuple(names))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TileCoreFit:
     """The core fitted on one tile: five parameters per cell, each cell's training RMSE (K, all
     layers) and its run over every month, ``history`` (T, cell, layer) degC."""

@@ -78,7 +78,7 @@ class GridSpec:
         return math.ceil(self.lat.size / self.tile_rows), math.ceil(self.lon.size / self.tile_cols)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Tile:
     """Tile (``row``, ``col``) of the tile grid: grid rows and columns it spans and its land cells."""
 
@@ -119,7 +119,7 @@ def land_mask(field: np.ndarray, where: str, variable: str, labels: Sequence[str
     return land
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Grid:
     """A grid spec with its land mask (lat, lon) bool: the cells, their tiles and band weights."""
 

@@ -5,6 +5,7 @@ mid-run is retried, and a run that fails lands nothing."""
 import functools
 import os
 import signal
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,19 @@ def test_the_address_comes_from_the_environment_then_dask_then_embedded(dask_clu
         assert dask_resource({tile_engine.ENV_DASK_ADDRESS: "tcp://10.1.2.3:8786"}).address == "tcp://10.1.2.3:8786"
     with pytest.raises(Exception, match="n_workers"):
         DaskResource(n_workers=-1)
+
+
+def test_an_address_where_no_scheduler_answers_is_an_error_naming_it():
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{free.getsockname()[1]}"
+    resource = dask_resource({tile_engine.ENV_DASK_ADDRESS: address})
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(ConnectionError, match=f"no dask scheduler answers at {address} \\(PERMAFROST_DASK_ADDRESS"),
+        resource.client(),
+    ):
+        pass
 
 
 def test_serial_results_equal_the_clusters(engine, tmp_path):
