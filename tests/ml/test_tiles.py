@@ -48,6 +48,21 @@ def test_the_fit_improves_on_the_initial_parameters(series, fitted):
     assert (fitted.train_rmse < initial.train_rmse).all()
 
 
+def test_a_cells_fit_does_not_depend_on_how_the_grid_is_tiled(series, fitted):
+    """Cells are fitted as independent columns: the same cells cut into two tiles give the same
+    runs (to 0.01 K), so a map does not show the tile edges."""
+    halves = [
+        fit_tile_core(
+            dataclasses.replace(series, cells=series.cells[i : i + 3], values=series.values[:, i : i + 3]),
+            max_iterations=3,
+        )
+        for i in (0, 3)
+    ]
+    assert np.abs(np.concatenate([half.history for half in halves], axis=1) - fitted.history).max() < 0.01
+    for name in NAMES:
+        assert np.allclose(np.concatenate([half.params[name] for half in halves]), fitted.params[name], rtol=1e-3)
+
+
 def test_the_frames_hold_the_fit(series, fitted):
     frames = tile_core_frames(series, max_iterations=3)
     assert set(frames) == {"parameters", "history"}
