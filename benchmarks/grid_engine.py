@@ -13,6 +13,7 @@ The kernels' own CPU seconds are reported beside the wall time: on a machine sha
 jobs, wall time says what a user waits, CPU time what the work costs.
 
     .venv/bin/python benchmarks/grid_engine.py [--tile 8] [--sizes 2 4 6 8] [--same 4]
+    .venv/bin/python benchmarks/grid_engine.py --tile-sizes 6 8 12 20   # CPU per cell by tile size
 """
 
 from __future__ import annotations
@@ -85,13 +86,38 @@ def warm_up(client) -> None:
     client.run(lambda: bool(__import__("ml.tiles")))
 
 
+def cpu_per_cell_by_tile_size(edges: list[int], iterations: int) -> None:
+    """The kernel's CPU per cell for one tile of each edge: the core vectorises over a tile's
+    cells, so a bigger tile costs less per cell."""
+    print(f"kernel alone, one tile per size, this process, at most {iterations} iterations ({load()})")
+    for edge in edges:
+        series = next(iter(benchmark_tiles(edge, 1).values()))
+        frames = timed_kernel(series, iterations)
+        cpu = frames["timing"]["cpu_s"][0]
+        cells = len(series.cells)
+        print(
+            f"  {edge:2d} x {edge:2d} = {cells:3d} cells: {cpu:6.1f} s CPU, "
+            f"{1000 * cpu / cells:4.0f} ms per cell ({load()})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tile", type=int, default=8, help="tile edge in cells (tiles of tile x tile land cells)")
     parser.add_argument("--same", type=int, default=4, help="tiles of the 1- vs 2-worker comparison")
     parser.add_argument("--sizes", type=int, nargs=4, default=[2, 4, 6, 8], help="tiles per run on 2 workers")
     parser.add_argument("--iterations", type=int, default=FIT_ITERATIONS, help="the fit's iterations (a quick check)")
+    parser.add_argument(
+        "--tile-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="only measure the kernel's CPU per cell for one tile of each edge, here, without a cluster",
+    )
     args = parser.parse_args()
+    if args.tile_sizes:
+        cpu_per_cell_by_tile_size(args.tile_sizes, args.iterations)
+        return
     from distributed import Client
 
     kernel = functools.partial(timed_kernel, max_iterations=args.iterations)
