@@ -508,9 +508,11 @@ class ThermalCore:
                 f"fitted month {month}, layer {layer}, unit {unit}"
             )
         n_values = target.shape[0] * target.shape[1]
-        lower = np.log([PARAMETERS[n][1] for n in names])
-        upper = np.log([PARAMETERS[n][2] for n in names])
-        prior = np.log([PARAMETERS[n][0] for n in names])
+        # x = log(parameter / initial value): the prior's centre is 0 and the tolerances on x
+        # do not depend on a parameter's unit
+        initial = np.array([PARAMETERS[n][0] for n in names])
+        lower = np.log([PARAMETERS[n][1] for n in names] / initial)
+        upper = np.log([PARAMETERS[n][2] for n in names] / initial)
         prior_scale = structure.prior_weight / ((upper - lower) / 4.0)  # (P,)
         fixed = {n: np.full(n_units, PARAMETERS[n][0]) for n in structure.parameters() if n not in names}
         tiled = {1: inputs, n_params: inputs.tile(n_params)}
@@ -518,7 +520,7 @@ class ThermalCore:
         def errors(theta: np.ndarray) -> np.ndarray:  # (S, P, B) -> (S, B, R * 4), scaled
             copies = theta.shape[0]
             stacked = np.concatenate(list(theta), axis=1)  # (P, B * S)
-            params = {n: np.exp(stacked[k]) for k, n in enumerate(names)}  # the others: initial values
+            params = {n: initial[k] * np.exp(stacked[k]) for k, n in enumerate(names)}  # the others: initial
             start = None if t_start is None else np.tile(t_start, copies)
             sim = simulate(params, tiled[copies], start, structure=structure)[rows]
             r = (sim - np.tile(target, (1, 1, copies))).reshape(n_values, copies, n_units)
@@ -529,7 +531,7 @@ class ThermalCore:
         def residuals(x: np.ndarray) -> np.ndarray:  # unit-major: a unit's errors, then its prior
             theta = x.reshape(n_units, n_params)
             last.update(x=x.copy(), errors=errors(theta.T[None])[0])
-            return np.concatenate([last["errors"], prior_scale * (theta - prior)], axis=1).ravel()
+            return np.concatenate([last["errors"], prior_scale * theta], axis=1).ravel()
 
         def jacobian(x: np.ndarray) -> sparse.csr_matrix:
             if "x" not in last or not np.array_equal(last["x"], x):
@@ -551,10 +553,9 @@ class ThermalCore:
                 shape=(n_units * n_rows, n_units * n_params),
             )
 
-        x0 = np.tile(prior, n_units)
         result = least_squares(
             residuals,
-            x0,
+            np.zeros(n_units * n_params),
             jac=jacobian,
             bounds=(np.tile(lower, n_units), np.tile(upper, n_units)),
             method="trf",
@@ -567,7 +568,7 @@ class ThermalCore:
         if not np.array_equal(last["x"], result.x):
             residuals(result.x)
         near = np.minimum(theta - lower[:, None], upper[:, None] - theta) < np.log1p(BOUND_TOLERANCE)
-        self.params = {n: np.exp(theta[k]) for k, n in enumerate(names)} | fixed
+        self.params = {n: initial[k] * np.exp(theta[k]) for k, n in enumerate(names)} | fixed
         self.at_bounds = {n: near[k] for k, n in enumerate(names)}
         self.train_rmse = float(np.sqrt((last["errors"] ** 2).sum(axis=1).mean()))
         self.iterations = int(result.njev or 0)
