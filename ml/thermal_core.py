@@ -25,7 +25,7 @@ model that uses only canonical inputs every source provides. Its terms, each a c
 * the soil is a column of cells whose edges include every ERA5-Land layer edge, solved
   implicitly with an apparent heat capacity. ``bottom``: ``"deep"``, cells down to
   COLUMN_BOTTOM_M and a geothermal flux below (the demo simulator's); ``"zero_flux"``, the column
-  ends at 2.89 m without flux (ERA5-Land's own lower boundary); ``"coupled"``, the deep cells
+  ends at 2.89 m without flux, where ERA5-Land's layers end; ``"coupled"``, the deep cells
   behind a fitted ``deep_coupling`` of the conductance at 2.89 m, between the two.
   ``freezing``: ``"fixed"``, the latent heat of the layer's water content ``w_k`` spread over
   FREEZING_RANGE below 0 degC (the demo simulator's); ``"range"``, the same over a fitted
@@ -33,9 +33,10 @@ model that uses only canonical inputs every source provides. Its terms, each a c
   below -UNFROZEN_ONSET, the form fitted to permafrost soils (liquid water over several kelvin);
 * the parameters of ``CoreStructure.fitted`` are fitted per unit by least squares to the
   training months' four layer temperatures (``scipy.optimize.least_squares``, trust-region
-  reflective in log space within the bounds of ``PARAMETERS``, every unit in one problem whose
-  Jacobian is block diagonal), with a weak prior on the log-parameters so that a parameter the
-  data do not constrain stays near its initial value; the others keep their initial value.
+  reflective in log(value / initial value) within the bounds of ``PARAMETERS``, every unit in one
+  problem whose Jacobian is block diagonal), with a weak prior on the log-parameters so that a
+  parameter the data do not constrain stays near its initial value; the others keep their
+  initial value.
 
 DEFAULT_STRUCTURE is the one that did best on the real ERA5-Land basins and the demo together
 (benchmarks/real_core.py); LEGACY_STRUCTURE is the core before it had choices. The other
