@@ -8,7 +8,6 @@ Coiled. The work itself is `tile_engine.map_tiles`, which needs no Dagster.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,10 +46,3 @@ class DaskResource(ConfigurableResource):
         """`tile_engine.map_tiles` on this resource's cluster: every tile lands, or none."""
         with self.client() as client:
             return tile_engine.map_tiles(kernel, tasks, targets, client=client, retries=self.tile_retries)
-
-
-def dask_resource(environ: Mapping[str, str] | None = None) -> DaskResource:
-    """The resource as the environment configures it (`PERMAFROST_DASK_ADDRESS`; unset: dask's
-    own setting, else embedded)."""
-    env = os.environ if environ is None else environ
-    return DaskResource(scheduler_address=(env.get(tile_engine.ENV_DASK_ADDRESS) or "").strip())

@@ -29,7 +29,6 @@ from dagster_project import lake
 
 # Where a user points the engine at an existing scheduler (tcp://host:8786); dask's own
 # `scheduler-address` setting (DASK_SCHEDULER_ADDRESS) is asked next.
-ENV_DASK_ADDRESS = "PERMAFROST_DASK_ADDRESS"
 # One BLAS/OpenMP thread per worker process: the embedded cluster runs one single-threaded
 # worker per core, and BLAS threads fighting for the same cores make numpy many times slower.
 ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -83,7 +82,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None, memory
             client = Client(address)
         except OSError as error:
             raise ConnectionError(
-                f"no dask scheduler answers at {address} ({ENV_DASK_ADDRESS} or dask's scheduler-address): {error}"
+                f"no dask scheduler answers at {address} (PERMAFROST_DASK_ADDRESS or dask's scheduler-address): {error}"
             ) from error
         with client:
             yield client

@@ -18,8 +18,9 @@ import polars as pl
 import pytest
 from synthetic_cells import tile_series
 
-from dagster_project import lake, processes, tile_engine
-from dagster_project.dask_engine import DaskResource, dask_resource
+from dagster_project import lake, processes, settings, tile_engine
+from dagster_project.dask_engine import DaskResource
+from dagster_project.resources import build_resources
 from ml.tiles import tile_core_frames
 from sources.grid import Grid, GridSpec
 
@@ -38,14 +39,13 @@ def dask_cluster():
 
 
 @pytest.fixture
-def engine(dask_cluster, monkeypatch) -> DaskResource:
+def engine(dask_cluster) -> DaskResource:
     """The resource as the environment configures it: only the scheduler's address is shared."""
     from distributed import Client
 
-    monkeypatch.setenv(tile_engine.ENV_DASK_ADDRESS, dask_cluster.scheduler_address)
     with Client(dask_cluster.scheduler_address) as client:
         client.wait_for_workers(2, timeout=120)  # a worker killed by an earlier test is back
-    return dask_resource()
+    return dask_resource({settings.ENV_DASK_ADDRESS: dask_cluster.scheduler_address})
 
 
 def values_kernel(task: dict) -> dict[str, pl.DataFrame]:
@@ -89,6 +89,11 @@ def out_files(folder: Path) -> list[str]:
     return sorted(p.name for p in (folder / "out").iterdir())
 
 
+def dask_resource(environ: dict[str, str]) -> DaskResource:
+    """The resource `definitions` builds from these environment variables."""
+    return build_resources(settings.from_environment(environ))["dask"]
+
+
 def attempts(folder: Path, tile: str, value: int) -> list[int]:
     return [int(line) for line in (folder / f"{tile}-{value}.attempts").read_text().split()]
 
@@ -96,10 +101,10 @@ def attempts(folder: Path, tile: str, value: int) -> list[int]:
 def test_the_address_comes_from_the_environment_then_dask_then_embedded(dask_cluster):
     with dask.config.set({"scheduler-address": None}):
         assert dask_resource({}).address is None
-        assert dask_resource({tile_engine.ENV_DASK_ADDRESS: " tcp://10.1.2.3:8786 "}).address == "tcp://10.1.2.3:8786"
+        assert dask_resource({settings.ENV_DASK_ADDRESS: " tcp://10.1.2.3:8786 "}).address == "tcp://10.1.2.3:8786"
     with dask.config.set({"scheduler-address": "tcp://10.9.9.9:8786"}):
         assert dask_resource({}).address == "tcp://10.9.9.9:8786"
-        assert dask_resource({tile_engine.ENV_DASK_ADDRESS: "tcp://10.1.2.3:8786"}).address == "tcp://10.1.2.3:8786"
+        assert dask_resource({settings.ENV_DASK_ADDRESS: "tcp://10.1.2.3:8786"}).address == "tcp://10.1.2.3:8786"
     with pytest.raises(Exception, match="n_workers"):
         DaskResource(n_workers=-1)
 
@@ -108,7 +113,7 @@ def test_an_address_where_no_scheduler_answers_is_an_error_naming_it():
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{free.getsockname()[1]}"
-    resource = dask_resource({tile_engine.ENV_DASK_ADDRESS: address})
+    resource = dask_resource({settings.ENV_DASK_ADDRESS: address})
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
         pytest.raises(ConnectionError, match=f"no dask scheduler answers at {address} \\(PERMAFROST_DASK_ADDRESS"),
