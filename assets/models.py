@@ -107,10 +107,10 @@ def trained_model_folders(context: AssetExecutionContext) -> dict[str, Path]:
     deps=MARTS,
     pool=WAREHOUSE_POOL,
     kinds={"numpy", "parquet"},
-    description="The calibrated 1-D heat-conduction core (ml.thermal_core): five parameters per spatial unit fitted "
-    "by least squares to the 2001-2018 layer temperatures, driven by skin temperature (air temperature where the "
-    "sources lack it) through a degree-day snowpack; its run over the whole history. It carries the response to "
-    "the forcing that projections need.",
+    description="The calibrated 1-D heat-conduction core (ml.thermal_core): air temperature with a thawing "
+    "n-factor through a degree-day snowpack into a soil column with latent heat (its terms a CoreStructure), ten "
+    "parameters per spatial unit fitted by least squares to the 2001-2018 layer temperatures; its run over the "
+    "whole history. It carries the response to the forcing that projections need.",
 )
 def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
     from ml.metrics import rmse
@@ -144,9 +144,11 @@ def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: 
     return MaterializeResult(
         metadata={
             "units": f"{units.count} {units.kind}s",
-            "upper_boundary": "skin temperature"
-            if inputs.core_surface == "t_surface"
-            else "air temperature (t_air): the sources have no skin temperature",
+            "structure": MetadataValue.json(core.structure.to_dict()),
+            "skin_temperature": "in the sources" if inputs.core_surface == "t_surface" else "absent from the sources",
+            "parameters_at_bounds": MetadataValue.json(
+                {name: int(np.sum(near)) for name, near in core.at_bounds.items() if np.any(near)}
+            ),
             "parameters": MetadataValue.md(markdown_table(parameters, float_precision=4)),
             "train_rmse": round(core.train_rmse, 4),
             "test_rmse": round(rmse(observed[test], history[test]), 4) if len(test) else float("nan"),

@@ -9,6 +9,7 @@ import polars as pl
 from dagster import ConfigurableResource, EnvVar
 
 from dagster_project import dbt, lake
+from dagster_project.dask_engine import DaskResource
 from dagster_project.settings import DEFAULT_DEMO_SEED, EARTH_ENGINE_FIELDS, Settings
 from sources import catalog, registry
 from sources.base import ClimateModelSource, ReanalysisSource, StaticSource
@@ -158,4 +159,5 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             path=str(settings.warehouse_path), lock_wait_seconds=settings.warehouse_lock_wait_seconds
         ),
         "sources": sources_resource(settings),
+        "dask": DaskResource(scheduler_address=settings.dask_address.strip()),
     }

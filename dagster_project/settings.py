@@ -32,6 +32,7 @@ ENV_SOURCES_FILE = "PERMAFROST_SOURCES"  # YAML choosing each kind of source (so
 ENV_DEMO_SEED = "PERMAFROST_DEMO_SEED"
 ENV_DEMO_LATEST_MONTH = "PERMAFROST_DEMO_LATEST_MONTH"
 ENV_DEMO_WORLD = "PERMAFROST_DEMO_WORLD"
+ENV_DASK_ADDRESS = "PERMAFROST_DASK_ADDRESS"
 ENV_TRAINING_EPOCHS = "PERMAFROST_TRAINING_EPOCHS"
 ENV_TRAINING_SEEDS = "PERMAFROST_TRAINING_SEEDS"
 ENV_WAREHOUSE_LOCK_WAIT = "PERMAFROST_WAREHOUSE_LOCK_WAIT_SECONDS"
@@ -129,6 +130,8 @@ class Settings(BaseSettings):
     new_month_poll_seconds: Annotated[int, Field(ge=30), Expected("a whole number of seconds >= 30")] = (
         DEFAULT_NEW_MONTH_POLL_SECONDS
     )
+    # grid mode's dask scheduler (tcp://host:port); empty: dask's own scheduler-address, else embedded
+    dask_address: str = ""
     # Earth Engine credentials (PERMAFROST_EE_PROJECT, _SERVICE_ACCOUNT, _KEY_FILE): whether each is set
     ee_project: IsSet = False
     ee_service_account: IsSet = False

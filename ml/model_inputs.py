@@ -16,8 +16,10 @@ scenarios alike (the model sees one variable):
   Alaskan winter temperatures), not fitted. The scenarios' own snowfall is then replaced by the
   same derivation from their (bias-corrected) precipitation and air temperature.
 
-Skin temperature, which drives the conduction core from above, has no derivation: where it is
-absent the core runs from air temperature (``core_surface_temperature``). Plain numpy and
+Skin temperature has no derivation: where it is absent the core gets none
+(``core_surface_temperature``), which its default structure does not need (air temperature with a
+thawing n-factor at its upper boundary, ``ml.thermal_core.CoreStructure``); a structure with a skin
+boundary refuses such a source. Plain numpy and
 polars, no Keras.
 """
 
@@ -42,7 +44,7 @@ DERIVATIONS: dict[str, tuple[tuple[str, ...], str]] = {
         f"daily means normal around the monthly t_air with sd {DAILY_SPREAD_K:g} K (ml.model_inputs)",
     ),
 }
-REQUIRED: tuple[str, ...] = ("t_air",)  # the core's upper boundary where skin temperature is absent
+REQUIRED: tuple[str, ...] = ("t_air",)  # the core's upper boundary (air temperature with an n-factor)
 
 
 def snowfall_share(
@@ -96,8 +98,8 @@ class ModelInputs:
 
     @property
     def core_surface(self) -> str:
-        """The core's upper boundary: skin temperature where the sources have it, else air
-        temperature (the n-factor core of ml.thermal_core will say so itself)."""
+        """The surface driver the core is given: skin temperature where the sources have it, else
+        air temperature (which its default, air-driven structure reads in any case)."""
         return "t_surface" if "t_surface" in self.drivers else "t_air"
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,11 +162,11 @@ def with_derived(frame: pl.DataFrame, inputs: ModelInputs) -> pl.DataFrame:
     return frame
 
 
-def core_surface_temperature(values: dict[str, np.ndarray], inputs: ModelInputs) -> np.ndarray:
-    """The core's upper-boundary temperature from named driver arrays: skin temperature where
-    the model inputs have it, else air temperature (one place to switch when the core takes an
-    n-factor from air temperature itself)."""
-    return values[inputs.core_surface]
+def core_surface_temperature(values: dict[str, np.ndarray], inputs: ModelInputs) -> np.ndarray | None:
+    """The core's skin temperature (``CoreInputs.t_surface``) where the model inputs have it, else
+    None: the core's default upper boundary is air temperature with a thawing n-factor, and a
+    structure with a skin boundary raises on None rather than run on air temperature unawares."""
+    return values["t_surface"] if inputs.core_surface == "t_surface" else None
 
 
 def modelling_marts(history: pl.DataFrame, scenarios: pl.DataFrame, units: pl.DataFrame):

@@ -1,8 +1,8 @@
 """The conduction core on the history and under each scenario, one run per ensemble member.
 
 * ``fit_history_core``: fit ``ml.thermal_core`` per spatial unit on the training months of the
-  reanalysis (skin temperature, or air temperature where the sources lack it; air temperature,
-  snowfall, the training climatology of each layer's water) and run it over the whole history.
+  reanalysis (air temperature, skin temperature where the sources have it, snowfall, the
+  training climatology of each layer's water) and run it over the whole history.
 * ``member_drivers``: the scenario drivers of each member: bias corrected by one of several
   METHODS in turn (member k by method k mod the number of methods: the pipeline's quantile
   delta mapping, and ``mean_delta_correction``), each with its own bootstrap draw of the

@@ -4,6 +4,7 @@ same command run again succeeds with no manual step, the lake holds exactly six 
 band-month, and nothing is left over (temporaries, dead runs holding pool slots, dbt relations).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -40,6 +41,29 @@ def _demo(select: str) -> list[str]:
     return [sys.executable, "-m", "dagster_project.launcher.demo", "--select", select]
 
 
+def _kill_session(session: int) -> None:
+    """SIGKILL every live process of `session` (the launcher's workers lead process groups of
+    their own inside it), as a closed terminal or laptop would, until none is left running
+    (the killed ones stay zombies until their parents reap them)."""
+    while True:
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                state = (Path("/proc") / entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if os.getsid(int(entry)) == session and state != "Z":
+                    alive.append(int(entry))
+            except (OSError, IndexError):  # gone meanwhile
+                pass
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
 def _kill_when(command, env, ready, timeout=300) -> str:
     """Start `command` in its own session, SIGKILL the whole session as soon as `ready()`
     returns a description of what it saw, and return that description."""
@@ -52,12 +76,12 @@ def _kill_when(command, env, ready, timeout=300) -> str:
         while process.poll() is None and time.monotonic() < deadline:
             seen = ready()
             if seen:
-                os.killpg(process.pid, signal.SIGKILL)
+                _kill_session(process.pid)
                 break
             time.sleep(0.001)
     finally:
         if process.poll() is None and not seen:
-            os.killpg(process.pid, signal.SIGKILL)
+            _kill_session(process.pid)
         process.wait()
     assert seen, f"the command ended (rc {process.returncode}) before the moment to kill it came"
     assert process.returncode == -signal.SIGKILL

@@ -1,0 +1,106 @@
+"""The perfect-model validation in demo worlds whose soil physics differs from the core's.
+
+    uv run python benchmarks/structural_worlds.py [--worlds default wide_freezing ...] [--out DIR]
+
+For each world (`sources.simulator.worlds.WORLDS`, chosen with PERMAFROST_DEMO_WORLD) the demo
+graph up to `perfect_model_validation` runs in a lake and a Dagster instance of its own (the
+launcher, as `make demo` runs it), then the validation's Parquet is read (never a figure) and
+judged against `ml.perfect_model.TARGETS`: the ensemble's change and level RMSE, the ordered
+cells, and how often the truth lies inside the ensemble's 5-95% range. The same weather in every
+world; only the soil differs, so what changes between the rows is how well a core of one physical
+class, with its networks, projects a soil of another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ml.perfect_model import TARGETS  # noqa: E402
+from sources.simulator.worlds import WORLDS  # noqa: E402
+
+SELECTION = "+key:perfect_model_validation"
+
+
+def run_world(world: str, folder: Path) -> float:
+    """The demo graph up to the validation in `folder`; its wall time in seconds."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    home = folder / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PERMAFROST_LAKE_ROOT": str(folder / "data"),
+        "PERMAFROST_DEMO_WORLD": world,
+    }
+    env.pop("PERMAFROST_WAREHOUSE", None)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "dagster_project.launcher.demo", "--select", SELECTION]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"world {world}: the demo failed (rc {result.returncode}):\n{result.stdout[-3000:]}")
+    return time.perf_counter() - started
+
+
+def judge(world: str, lake: Path, seconds: float) -> dict[str, object]:
+    validation = pl.read_parquet(lake / "validation" / "perfect_model_validation.parquet")
+    ensemble = validation.filter(pl.col("kind") == "ensemble").row(0, named=True)
+    core = validation.filter(pl.col("model") == "thermal_core").row(0, named=True)
+    floor = validation.filter(pl.col("kind") == "floor").row(0, named=True)
+    members = validation.filter(pl.col("kind") == "member")
+    row = {
+        "world": world,
+        "ensemble_change_rmse": ensemble["change_rmse"],
+        "ensemble_level_rmse": ensemble["level_rmse"],
+        "ensemble_ordered_cells": ensemble["ordered"],
+        "coverage_change": ensemble["coverage_change"],
+        "coverage_level": ensemble["coverage_level"],
+        "worst_member_change_rmse": members["change_rmse"].max(),
+        "core_change_rmse": core["change_rmse"],
+        "core_level_rmse": core["level_rmse"],
+        "floor_change_rmse": floor["change_rmse"],
+        "seconds": round(seconds),
+    }
+    verdicts = []
+    for name, (sign, limit) in TARGETS.items():
+        value = row[name]
+        met = value <= limit if sign == "<=" else value >= limit
+        verdicts.append(f"{name} {value:.3f} {sign} {limit}: {'met' if met else 'NOT met'}")
+    row["all_targets_met"] = all(v.endswith(": met") for v in verdicts)
+    print(f"[{world}] " + "; ".join(verdicts), flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=sorted(WORLDS))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "structural_worlds")
+    parser.add_argument("--keep", action="store_true", help="keep each world's lake and instance")
+    args = parser.parse_args(argv)
+    rows = []
+    for world in args.worlds:
+        folder = args.out / world
+        seconds = run_world(world, folder)
+        rows.append(judge(world, folder / "data", seconds))
+        pl.DataFrame(rows).write_csv(args.out / "summary.csv")
+        if not args.keep:
+            shutil.rmtree(folder / "data" / "models", ignore_errors=True)  # the large part
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, float_precision=3, tbl_width_chars=200):
+        print(pl.DataFrame(rows))
+    return 0 if all(row["all_targets_met"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
