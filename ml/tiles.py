@@ -16,7 +16,7 @@ import polars as pl
 
 from ml.band_arrays import BandGrid, days_in_month
 from ml.scenario_members import CORE_DRIVERS, core_inputs, water_climatology
-from ml.thermal_core import FIT_ITERATIONS, NAMES, ThermalCore
+from ml.thermal_core import FIT_ITERATIONS, ThermalCore
 from sources import catalog
 
 CORE_VARIABLES: tuple[str, ...] = CORE_DRIVERS + catalog.WATER_CONTENT + catalog.TARGETS
@@ -64,7 +64,8 @@ class TileSeries:
 
 @dataclass(frozen=True, eq=False)
 class TileCoreFit:
-    """The core fitted on one tile: five parameters per cell, each cell's training RMSE (K, all
+    """The core fitted on one tile: its parameters per cell (those of ``ml.thermal_core``'s default
+    structure), each cell's training RMSE (K, all
     layers) and its run over every month, ``history`` (T, cell, layer) degC."""
 
     tile: str
@@ -82,7 +83,7 @@ class TileCoreFit:
             {
                 "tile": pl.Series("tile", [self.tile] * n_cells, dtype=pl.String),
                 "cell": pl.Series("cell", self.cells, dtype=pl.Int64),
-                **{name: pl.Series(name, self.params[name], dtype=pl.Float64) for name in NAMES},
+                **{name: pl.Series(name, value, dtype=pl.Float64) for name, value in self.params.items()},
                 "train_rmse": pl.Series("train_rmse", self.train_rmse, dtype=pl.Float64),
                 "iterations": pl.Series("iterations", [self.iterations] * n_cells, dtype=pl.Int32),
             }
@@ -128,14 +129,14 @@ def fit_tile_core(
     observed = np.transpose(grid.select(catalog.TARGETS), (0, 2, 1))  # (T, layer, cell)
     inputs = core_inputs(grid, water_climatology(grid, train), days_in_month(grid.months, "standard"))
     t_start = observed[:12].mean(axis=(0, 1))
-    core = ThermalCore().fit(inputs, observed, train, t_start=t_start, max_iterations=max_iterations)
+    core = ThermalCore().fit_each(inputs, observed, train, t_start=t_start, max_iterations=max_iterations)
     run = core.predict(inputs, t_start=t_start)  # (T, layer, cell)
     train_rmse = np.sqrt(((run - observed)[train] ** 2).mean(axis=(0, 1)))
     return TileCoreFit(
         tile=series.tile,
         cells=np.asarray(series.cells, dtype=np.int64),
         months=grid.months,
-        params={name: np.asarray(core.params[name], dtype=float) for name in NAMES},
+        params={name: np.asarray(value, dtype=float) for name, value in core.params.items()},
         train_rmse=train_rmse,
         history=np.transpose(run, (0, 2, 1)).astype(np.float32),
         iterations=core.iterations,

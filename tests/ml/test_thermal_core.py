@@ -226,6 +226,24 @@ def test_a_parameter_pushed_past_its_bound_is_reported():
     assert np.isclose(core.params["c_dry"][0], PARAMETERS["c_dry"][2], rtol=0.01)
 
 
+def test_each_unit_fitted_on_its_own_ignores_its_companions():
+    """``fit_each``: a unit's fit is the same whoever it is fitted with; zero iterations keep the
+    initial parameters."""
+    inputs = forcing(years=3)
+    truth = {**initial(), "c_dry": np.array([2.0e6, 0.7e6]), "k_mineral": np.array([1.2, 2.6])}
+    observed = simulate(truth, inputs, structure=LEGACY_STRUCTURE)
+    rows = np.ones(36, dtype=bool)
+    both = ThermalCore(structure=LEGACY_STRUCTURE).fit_each(inputs, observed, rows, max_iterations=6)
+    alone = ThermalCore(structure=LEGACY_STRUCTURE).fit(
+        inputs.columns(np.array([1])), observed[..., [1]], rows, max_iterations=6
+    )
+    for name, value in alone.params.items():
+        assert both.params[name][1] == value[0], name
+    assert both.params["c_dry"][0] != both.params["c_dry"][1]
+    start = ThermalCore(structure=LEGACY_STRUCTURE).fit_each(inputs, observed, rows, max_iterations=0)
+    assert start.iterations == 0 and all(np.allclose(v, PARAMETERS[n][0]) for n, v in start.params.items())
+
+
 def test_the_prior_holds_parameters_towards_their_initial_values():
     inputs = forcing(years=3)
     factors = {"k_top": 2.0, "k_mineral": 0.5, "frozen_ratio": 2.0, "c_dry": 2.0, "snow_resistance": 0.5}
