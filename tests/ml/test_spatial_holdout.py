@@ -13,7 +13,7 @@ from ml.spatial_holdout import (
     pooled_core,
     unit_features,
 )
-from ml.thermal_core import NAMES, PARAMETERS, ThermalCore
+from ml.thermal_core import DEFAULT_STRUCTURE, PARAMETERS, ThermalCore
 from ml.unit_arrays import UnitGrid, Units
 from sources import catalog
 
@@ -99,11 +99,12 @@ def test_unit_features_from_coordinates_and_training_climate_standardised_on_the
 
 def test_the_pooled_core_has_the_training_units_log_median_everywhere():
     units = 5
-    params = {n: np.geomspace(PARAMETERS[n][1] * 1.5, PARAMETERS[n][2] / 1.5, units) for n in NAMES}
+    names = DEFAULT_STRUCTURE.fitted
+    params = {n: np.geomspace(PARAMETERS[n][1] * 1.5, PARAMETERS[n][2] / 1.5, units) for n in names}
     core = ThermalCore(params)
     fitted = np.array([True, True, True, False, False])
     pooled = pooled_core(core, fitted)
-    for name in NAMES:
+    for name in names:
         expected = np.exp(np.median(np.log(params[name][fitted])))
         np.testing.assert_allclose(pooled.params[name], np.full(units, expected), rtol=1e-12)
     # the held-out units' own fits (the largest values) do not count
@@ -148,7 +149,7 @@ def test_the_hold_out_scores_only_units_it_never_trained_on():
     values = np.concatenate([base.values, snow[..., None], soil], axis=-1)
     grid = UnitGrid(months, values, (*base.names, "p_snow", *catalog.TARGETS), units.ids)
     inputs = ModelInputs(("t_air", "p_total", "p_snow"), {"p_snow": "derived"})
-    core = ThermalCore({n: np.full(units.count, PARAMETERS[n][0]) for n in NAMES})
+    core = ThermalCore({n: np.full(units.count, PARAMETERS[n][0]) for n in DEFAULT_STRUCTURE.fitted})
     config = TrainingConfig(seeds=1, epochs=1, batch_size=64)
     result = holdout_evaluation(grid, units, inputs.channels, core, inputs, {"gru": (config, None)}, share=0.2)
     held = result.split.filter(pl.col("held_out"))["unit"].to_list()
