@@ -8,10 +8,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
 
-.PHONY: help env install-dagster-yaml demo recover lint test dev bench clean
+.PHONY: help env install-dagster-yaml demo real recover lint test dev bench clean
 
 help:
 	@echo "make demo   materialize every asset on the offline demo source"
+	@echo "make real   the real-data run: every asset on 96 real ERA5-Land basins and the GFDL-ESM2M tables (data/real)"
 	@echo "make test   lint (ruff, sqlfluff), then run the test suite"
 	@echo "make dev    serve the Dagster UI (dagster dev -w workspace.yaml)"
 	@echo "make recover  mark runs whose process died as failed and free their pool slots"
@@ -37,6 +38,17 @@ install-dagster-yaml:
 demo: env
 	$(RUN) python -m dagster_project.launcher.demo
 
+# The real-data run: the whole graph on the real ERA5-Land basin tables and the real GFDL-ESM2M band
+# tables (sources/real_basins.yaml), in a lake and a Dagster instance of its own, so its runs never
+# mix with the demo's (data/real, .dagster_home_real). About an hour and a half on 2 cores.
+REAL_SOURCES := $(CURDIR)/sources/real_basins.yaml
+REAL_LAKE := $(CURDIR)/data/real
+REAL_DAGSTER_HOME := $(CURDIR)/.dagster_home_real
+real: env
+	@$(MAKE) --no-print-directory install-dagster-yaml DAGSTER_HOME=$(REAL_DAGSTER_HOME)
+	DAGSTER_HOME=$(REAL_DAGSTER_HOME) PERMAFROST_SOURCES=$(REAL_SOURCES) PERMAFROST_LAKE_ROOT=$(REAL_LAKE) \
+		$(RUN) python -m dagster_project.launcher.demo
+
 recover: env
 	$(RUN) python -m dagster_project.launcher.recovery
 
@@ -53,4 +65,4 @@ dev: env
 	$(RUN) dagster dev -w workspace.yaml
 
 clean:
-	rm -rf data .dagster_home .pytest_cache
+	rm -rf data .dagster_home .dagster_home_real .pytest_cache

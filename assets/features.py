@@ -6,7 +6,11 @@ figure). Heavy imports (xsdba, matplotlib) happen inside the ml functions.
 
 Windows come in two designs (``ml.training_config``): the residual design's (anomaly channels
 and the conduction core, window t-23..t; the default) and the paper's (normalised inputs with the
-calendar year and the scenario signal z, window t-24..t-1), so either can be trained.
+calendar year and the scenario signal z, window t-24..t-1), so either can be trained. Everything
+is per spatial unit of the history (``marts.dim_spatial_units``: bands on the demo, basins on the
+real tables); a unit's scenario is its nearest band's, bias-corrected onto the unit's own
+reanalysis. The inputs are the drivers both the history and the scenarios have, plus the derived
+ones (``ml.model_inputs``).
 """
 
 import json
@@ -25,13 +29,33 @@ from dagster import (
 )
 
 from dagster_project.config import BiasCorrectionConfig, ScenarioWindowsConfig
-from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, SCENARIO_MART, SOIL_WATER_SHARES, Table
+from dagster_project.lake import (
+    CMIP5,
+    HISTORY_MART,
+    RAW_SCHEMA,
+    SCENARIO_MART,
+    SOIL_WATER_SHARES,
+    UNITS_DIMENSION,
+    Table,
+)
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import rcp_scenarios
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 from sources import catalog
 
 FEATURES = "features"
+
+
+def _marts(warehouse: WarehouseResource):
+    """The history mart with its derived drivers, its units, the model inputs and the scenario mart."""
+    from ml.model_inputs import modelling_marts
+
+    return modelling_marts(*(warehouse.read_table(table) for table in (HISTORY_MART, SCENARIO_MART, UNITS_DIMENSION)))
+
+
+def _figure_unit(units) -> int:
+    """The unit a bias-correction figure shows: band 3 on bands, else the largest unit."""
+    return 3 if units.are_bands else int(units.frame.sort("area_km2", descending=True)["unit"][0])
 
 
 @asset(
@@ -43,12 +67,14 @@ FEATURES = "features"
         AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
         AssetKey(SCENARIO_MART.name),
         AssetKey(SOIL_WATER_SHARES.name),
+        AssetKey(UNITS_DIMENSION.name),
     ],
     pool=WAREHOUSE_POOL,
     kinds={"parquet", "xsdba"},
-    description="Each RCP's CMIP5 features quantile-mapped onto ERA5-Land per band, variable and calendar month "
-    "(2001-2023 overlap), with column soil water split over the four layers: each layer's reanalysis "
-    "climatology plus its lagged response to the corrected column's anomaly (or Dirichlet shares, as the paper).",
+    description="Each RCP's CMIP5 drivers quantile-mapped onto ERA5-Land per spatial unit (a unit takes its "
+    "nearest band's series), variable and calendar month (2001-2023 overlap), with column soil water split over "
+    "the four layers: each layer's reanalysis climatology plus its lagged response to the corrected column's "
+    "anomaly (or Dirichlet shares, as the paper); derived drivers derived again from the corrected ones.",
 )
 def cmip5_bias_corrected(
     context: AssetExecutionContext, config: BiasCorrectionConfig, lake: LakeResource, warehouse: WarehouseResource
@@ -56,17 +82,28 @@ def cmip5_bias_corrected(
     from ml.bias_correction import correct_scenario, diagnostics_summary
     from ml.figures import bias_correction_figure
     from ml.soil_water import fit_layer_shares, projected_water_tails
+    from ml.unit_arrays import unit_scenarios
 
-    history = warehouse.read_table(HISTORY_MART)
-    scenarios = warehouse.read_table(SCENARIO_MART)
-    shares = fit_layer_shares(warehouse.read_table(SOIL_WATER_SHARES))
+    history, units, inputs, scenarios = _marts(warehouse)
+    shares = None
+    if config.soil_water_split == "dirichlet":
+        shares = fit_layer_shares(warehouse.read_table(SOIL_WATER_SHARES))
+    shown = _figure_unit(units)
+    variables = tuple(v for v in ("t_air", "q_latent", "p_total", "w_1") if v in inputs.channels)
     corrected, figures = {}, {}
     # every scenario of the run lands together, or none does
     with lake.batch() as batch:
         for scenario in context.partition_keys:
-            raw = scenarios.filter(pl.col("scenario") == scenario)
+            raw = unit_scenarios(scenarios.filter(pl.col("scenario") == scenario), units)
             corrected[scenario] = correct_scenario(
-                history, raw, config.method, config.n_quantiles, config.soil_water_split, shares, config.soil_water_seed
+                history,
+                raw,
+                config.method,
+                config.n_quantiles,
+                config.soil_water_split,
+                shares,
+                config.soil_water_seed,
+                inputs,
             )
             for message in corrected[scenario].messages:
                 context.log.warning(message)
@@ -74,10 +111,12 @@ def cmip5_bias_corrected(
             batch.parquet(lake.layout.bias_corrected(scenario), frame)
             figures[scenario] = batch.file(
                 lake.layout.figure(f"bias_correction_{scenario}"),
-                lambda tmp, raw=raw, frame=frame: bias_correction_figure(history, raw, frame, 3, path=tmp),
+                lambda tmp, raw=raw, frame=frame: bias_correction_figure(
+                    history, raw, frame, shown, variables, path=tmp
+                ),
             )
     # mean absolute difference between model and reanalysis quantiles over the overlap,
-    # before and after correction, averaged over bands and calendar months
+    # before and after correction, averaged over units and calendar months
     summary = diagnostics_summary(
         pl.concat(c.correction.diagnostics.with_columns(pl.lit(s).alias("scenario")) for s, c in corrected.items())
     )
@@ -92,7 +131,7 @@ def cmip5_bias_corrected(
                 "quantile_mapping_diagnostics": MetadataValue.md(
                     markdown_table(summary.filter(pl.col("scenario") == scenario).drop("scenario"))
                 ),
-                # share of 2024-2100 months outside the reanalysis' 2001-2023 range of the band and
+                # share of 2024-2100 months outside the reanalysis' 2001-2023 range of the unit and
                 # layer, and month-to-month variability relative to the reanalysis'
                 "soil_water_tails": MetadataValue.md(
                     markdown_table(
@@ -100,7 +139,7 @@ def cmip5_bias_corrected(
                         float_precision=3,
                     )
                 ),
-                "figure": png_markdown(figures[scenario], f"reanalysis, raw and corrected {scenario}, band 3"),
+                "figure": png_markdown(figures[scenario], f"reanalysis, raw and corrected {scenario}, unit {shown}"),
                 "path": MetadataValue.path(str(lake.layout.bias_corrected(scenario))),
             },
             partition_key=scenario,
@@ -109,10 +148,22 @@ def cmip5_bias_corrected(
         metadata={
             "method": config.method,
             "soil_water_split": config.soil_water_split,
+            "units": f"{units.count} {units.kind}s (a unit's scenario is its nearest band's)",
+            "corrected_variables": MetadataValue.json(list(inputs.measured)),
+            "derived_again": MetadataValue.json(inputs.derived),
             "scenarios_in_this_run": ", ".join(context.partition_keys),
             "warnings": MetadataValue.json([note for c in corrected.values() for note in c.correction.warnings]),
         }
     )
+
+
+def _inputs_columns(inputs) -> dict[str, str]:
+    """The model inputs as columns of `features.windows`: drivers used, derived (how), absent."""
+    return {
+        "drivers": ", ".join(inputs.drivers),
+        "derived": "; ".join(f"{name}: {how}" for name, how in inputs.derived.items()) or None,
+        "absent": ", ".join(inputs.absent) or None,
+    }
 
 
 def _stats_table(stats) -> str:
@@ -122,28 +173,36 @@ def _stats_table(stats) -> str:
 
 @asset(
     group_name=FEATURES,
-    deps=[AssetKey(HISTORY_MART.name), AssetKey("thermal_core")],
+    deps=[
+        AssetKey(HISTORY_MART.name),
+        AssetKey("thermal_core"),
+        AssetKey(SCENARIO_MART.name),
+        AssetKey(UNITS_DIMENSION.name),
+    ],
     pool=WAREHOUSE_POOL,
     kinds={"numpy"},
-    description="Training (targets up to 2018-12) and test (2019-01..2023-12) windows in both designs: the "
-    "residual design's anomaly channels with the conduction core, window t-23..t, target = (soil temperature - "
-    "core) / sigma_res, every channel's training range kept for clipping; and the paper's normalised windows "
-    "t-24..t-1 with year and z, absolute targets. Statistics from training months only, stored beside them.",
+    description="Training (targets up to 2018-12) and test (2019-01 to the history's last month, 2023-12 at most) "
+    "windows of every spatial unit in both designs: the residual design's anomaly channels with the conduction "
+    "core, window t-23..t, target = (soil temperature - core) / sigma_res, every channel's training range kept for "
+    "clipping; and the paper's normalised windows t-24..t-1 with year (and z where r_thermal exists), absolute "
+    "targets. The channels are the drivers the history and the scenarios both have, plus the derived ones. "
+    "Statistics from training months only, stored beside them.",
 )
 def training_windows(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.band_arrays import history_grid
-    from ml.residual import CHANNELS, training_and_test_windows
+    from ml.residual import training_and_test_windows
     from ml.scenario_members import read_history_run
+    from ml.unit_arrays import history_grid
     from ml.windows import build_training_windows, target_span, windows_summary
 
-    history = warehouse.read_table(HISTORY_MART)
-    train, test, stats = build_training_windows(history)
+    history, units, inputs, _ = _marts(warehouse)
+    train, test, stats = build_training_windows(history, units, inputs)
     # the months the windows use: training and test targets (the mart may run on past 2023)
-    grid = history_grid(history).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
-    core = read_history_run(lake.layout.thermal_core().history, grid.months)
-    residual_train, residual_test, scaler = training_and_test_windows(grid, core)
+    grid = history_grid(history, units, (*inputs.channels, *catalog.TARGETS))
+    grid = grid.until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
+    core = read_history_run(lake.layout.thermal_core().history, grid.months, units)
+    residual_train, residual_test, scaler = training_and_test_windows(grid, core, inputs.channels)
     files = lake.layout.training_windows()
     with lake.batch() as batch:
         batch.file(files.train, train.save)
@@ -160,16 +219,19 @@ def training_windows(
                 ("train", "paper"): train,
                 ("test", "paper"): test,
             },
+            **_inputs_columns(inputs),
         )
         batch.parquet(lake.layout.windows_summary("training"), summary)
     views = warehouse.refresh_output_views(lake.layout, "training_windows", context.log)
     ranges = pl.DataFrame(
-        {"channel": list(CHANNELS), "scale": [*scaler.scale, 1.0, 1.0], "low": scaler.low, "high": scaler.high}
+        {"channel": list(scaler.channels), "scale": [*scaler.scale, 1.0, 1.0], "low": scaler.low, "high": scaler.high}
     )
     return MaterializeResult(
         metadata={
             "residual_train_shape": MetadataValue.json(list(residual_train.x.shape)),
             "residual_test_shape": MetadataValue.json(list(residual_test.x.shape)),
+            "units": f"{units.count} {units.kind}s",
+            "model_inputs": MetadataValue.json(inputs.describe()),
             "residual_channels": MetadataValue.md(markdown_table(ranges, float_precision=4)),
             "sigma_res": MetadataValue.json(
                 dict(zip(catalog.TARGETS, scaler.sigma_res.round(4).tolist(), strict=True))
@@ -208,44 +270,57 @@ def _scenario_calendar(warehouse: WarehouseResource, scenario: str) -> str:
         AssetKey("training_windows"),
         AssetKey("thermal_core"),
         AssetKey(SCENARIO_MART.name),
+        AssetKey(UNITS_DIMENSION.name),
         AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
     ],
     pool=WAREHOUSE_POOL,
     kinds={"numpy"},
-    description="Per RCP and ensemble member: the scenario drivers bias-corrected by the member's method (quantile "
-    "delta mapping or mean delta, in turn) with its own bootstrap draw of the correction (draw 0 unperturbed), "
-    "and the conduction core run on them, 1950-2100; the paper's "
+    description="Per RCP and ensemble member: the scenario drivers of every spatial unit bias-corrected by the "
+    "member's method (quantile delta mapping or mean delta, in turn) with its own bootstrap draw of the correction "
+    "(draw 0 unperturbed), and the conduction core run on them, 1950-2100 (or the climate model's span); the paper's "
     "windows predicting 2001-01..2100-12 (hindcast, then projection) with the training statistics. Metadata: "
     "how often the scenario leaves the training range, per variable and network channel.",
 )
 def scenario_windows(
     context: AssetExecutionContext, config: ScenarioWindowsConfig, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.band_arrays import band_grid, history_grid
-    from ml.residual import CHANNELS, DRIVERS, ResidualScaler
+    from ml.model_inputs import with_derived
+    from ml.residual import ResidualScaler
     from ml.scenario_members import build_members, training_range_shares
     from ml.thermal_core import ThermalCore
+    from ml.unit_arrays import history_grid, unit_grid, unit_scenarios
     from ml.windows import NormalizationStats, scenario_hindcast_windows, target_span, windows_summary
 
     files = lake.layout.training_windows()
     stats = NormalizationStats.from_dict(json.loads(files.stats.read_text()))
     scaler = ResidualScaler.from_dict(json.loads(files.residual_scaler.read_text()))
     core = ThermalCore.from_dict(json.loads(lake.layout.thermal_core().parameters.read_text()))
-    history = history_grid(warehouse.read_table(HISTORY_MART))
+    history_frame, units, inputs, raw_marts = _marts(warehouse)
+    if tuple(scaler.drivers) != inputs.channels:
+        raise ValueError(
+            f"the training windows' channels {list(scaler.drivers)} differ from the marts' inputs "
+            f"{list(inputs.channels)}: re-materialize training_windows"
+        )
+    channels = inputs.channels
+    history = history_grid(history_frame, units, (*channels, *catalog.TARGETS))
     in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    raw_marts = warehouse.read_table(SCENARIO_MART)
     # every run of the climate model: the mean-delta correction pools their overlap means
     raw_runs = {
-        s: band_grid(raw_marts.filter(pl.col("scenario") == s), DRIVERS, f"scenario mart {s}")
+        s: unit_grid(
+            with_derived(unit_scenarios(raw_marts.filter(pl.col("scenario") == s), units), inputs),
+            channels,
+            f"scenario mart {s}",
+            units,
+        )
         for s in sorted(set(raw_marts["scenario"].to_list()))
     }
     shapes, physical, clipped = {}, {}, {}
     with lake.batch() as batch:
         for scenario in context.partition_keys:
             corrected_frame = pl.read_parquet(lake.layout.bias_corrected(scenario))
-            windows = scenario_hindcast_windows(corrected_frame, stats)
+            windows = scenario_hindcast_windows(corrected_frame, stats, units)
             batch.file(lake.layout.scenario_windows(scenario), windows.save)
-            corrected = band_grid(corrected_frame, DRIVERS, f"bias-corrected {scenario}")
+            corrected = unit_grid(corrected_frame, channels, f"bias-corrected {scenario}", units)
             members = build_members(
                 corrected,
                 raw_runs,
@@ -254,6 +329,7 @@ def scenario_windows(
                 in_train,
                 core,
                 _scenario_calendar(warehouse, scenario),
+                inputs,
                 config.bias_methods,
                 config.bias_draws,
                 config.bootstrap_seed,
@@ -285,15 +361,17 @@ def scenario_windows(
         context.add_asset_metadata(
             {
                 "windows": MetadataValue.json(shapes[scenario]),
-                # physical: 2024-2100 (month, band) values outside the 2001-2018 range of the same
-                # band and calendar month (about 10% even without climate change: 18 values per cell)
+                # physical: 2024-2100 (month, unit) values outside the 2001-2018 range of the same
+                # unit and calendar month (about 10% even without climate change: 18 values per cell)
                 "outside_training_range": MetadataValue.md(
                     markdown_table(pl.DataFrame([{"scenario": scenario, **physical[scenario]}]), float_precision=3)
                 ),
                 # network: share of each residual-network channel clipped to its training range (draw 0)
                 "channels_clipped": MetadataValue.md(
                     markdown_table(
-                        pl.DataFrame([{"scenario": scenario, **clipped[scenario]}]).select("scenario", *CHANNELS[:-2]),
+                        pl.DataFrame([{"scenario": scenario, **clipped[scenario]}]).select(
+                            "scenario", *scaler.channels[:-2]
+                        ),
                         float_precision=3,
                     )
                 ),

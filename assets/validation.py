@@ -8,7 +8,7 @@ so in its metadata and writes nothing. The scores are `ml.perfect_model`'s.
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from dagster_project.lake import HISTORY_MART
+from dagster_project.lake import HISTORY_MART, UNITS_DIMENSION
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, SourcesResource, WarehouseResource
 from sources import catalog
@@ -19,7 +19,12 @@ VALIDATION = "validation"
 
 @asset(
     group_name=VALIDATION,
-    deps=[AssetKey("soil_temperature_projections"), AssetKey("cmip5_bias_corrected"), AssetKey(HISTORY_MART.name)],
+    deps=[
+        AssetKey("soil_temperature_projections"),
+        AssetKey("cmip5_bias_corrected"),
+        AssetKey(HISTORY_MART.name),
+        AssetKey(UNITS_DIMENSION.name),
+    ],
     pool=WAREHOUSE_POOL,
     kinds={"parquet"},
     description="Perfect-model validation on a simulated world (the demo): every projection against the "
@@ -28,7 +33,7 @@ VALIDATION = "validation"
     "the reference models; scenario ordering per band x layer; the jump at 2024; how often the truth lies "
     "inside the ensemble's 5-95% range; and the floor (the simulator itself fed the bias-corrected drivers). "
     "The core shares the simulator's physics class, so real-world skill will be lower. Real sources have no "
-    "such truth: the asset says so and writes nothing.",
+    "such truth, nor do units other than the simulator's bands: the asset says so and writes nothing.",
 )
 def perfect_model_validation(
     context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource, sources: SourcesResource
@@ -36,6 +41,7 @@ def perfect_model_validation(
     from ml import perfect_model
     from ml.figures import perfect_model_figure
     from ml.projections import REFERENCE_MODELS
+    from ml.unit_arrays import Units
 
     source = sources.climate_model()
     if not isinstance(source, PerfectModelSource):
@@ -49,8 +55,17 @@ def perfect_model_validation(
                 "simulates, so there is no truth to validate against (only the demo's simulator has one)",
             }
         )
+    units = Units.of(warehouse.read_table(UNITS_DIMENSION), str(UNITS_DIMENSION))
+    if not units.are_bands:
+        reason = (
+            f"the projections are per {units.kind} ({units.count} of them); the simulator's truth exists per "
+            "latitude band only, so there is nothing to compare them with"
+        )
+        context.log.info(f"perfect-model validation skipped: {reason}")
+        return MaterializeResult(metadata={"status": "skipped", "reason": reason})
     scenarios = list(catalog.RCP_EXPERIMENTS)
-    truth_frames = {s: source.perfect_model_truth(s) for s in scenarios}
+    # the simulator's truth is per band; here the units are the bands
+    truth_frames = {s: source.perfect_model_truth(s).with_columns(pl.col("band").alias("unit")) for s in scenarios}
     corrected = {s: pl.read_parquet(lake.layout.bias_corrected(s)) for s in scenarios}
     floor_frames = {s: source.perfect_model_floor(s, corrected[s]) for s in scenarios}
     history = warehouse.read_table(HISTORY_MART)

@@ -13,7 +13,7 @@ from dagster import Config
 from pydantic import Field, field_validator, model_validator
 
 from ml import architecture_catalog
-from ml.training_config import BIAS_METHODS, TrainingConfig
+from ml.training_config import BIAS_METHODS, HELD_OUT_SHARE, TrainingConfig
 from sources import catalog
 
 
@@ -92,4 +92,44 @@ class ScenarioWindowsConfig(Config):
         unknown = [name for name in value if name not in BIAS_METHODS]
         if unknown or not value:
             raise ValueError(f"bias_methods must name one or more of {list(BIAS_METHODS)}; got {value}")
+        return value
+
+
+class HyperparameterSearchConfig(Config):
+    """The hyperparameter search of one architecture (residual design), on the training years only.
+    Off by default: `trials: 0` searches nothing and records "not searched"."""
+
+    trials: int = Field(default=0, description="trials (networks trained); 0: no search")
+    timeout_seconds: float = Field(default=600.0, description="the search stops after this many seconds")
+    epochs: int = Field(
+        default=15, description="maximum epochs of each trial's network (early stopping may end sooner)"
+    )
+    seed: int = Field(default=catalog.DEFAULT_SEED, description="seed of the sampler (TPE) and of the trials' networks")
+
+    @field_validator("trials")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"trials must be >= 0 (0: no search), got {value}")
+        return value
+
+    @field_validator("timeout_seconds", "epochs")
+    @classmethod
+    def _positive(cls, value: float, info) -> float:
+        if not value > 0:
+            raise ValueError(f"{info.field_name} must be positive, got {value}")
+        return value
+
+
+class SpatialHoldoutConfig(Config):
+    """Which whole spatial units (series groups) the spatial hold-out keeps from training."""
+
+    share: float = Field(default=HELD_OUT_SHARE, description="share of the series groups held out")
+    seed: int = Field(default=catalog.DEFAULT_SEED, description="seed of the split (the same seed, the same split)")
+
+    @field_validator("share")
+    @classmethod
+    def _a_share(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"share must be between 0 and 1, got {value}")
         return value

@@ -2,7 +2,7 @@
 
 The four ERA5-Land layer means are too coarse to place that crossing: the deepest mid-depth is
 1.945 m, and the 1.00-2.89 m layer MEAN hides the profile inside it. Two methods, per group
-(band; or scenario, model, member, band for projections) and calendar year:
+(a spatial unit; or scenario, model, member, unit for projections) and calendar year:
 
 * ``"profile"`` (default): fit the classical solution of heat conduction for a periodic surface
   temperature (Carslaw and Jaeger; the damping-depth profile) to the year's 48 monthly layer
@@ -235,12 +235,13 @@ def active_layer_thickness(
 
 
 def thickness_table(projections: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """ALT per year of the reanalysis (``history``: scenario "reanalysis", model "era5_land",
-    member 0) and of every projection member and the ensemble mean (``projections``, the
-    ``ml.projections`` frame): columns scenario, model, member, band, year, alt_m, flag, n_months."""
-    projected = active_layer_thickness(projections, group_columns=("scenario", "model", "member", "band"))
+    """ALT per spatial unit and year of the reanalysis (``history``: scenario "reanalysis", model
+    "era5_land", member 0) and of every projection member and the ensemble mean (``projections``,
+    the ``ml.projections`` frame): columns scenario, model, member, unit, band, year, alt_m, flag,
+    n_months (``band`` null for a unit outside every band)."""
+    projected = active_layer_thickness(projections, group_columns=("scenario", "model", "member", "unit", "band"))
     observed = (
-        active_layer_thickness(history)
+        active_layer_thickness(history, group_columns=("unit", "band"))
         .with_columns(
             pl.lit("reanalysis").alias("scenario"),
             pl.lit("era5_land").alias("model"),

@@ -1,10 +1,13 @@
 """The paper's five soil-temperature networks (section 2.3.1), written in Keras 3 only: their
 builders (``ml.architecture_catalog`` lists them).
 
-Every model takes ``{"x": (batch, window, n_features) float32, "band": (batch,) int32}`` and
+Every model takes ``{"x": (batch, window, n_features) float32, "unit": (batch,) int32}`` and
 returns ``(batch, 4)``: the four normalised soil-layer temperatures of the month after the
-window. The band index goes through a learnable embedding of size 4 that is appended to every
-time step of the window (paper eq. 2.4, B_j = [b, ..., b]) before the architecture proper.
+window. The unit's position (a band on the demo, a basin on the real tables) goes through a
+learnable embedding of size 4, as many rows as the data has units, that is appended to every
+time step of the window (paper eq. 2.4, B_j = [b, ..., b]) before the architecture proper. A
+model for units it will not have seen takes ``"unit_features": (batch, K) float32`` (per-unit
+features such as latitude and climate) instead, appended the same way.
 
 Only ``keras`` / ``keras.ops`` are used (no TensorFlow import), so the models run unchanged on
 the JAX and PyTorch backends. Custom layers are registered classes with ``get_config``, never
@@ -32,26 +35,30 @@ from ml import architecture_catalog
 from ml.architecture_catalog import ARCHITECTURES  # noqa: F401
 
 SERIALIZATION_PACKAGE = "permafrost"
-BAND_EMBEDDING_LAYER = "band_embedding"
+UNIT_EMBEDDING_LAYER = "unit_embedding"
 OUTPUT_LAYER = "soil_temperature"
 TCN_STACK_OUTPUT_LAYER = "tcn_stack_output"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Shape of one model input: ``window`` months x ``n_features`` channels, plus a band id."""
+    """Shape of one model input: ``window`` months x ``n_features`` channels, plus the unit: its
+    position among ``n_units`` (the embedding's rows), or ``unit_features`` features when > 0."""
 
     n_features: int
     window: int = 24
-    n_bands: int = 6
+    n_units: int = 6
     n_targets: int = 4
     embedding_dim: int = 4
+    unit_features: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_features", "window", "n_bands", "n_targets", "embedding_dim"):
+        for name in ("n_features", "window", "n_units", "n_targets", "embedding_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"InputSpec.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.unit_features, int) or self.unit_features < 0:
+            raise ValueError(f"InputSpec.unit_features must be a non-negative int, got {self.unit_features!r}")
 
 
 # --- custom layers ------------------------------------------------------------------------
@@ -126,12 +133,15 @@ def _hyperparameters(builder: str, defaults: Mapping[str, Any], overrides: Mappi
 
 
 def _inputs(spec: InputSpec) -> tuple[dict[str, keras.KerasTensor], keras.KerasTensor]:
-    """Model inputs and the window with the band embedding appended: (b, window, F + 4)."""
+    """Model inputs and the window with the unit's embedding (b, window, F + 4), or its
+    features (b, window, F + K), appended."""
     x = keras.Input(shape=(spec.window, spec.n_features), dtype="float32", name="x")
-    band = keras.Input(shape=(), dtype="int32", name="band")
-    band_vector = layers.Embedding(spec.n_bands, spec.embedding_dim, name=BAND_EMBEDDING_LAYER)(band)
-    sequence = AppendToEveryStep(name="append_band")([x, band_vector])
-    return {"x": x, "band": band}, sequence
+    if spec.unit_features:
+        features = keras.Input(shape=(spec.unit_features,), dtype="float32", name="unit_features")
+        return {"x": x, "unit_features": features}, AppendToEveryStep(name="append_unit")([x, features])
+    unit = keras.Input(shape=(), dtype="int32", name="unit")
+    unit_vector = layers.Embedding(spec.n_units, spec.embedding_dim, name=UNIT_EMBEDDING_LAYER)(unit)
+    return {"x": x, "unit": unit}, AppendToEveryStep(name="append_unit")([x, unit_vector])
 
 
 def _last_step(sequence: keras.KerasTensor, name: str) -> keras.KerasTensor:

@@ -1,4 +1,11 @@
-"""Quantile mapping of one CMIP5 scenario onto ERA5-Land, per band, variable and calendar month.
+"""Quantile mapping of one CMIP5 scenario onto ERA5-Land, per spatial unit, variable and calendar
+month.
+
+A unit's scenario is its nearest band's climate-model series (``ml.unit_arrays.unit_scenarios``;
+on the band demo a unit is a band), mapped onto the unit's own reanalysis: reference = the
+unit's reanalysis, historical = its band's model run. Only the drivers the models use and read
+from the sources (``ml.model_inputs.ModelInputs.measured``) and the column water are mapped; a
+derived driver is derived again from the corrected ones (``correct_scenario``).
 
 Trained on the overlap of the reanalysis and the model's spliced historical+RCP run. Quantile
 delta mapping (the default) keeps the scenario's change signal; empirical quantile mapping
@@ -57,7 +64,7 @@ class BiasCorrection:
     """Result of `bias_correct` for one scenario."""
 
     corrected: pl.DataFrame  # the scenario frame with CORRECTED columns replaced
-    diagnostics: pl.DataFrame  # variable, band: quantile distance to reanalysis before/after
+    diagnostics: pl.DataFrame  # variable, unit: quantile distance to reanalysis before/after
     method: str
     overlap_first: date
     overlap_last: date
@@ -72,44 +79,51 @@ def bias_correct(
     overlap: tuple[date, date] = DEFAULT_OVERLAP,
     n_quantiles: int = 50,
     min_overlap_years: int = 20,
+    variables: tuple[str, ...] = CORRECTED,
 ) -> BiasCorrection:
-    """Quantile-map one scenario's drivers and column water onto the reanalysis.
+    """Quantile-map one scenario's drivers and column water (``variables``, of ``CORRECTED``)
+    onto the reanalysis.
 
-    `reference`: band-month reanalysis features (canonical units, w_0..w_3); `scenario`: one
-    scenario's band-month frame, historical run spliced before the RCP. Trained per band and
-    calendar month on the months of `overlap` present in both; all bands in one xsdba call.
+    `reference`: unit-month reanalysis features (canonical units, w_0..w_3); `scenario`: one
+    scenario's unit-month frame, historical run spliced before the RCP. Trained per unit and
+    calendar month on the months of `overlap` present in both; all units in one xsdba call.
     """
     if method not in METHODS:
         raise ValueError(f"unknown bias-correction method {method!r}; expected one of {sorted(METHODS)}")
-    require_columns(reference, ("band", "month", *DYNAMIC_FEATURES, *WATER_CONTENT), "bias-correction reference frame")
-    require_columns(scenario, ("band", "month", *CORRECTED), "bias-correction scenario frame")
+    unknown = sorted(set(variables) - set(CORRECTED))
+    if unknown:
+        raise ValueError(f"no bias correction is defined for {unknown}; expected some of {list(CORRECTED)}")
+    variables = tuple(v for v in CORRECTED if v in variables)
+    drivers = tuple(v for v in variables if v != SOIL_WATER_TOTAL)
+    require_columns(reference, ("unit", "month", *drivers, *WATER_CONTENT), "bias-correction reference frame")
+    require_columns(scenario, ("unit", "month", *variables), "bias-correction scenario frame")
     name = _scenario_name(scenario)
     reference = reference.with_columns(column_water_kg_m2().alias(SOIL_WATER_TOTAL))
 
-    bands = sorted(scenario["band"].unique().to_list())
-    missing_bands = sorted(set(bands) - set(reference["band"].unique().to_list()))
-    if missing_bands:
-        raise ValueError(f"reference has no rows for bands {missing_bands} of scenario {name}")
-    overlap_months = _overlap_months(reference, scenario, bands, overlap, name)
+    units = sorted(scenario["unit"].unique().to_list())
+    missing_units = sorted(set(units) - set(reference["unit"].unique().to_list()))
+    if missing_units:
+        raise ValueError(f"reference has no rows for units {missing_units} of scenario {name}")
+    overlap_months = _overlap_months(reference, scenario, units, overlap, name)
     found: list[str] = []
     short = _check_overlap_length(overlap_months, min_overlap_years, name)
     if short:
         warnings.warn(short, UserWarning, stacklevel=2)
         found.append(short)
 
-    scenario_months = _complete_months(scenario, bands, name)
-    ref_series = _series(reference, overlap_months, bands, "reference")
-    sim_series = _series(scenario, scenario_months, bands, f"scenario {name}")
+    scenario_months = _complete_months(scenario, units, name)
+    ref_series = _series(reference, overlap_months, units, "reference", variables)
+    sim_series = _series(scenario, scenario_months, units, f"scenario {name}", variables)
     in_overlap = np.isin(np.array(scenario_months), np.array(overlap_months))
 
     corrected = _adjust_all(
-        ref_series, sim_series, scenario_months, overlap_months, in_overlap, bands, method, n_quantiles
+        ref_series, sim_series, scenario_months, overlap_months, in_overlap, units, method, n_quantiles
     )
     _enforce_physical_bounds(corrected)
 
-    diagnostics = _diagnostics(ref_series, sim_series, corrected, in_overlap, overlap_months, bands)
+    diagnostics = _diagnostics(ref_series, sim_series, corrected, in_overlap, overlap_months, units)
     return BiasCorrection(
-        corrected=_replace_columns(scenario, corrected, scenario_months, bands),
+        corrected=_replace_columns(scenario, corrected, scenario_months, units),
         diagnostics=diagnostics,
         method=method,
         overlap_first=overlap_months[0],
@@ -140,32 +154,39 @@ def correct_scenario(
     soil_water_split: str = "lagged",
     shares=None,
     soil_water_seed: int = 0,
+    inputs=None,
 ) -> CorrectedScenario:
-    """``bias_correct`` one scenario, then split its corrected column water over the layers:
-    by the lagged split fitted on the reanalysis (``"lagged"``) or by Dirichlet ``shares``
-    (``ml.soil_water.DirichletShares``, ``"dirichlet"``, sampled with ``soil_water_seed``)."""
+    """``bias_correct`` one scenario's measured drivers of ``inputs`` (an
+    ``ml.model_inputs.ModelInputs``; default every driver) and its column water, then split the
+    corrected column water over the layers: by the lagged split fitted on the reanalysis
+    (``"lagged"``) or by Dirichlet ``shares`` (``ml.soil_water.DirichletShares``,
+    ``"dirichlet"``, sampled with ``soil_water_seed``); then derive the derived drivers again."""
+    from ml.model_inputs import ModelInputs, with_derived
     from ml.soil_water import split_soil_water, split_soil_water_lagged
 
+    inputs = inputs or ModelInputs.every_driver()
     if soil_water_split not in SOIL_WATER_SPLITS:
         raise ValueError(f"unknown soil-water split {soil_water_split!r}; expected one of {SOIL_WATER_SPLITS}")
     if soil_water_split == "dirichlet" and shares is None:
         raise ValueError("the Dirichlet soil-water split needs the reanalysis' layer shares")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = bias_correct(reference, scenario, method=method, n_quantiles=n_quantiles)
+        result = bias_correct(
+            reference, scenario, method=method, n_quantiles=n_quantiles, variables=(*inputs.measured, SOIL_WATER_TOTAL)
+        )
     if soil_water_split == "lagged":
         frame = split_soil_water_lagged(result.corrected, reference)
     else:
         frame = split_soil_water(result.corrected, shares, seed=soil_water_seed)
-    return CorrectedScenario(frame, result, [str(warning.message) for warning in caught])
+    return CorrectedScenario(with_derived(frame, inputs), result, [str(warning.message) for warning in caught])
 
 
 def diagnostics_summary(diagnostics: pl.DataFrame) -> pl.DataFrame:
-    """Per scenario, variable and unit: the mean over bands (and calendar months) of the
+    """Per scenario, variable and physical unit: the mean over spatial units (and calendar months) of the
     ``diagnostics`` of several scenarios (a ``scenario`` column): quantile distance to the
     reanalysis before and after correction, and the reanalysis' interquartile range."""
     return (
-        diagnostics.group_by("scenario", "variable", "unit")
+        diagnostics.group_by("scenario", "variable", "physical_unit")
         .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
         .sort("scenario", "variable")
     )
@@ -183,25 +204,25 @@ def _scenario_name(scenario: pl.DataFrame) -> str:
     return str(names[0])
 
 
-def _months_with_every_band(frame: pl.DataFrame, bands: list[int], first: date, last: date) -> set[date]:
+def _months_with_every_unit(frame: pl.DataFrame, units: list[int], first: date, last: date) -> set[date]:
     counts = (
-        frame.filter(pl.col("month").is_between(first, last), pl.col("band").is_in(bands))
+        frame.filter(pl.col("month").is_between(first, last), pl.col("unit").is_in(units))
         .group_by("month")
-        .agg(pl.col("band").n_unique().alias("n_bands"))
+        .agg(pl.col("unit").n_unique().alias("n_units"))
     )
-    return set(counts.filter(pl.col("n_bands") == len(bands))["month"].to_list())
+    return set(counts.filter(pl.col("n_units") == len(units))["month"].to_list())
 
 
 def _overlap_months(
-    reference: pl.DataFrame, scenario: pl.DataFrame, bands: list[int], overlap: tuple[date, date], name: str
+    reference: pl.DataFrame, scenario: pl.DataFrame, units: list[int], overlap: tuple[date, date], name: str
 ) -> list[date]:
     first, last = overlap
-    months = _months_with_every_band(reference, bands, first, last) & _months_with_every_band(
-        scenario, bands, first, last
+    months = _months_with_every_unit(reference, units, first, last) & _months_with_every_unit(
+        scenario, units, first, last
     )
     if not months:
         raise ValueError(
-            f"no month in {first:%Y-%m}..{last:%Y-%m} has every band in both the reference and scenario {name}"
+            f"no month in {first:%Y-%m}..{last:%Y-%m} has every unit in both the reference and scenario {name}"
         )
     return sorted(months)
 
@@ -225,34 +246,36 @@ def _check_overlap_length(months: list[date], min_years: int, name: str) -> str 
     return None
 
 
-def _complete_months(frame: pl.DataFrame, bands: list[int], name: str) -> list[date]:
+def _complete_months(frame: pl.DataFrame, units: list[int], name: str) -> list[date]:
     months = sorted(frame["month"].unique().to_list())
-    if frame.height != len(months) * len(bands):
+    if frame.height != len(months) * len(units):
         raise ValueError(
-            f"scenario {name} has {frame.height} rows, expected one per band and month "
-            f"({len(bands)} bands x {len(months)} months)"
+            f"scenario {name} has {frame.height} rows, expected one per unit and month "
+            f"({len(units)} units x {len(months)} months)"
         )
     return months
 
 
-def _series(frame: pl.DataFrame, months: list[date], bands: list[int], frame_name: str) -> dict[str, np.ndarray]:
-    """Each corrected variable as a (month, band) array; nulls are named, not mapped."""
-    rows = frame.filter(pl.col("month").is_in(months), pl.col("band").is_in(bands)).sort("month", "band")
-    if rows.height != len(months) * len(bands):
+def _series(
+    frame: pl.DataFrame, months: list[date], units: list[int], frame_name: str, variables: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Each corrected variable as a (month, unit) array; nulls are named, not mapped."""
+    rows = frame.filter(pl.col("month").is_in(months), pl.col("unit").is_in(units)).sort("month", "unit")
+    if rows.height != len(months) * len(units):
         raise ValueError(
-            f"{frame_name} has {rows.height} rows for {len(months)} months x {len(bands)} bands: "
-            "duplicate band/month rows"
+            f"{frame_name} has {rows.height} rows for {len(months)} months x {len(units)} units: "
+            "duplicate unit/month rows"
         )
     series = {}
-    for variable in CORRECTED:
+    for variable in variables:
         bad = rows.filter(pl.col(variable).is_null() | pl.col(variable).is_nan())
         if bad.height:
             where = bad.row(0, named=True)
             raise ValueError(
                 f"{frame_name} has {bad.height} missing values of {variable} "
-                f"(first: band {where['band']}, month {where['month']:%Y-%m})"
+                f"(first: unit {where['unit']}, month {where['month']:%Y-%m})"
             )
-        series[variable] = rows[variable].cast(pl.Float64).to_numpy().reshape(len(months), len(bands))
+        series[variable] = rows[variable].cast(pl.Float64).to_numpy().reshape(len(months), len(units))
     return series
 
 
@@ -275,7 +298,7 @@ class _YearMonthAxis:
         return [m.year - first for m in self.months], [m.month - 1 for m in self.months]
 
     def to_grid(self, series: np.ndarray) -> np.ndarray:
-        """(month, band) -> (year, calendar month, band); NaN where a month is absent."""
+        """(month, unit) -> (year, calendar month, unit); NaN where a month is absent."""
         grid = np.full((len(self.years), 12, series.shape[1]), np.nan)
         grid[self._positions()] = series
         return grid
@@ -296,13 +319,13 @@ class _YearMonthAxis:
 
         return pd.DatetimeIndex([f"{year}-01-01" for year in self.years], name="time")
 
-    def data_array(self, series: np.ndarray, bands: list[int], variable: str):
+    def data_array(self, series: np.ndarray, units: list[int], variable: str):
         import xarray as xr
 
         return xr.DataArray(
             self.to_grid(series),
-            dims=("time", "month", "band"),
-            coords={"time": self.time_index(), "month": np.arange(1, 13), "band": np.asarray(bands)},
+            dims=("time", "month", "unit"),
+            coords={"time": self.time_index(), "month": np.arange(1, 13), "unit": np.asarray(units)},
             name=variable,
             attrs={"units": UNITS[variable]},
         )
@@ -334,14 +357,14 @@ def _adjust_all(
     months: list[date],
     overlap_months: list[date],
     in_overlap: np.ndarray,
-    bands: list[int],
+    units: list[int],
     method: str,
     n_quantiles: int,
 ) -> dict[str, np.ndarray]:
     """Train on the overlap and adjust the whole scenario, one xsdba train per variable.
 
     Calendar month is a dimension of its own and xsdba groups along time only (group="time"),
-    so every (calendar month, band) cell is mapped on its own. xsdba's group="time.month" is
+    so every (calendar month, unit) cell is mapped on its own. xsdba's group="time.month" is
     built for daily data: with linear interpolation it blends the factors of neighbouring
     months by day of month (a month keyed by its 1st day gets about half of the previous
     month's), and its "nearest" interpolation jumps at quantile edges and can reorder values.
@@ -355,27 +378,27 @@ def _adjust_all(
         # warns on cells of tied values, which _fill_tied_cells handles.
         warnings.filterwarnings("ignore", message="keys will default to True in jsonpickle")
         warnings.filterwarnings("ignore", message="All-nan slice encountered in interp_on_quantiles")
-        for variable in CORRECTED:
+        for variable in ref_series:
             kind = "*" if variable in MULTIPLICATIVE else "+"
             ref, sim = ref_series[variable], sim_series[variable]
             if kind == "*":
                 ref, sim = np.maximum(ref, DRY_FLOOR), np.maximum(sim, DRY_FLOOR)
             # ref and hist on one time axis, the overlap's years (EQM requires it).
-            ref_da = ref_axis.data_array(ref, bands, variable)
-            hist_da = ref_axis.data_array(sim[in_overlap], bands, variable)
-            sim_da = sim_axis.data_array(sim, bands, variable)
+            ref_da = ref_axis.data_array(ref, units, variable)
+            hist_da = ref_axis.data_array(sim[in_overlap], units, variable)
+            sim_da = sim_axis.data_array(sim, units, variable)
             grid = _train_and_adjust(method, ref_da, hist_da, sim_da, kind, n_quantiles, periods)
             adjusted = sim_axis.to_series(grid)
             adjusted = _fill_tied_cells(adjusted, sim, months, ref_da, hist_da, kind)
             if kind == "*":
                 adjusted = np.where(adjusted <= DRY_FLOOR, 0.0, adjusted)
-            _require_finite(adjusted, variable, months, bands)
+            _require_finite(adjusted, variable, months, units)
             corrected[variable] = adjusted
     return corrected
 
 
 def _train_and_adjust(method: str, ref_da, hist_da, sim_da, kind: str, n_quantiles: int, periods: list) -> np.ndarray:
-    """(year, calendar month, band) grid of the adjusted scenario; QDM ranks within each period."""
+    """(year, calendar month, unit) grid of the adjusted scenario; QDM ranks within each period."""
     import xsdba
 
     adjustment = getattr(xsdba, METHODS[method])
@@ -384,7 +407,7 @@ def _train_and_adjust(method: str, ref_da, hist_da, sim_da, kind: str, n_quantil
     for ranked, kept in periods:
         # Linear interpolation between quantiles keeps the (additive) mapping monotone.
         scen = trained.adjust(sim_da.isel(time=ranked), interp="linear", extrapolation="constant")
-        scen = scen.transpose("time", "month", "band").values
+        scen = scen.transpose("time", "month", "unit").values
         grid[kept] = scen[np.isin(ranked, kept)]
     return grid
 
@@ -399,54 +422,57 @@ def _fill_tied_cells(adjusted: np.ndarray, sim: np.ndarray, months: list[date], 
     tied = np.isnan(adjusted) & ~np.isnan(sim)
     if not tied.any():
         return adjusted
-    ref_median = ref_da.median("time").transpose("month", "band").values  # (12, band)
-    hist_median = hist_da.median("time").transpose("month", "band").values
+    ref_median = ref_da.median("time").transpose("month", "unit").values  # (12, unit)
+    hist_median = hist_da.median("time").transpose("month", "unit").values
     calendar = [m.month - 1 for m in months]
     mapped = sim + (ref_median - hist_median)[calendar] if kind == "+" else sim * (ref_median / hist_median)[calendar]
     return np.where(tied, mapped, adjusted)
 
 
-def _require_finite(adjusted: np.ndarray, variable: str, months: list[date], bands: list[int]) -> None:
+def _require_finite(adjusted: np.ndarray, variable: str, months: list[date], units: list[int]) -> None:
     bad = np.argwhere(~np.isfinite(adjusted))
     if len(bad):
-        month, band = bad[0]
+        month, unit = bad[0]
         raise RuntimeError(
             f"bias correction left {len(bad)} non-finite values of {variable} "
-            f"(first: band {bands[band]}, month {months[month]:%Y-%m})"
+            f"(first: unit {units[unit]}, month {months[month]:%Y-%m})"
         )
 
 
 def _enforce_physical_bounds(corrected: dict[str, np.ndarray]) -> None:
     """Radiation and water amounts cannot be negative; snowfall is part of precipitation."""
     for variable in NON_NEGATIVE:
-        corrected[variable] = np.maximum(corrected[variable], 0.0)
-    corrected["p_snow"] = np.minimum(corrected["p_snow"], corrected["p_total"])
+        if variable in corrected:
+            corrected[variable] = np.maximum(corrected[variable], 0.0)
+    if "p_snow" in corrected and "p_total" in corrected:
+        corrected["p_snow"] = np.minimum(corrected["p_snow"], corrected["p_total"])
 
 
 # --- outputs -----------------------------------------------------------------------------
 
 
 def _replace_columns(
-    scenario: pl.DataFrame, corrected: dict[str, np.ndarray], months: list[date], bands: list[int]
+    scenario: pl.DataFrame, corrected: dict[str, np.ndarray], months: list[date], units: list[int]
 ) -> pl.DataFrame:
     keys = pl.DataFrame(
         {
-            "month": np.repeat(np.array(months, dtype="datetime64[D]"), len(bands)),
-            "band": np.tile(np.asarray(bands), len(months)),
+            "month": np.repeat(np.array(months, dtype="datetime64[D]"), len(units)),
+            "unit": np.tile(np.asarray(units), len(months)),
         }
-    ).with_columns(pl.col("month").cast(scenario.schema["month"]), pl.col("band").cast(scenario.schema["band"]))
+    ).with_columns(pl.col("month").cast(scenario.schema["month"]), pl.col("unit").cast(scenario.schema["unit"]))
     values = keys.with_columns(
-        pl.Series(variable, corrected[variable].reshape(-1)).cast(scenario.schema[variable]) for variable in CORRECTED
+        pl.Series(variable, values.reshape(-1)).cast(scenario.schema[variable])
+        for variable, values in corrected.items()
     )
     return (
-        scenario.drop(CORRECTED)
-        .join(values, on=["band", "month"], how="left", maintain_order="left")
+        scenario.drop(list(corrected))
+        .join(values, on=["unit", "month"], how="left", maintain_order="left")
         .select(scenario.columns)
     )
 
 
 def _quantile_distance(model: np.ndarray, reference: np.ndarray, calendar_month: np.ndarray) -> np.ndarray:
-    """Mean |model - reference| quantile over probabilities and calendar months, per band."""
+    """Mean |model - reference| quantile over probabilities and calendar months, per unit."""
     distances = [
         np.abs(
             np.quantile(model[calendar_month == m], DIAGNOSTIC_PROBABILITIES, axis=0)
@@ -468,14 +494,14 @@ def _diagnostics(
     corrected: dict[str, np.ndarray],
     in_overlap: np.ndarray,
     overlap_months: list[date],
-    bands: list[int],
+    units: list[int],
 ) -> pl.DataFrame:
-    """Per variable and band over the overlap: quantile distance to the reanalysis, before and
+    """Per variable and unit over the overlap: quantile distance to the reanalysis, before and
     after correction (probabilities 0.05..0.95 per calendar month), and the reanalysis' mean
     interquartile range per calendar month for scale."""
     calendar_month = np.array([m.month for m in overlap_months])
     rows = []
-    for variable in CORRECTED:
+    for variable in corrected:
         ref = ref_series[variable]
         before = _quantile_distance(sim_series[variable][in_overlap], ref, calendar_month)
         after = _quantile_distance(corrected[variable][in_overlap], ref, calendar_month)
@@ -483,12 +509,12 @@ def _diagnostics(
         rows += [
             {
                 "variable": variable,
-                "band": band,
-                "unit": UNITS[variable],
+                "unit": unit,
+                "physical_unit": UNITS[variable],
                 "mad_before": float(before[i]),
                 "mad_after": float(after[i]),
                 "reference_iqr": float(spread[i]),
             }
-            for i, band in enumerate(bands)
+            for i, unit in enumerate(units)
         ]
     return pl.DataFrame(rows)

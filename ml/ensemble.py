@@ -64,10 +64,12 @@ def train_architecture(
     paper_train=None,
     paper_stats=None,
     hyperparameters: dict | None = None,
+    n_units: int | None = None,
 ) -> TrainedArchitecture:
     """``config.seeds`` networks of ``architecture`` in ``config.design``: residual networks on
     ``residual_train`` (``ml.residual.ResidualWindows``) with its ``residual_scaler``, or the
-    paper's on ``paper_train`` (``ml.windows.WindowSet``) with ``paper_stats``."""
+    paper's on ``paper_train`` (``ml.windows.WindowSet``) with ``paper_stats`` and a unit
+    embedding of ``n_units`` rows."""
     members = []
     for index in range(config.seeds):
         if config.design == "residual":
@@ -84,7 +86,7 @@ def train_architecture(
             if paper_train is None or paper_stats is None:
                 raise ValueError("the paper design needs the paper's training windows and statistics")
             seeded = dataclasses.replace(config, seed=config.member_seed(index))
-            members.append(train_model(architecture, paper_train, paper_stats, seeded, hyperparameters))
+            members.append(train_model(architecture, paper_train, paper_stats, seeded, hyperparameters, n_units))
     return TrainedArchitecture(architecture, config.design, members)
 
 

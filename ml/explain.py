@@ -8,19 +8,19 @@ How the values are computed (shap 0.51, Keras 3, TensorFlow backend):
 * ``shap.GradientExplainer`` (expected gradients). DeepExplainer does not support Keras 3
   recurrent and attention layers; GradientExplainer only needs gradients of the outputs with
   respect to a float input.
-* The networks also take an integer band index, which has no gradient. The band is held
-  fixed per explained window: a wrapper model takes only ``x`` and feeds the trained model
-  a band read from a non-trainable variable, and the explained windows are explained band
-  by band with the variable set to their band. The background windows (any band) then
-  supply only their ``x``: the attributions answer "how much does this window's weather and
-  soil, against typical windows, move the prediction for its own band". The band
-  embedding itself gets no attribution.
+* The networks also take an integer unit position (a band on the demo, a basin on the real
+  tables), which has no gradient. The unit is held fixed per explained window: a wrapper model
+  takes only ``x`` and feeds the trained model a unit read from a non-trainable variable, and
+  the explained windows are explained unit by unit with the variable set to their unit. The
+  background windows (any unit) then supply only their ``x``: the attributions answer "how much
+  does this window's weather and soil, against typical windows, move the prediction for its own
+  unit". The unit embedding itself gets no attribution.
 * A feature's SHAP value for one window and one layer is the SUM of its values over the
   window's time steps (SHAP values are additive, so this is the attribution of the feature
   over the whole window). The network's outputs are in its own units (a residual network's
   in residual standard deviations, the paper's in normalised soil temperature); each layer's
   values are multiplied by that layer's ``output_scale`` (K per output unit) before
-  ``mean_abs_shap`` averages their absolute value over the explained windows (hence bands)
+  ``mean_abs_shap`` averages their absolute value over the explained windows (hence units)
   and the four soil layers, so the importance is in K: how many kelvin of soil temperature
   a feature moves, each layer weighed by its own variability in kelvin.
 * Deterministic for ``seed``: it picks the background and explained windows and seeds
@@ -75,7 +75,7 @@ def feature_importance(
         names,
         background.x,
         explained.x,
-        explained.band,
+        explained.unit,
         trained.stats.target_std,
         max_background,
         max_explained,
@@ -89,14 +89,14 @@ def network_importance(trained, residual_test=None, residual_scaler=None, paper_
     on the test windows of its design, which serve as background and explained windows alike: a
     residual network's correction to the core per channel (``residual_test``, scaled to K by the
     ``residual_scaler``'s residual standard deviations), a paper network's prediction per feature."""
-    from ml.residual import CHANNELS
-
     network = trained.members[0]
     if trained.design == "residual":
         if residual_test is None or residual_scaler is None:
             raise ValueError(f"{trained.architecture} is a residual design: pass its test windows and scaler")
-        x, band = residual_test.x, residual_test.band
-        return shap_importance(network.model, CHANNELS, x, x, band, residual_scaler.sigma_res)
+        if residual_scaler.unit_features is not None:
+            raise ValueError(f"{trained.architecture}: explaining networks that take unit features is not built")
+        x, unit = residual_test.x, residual_test.unit
+        return shap_importance(network.model, residual_scaler.channels, x, x, unit, residual_scaler.sigma_res)
     if paper_test is None:
         raise ValueError(f"{trained.architecture} is the paper design: pass the paper's test windows")
     return feature_importance(network, paper_test, paper_test)
@@ -107,7 +107,7 @@ def shap_importance(
     feature_names: tuple[str, ...],
     background_x: np.ndarray,
     explained_x: np.ndarray,
-    explained_band: np.ndarray,
+    explained_unit: np.ndarray,
     output_scale: np.ndarray,
     max_background: int = DEFAULT_BACKGROUND,
     max_explained: int = DEFAULT_EXPLAINED,
@@ -118,8 +118,8 @@ def shap_importance(
     """Mean |SHAP| of every input feature: columns ``feature``, ``mean_abs_shap`` (descending),
     in the units of ``output_scale`` (per output layer: K per unit of the model's output).
 
-    ``model`` takes ``{"x": (n, window, F), "band": (n,)}``. Up to ``max_background`` background
-    windows and ``max_explained`` explained windows (with their bands) are drawn without
+    ``model`` takes ``{"x": (n, window, F), "unit": (n,)}``. Up to ``max_background`` background
+    windows and ``max_explained`` explained windows (with their units) are drawn without
     replacement with ``seed``.
     """
     import keras
@@ -142,24 +142,24 @@ def shap_importance(
     rng = np.random.default_rng(seed)
     background_x = background_x[_draw(rng, len(background_x), max_background)].astype(np.float32)
     chosen = _draw(rng, len(explained_x), max_explained)
-    explained_band = np.asarray(explained_band)[chosen].astype(np.int32)
+    explained_unit = np.asarray(explained_unit)[chosen].astype(np.int32)
     explained_x = explained_x[chosen].astype(np.float32)
 
-    band_holder = _fixed_band_layer(keras)
+    unit_holder = _fixed_unit_layer(keras)
     x = keras.Input(shape=explained_x.shape[1:], dtype="float32", name="x")
-    output = model({"x": x, "band": band_holder(x)})
+    output = model({"x": x, "unit": unit_holder(x)})
     # A one-element input list, because shap calls the model with a list of inputs; the
     # float32 Activation makes the output shap reads a plain layer output.
     wrapper = keras.Model([x], keras.layers.Activation("linear", dtype="float32")(output))
     explainer = shap.GradientExplainer(wrapper, background_x)
 
     per_window = np.zeros((len(chosen), len(names), output.shape[-1]))  # (n, F, layers)
-    for band in np.unique(explained_band):
-        rows = np.flatnonzero(explained_band == band)
-        band_holder.band.assign(int(band))
+    for unit in np.unique(explained_unit):
+        rows = np.flatnonzero(explained_unit == unit)
+        unit_holder.unit.assign(int(unit))
         values = explainer.shap_values(explained_x[rows], nsamples=samples, rseed=seed)
         values = np.asarray(values)
-        expected = (len(rows), *explained_x.shape[1:], per_window.shape[2])  # (n_band, window, F, layers)
+        expected = (len(rows), *explained_x.shape[1:], per_window.shape[2])  # (n_unit, window, F, layers)
         if values.shape != expected:
             raise RuntimeError(f"shap returned values of shape {values.shape}, expected {expected}")
         per_window[rows] = values.sum(axis=1)  # the feature's attribution over the whole window
@@ -179,22 +179,22 @@ def _draw(rng: np.random.Generator, available: int, wanted: int) -> np.ndarray:
     return np.sort(rng.choice(available, size=wanted, replace=False))
 
 
-def _fixed_band_layer(keras):
-    """A layer ``x (b, ...) -> band (b,) int32`` filled with a settable band index.
+def _fixed_unit_layer(keras):
+    """A layer ``x (b, ...) -> unit (b,) int32`` filled with a settable unit position.
 
     Defined here, not in ml.architectures: it exists only for explaining, is never saved,
     and keeps keras out of this module's import.
     """
 
-    class FixedBand(keras.layers.Layer):
+    class FixedUnit(keras.layers.Layer):
         def __init__(self, **kwargs):
             super().__init__(trainable=False, **kwargs)
-            self.band = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="band")
+            self.unit = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="unit")
 
         def call(self, x):
-            return keras.ops.zeros((keras.ops.shape(x)[0],), dtype="int32") + self.band
+            return keras.ops.zeros((keras.ops.shape(x)[0],), dtype="int32") + self.unit
 
         def compute_output_shape(self, input_shape):
             return (input_shape[0],)
 
-    return FixedBand(name="fixed_band")
+    return FixedUnit(name="fixed_unit")

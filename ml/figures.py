@@ -12,6 +12,11 @@
 * ``active_layer_figure``: active-layer thickness per band over time, by scenario;
 * ``perfect_model_figure``: the perfect-model validation, truth against the ensemble.
 
+Figures are drawn per latitude band. Where the spatial units are not bands (basins, cells), a
+band's panel shows the AREA-WEIGHTED MEAN of the units in it (``band_groups``), and the units
+outside every band are one more group of their own ("outside the bands"): 96 basins stay
+readable as at most seven panels, and every unit counts, weighted by its area.
+
 One backend and one resolution for all: a bare ``matplotlib.figure.Figure`` (Agg, imported
 inside each function, so importing this module costs nothing and pyplot's global state is
 never touched) saved at ``DPI``. A model has the same colour in every figure
@@ -33,6 +38,7 @@ from ml import architecture_catalog
 from ml.active_layer import MAX_DEPTH_M
 from ml.bias_correction import DEFAULT_OVERLAP, UNITS
 from ml.projections import ENSEMBLE_MODEL, REFERENCE_MODELS
+from ml.unit_arrays import OUTSIDE_BANDS, Units
 from sources import catalog
 
 DPI = 100
@@ -110,13 +116,40 @@ def _label_band_layer_axis(axis, row: int, layer: int, band: int) -> None:
     axis.tick_params(labelsize="x-small")
 
 
-def _band_rows() -> list[int]:
-    return [b.index for b in catalog.BANDS]
+def _band_rows(bands=None) -> list[int]:
+    """The bands to draw: every band, then the group of units outside every band where
+    ``bands`` (the bands of the rows drawn) has any."""
+    outside = bands is not None and bool((np.asarray(bands) == OUTSIDE_BANDS).any())
+    return [b.index for b in catalog.BANDS] + ([OUTSIDE_BANDS] if outside else [])
 
 
 def _band_label(band: int) -> str:
+    if band == OUTSIDE_BANDS:
+        return "outside\nthe bands"
     b = catalog.BANDS[band]
     return f"band {band}\n{b.south:.1f}-{b.north:.1f}N"
+
+
+def band_groups(frame: pl.DataFrame, units: Units, keys: tuple[str, ...], values: tuple[str, ...]) -> pl.DataFrame:
+    """Per ``keys`` and band: the area-weighted means of ``values`` over the units of each band
+    (nulls skipped), the units outside every band as band ``OUTSIDE_BANDS``. ``frame`` has
+    ``unit`` and the keys and values; on bands (a unit per band) the values are the units' own."""
+    weights = units.frame.select(
+        "unit", pl.col("area_km2").alias("_weight"), pl.col("band").fill_null(OUTSIDE_BANDS).alias("_group")
+    )
+    joined = frame.drop("band", strict=False).join(weights, on="unit", how="inner")
+
+    def weighted(column: str) -> pl.Expr:
+        present = pl.col(column).is_not_null() & pl.col(column).is_not_nan()
+        total = pl.col("_weight").filter(present).sum()
+        return ((pl.col(column) * pl.col("_weight")).filter(present).sum() / total).alias(column)
+
+    return (
+        joined.group_by(*keys, "_group")
+        .agg(weighted(column) for column in values)
+        .rename({"_group": "band"})
+        .sort(*keys, "band")
+    )
 
 
 def _as_months(month) -> np.ndarray:
@@ -135,13 +168,13 @@ def _unit(variable: str) -> str:
     return "m3 m-3" if variable in catalog.WATER_CONTENT else UNITS.get(variable, "")
 
 
-def _band_series(frame: pl.DataFrame, band: int, variable: str, first: date, last: date) -> pl.DataFrame:
+def _unit_series(frame: pl.DataFrame, unit: int, variable: str, first: date, last: date) -> pl.DataFrame:
     if variable not in frame.columns:
         raise ValueError(f"figure needs column {variable}; frame has {frame.columns}")
     if "scenario" in frame.columns and frame["scenario"].n_unique() > 1:
         raise ValueError(f"figure shows one scenario; got {sorted(frame['scenario'].unique().to_list())}")
     return (
-        frame.filter(pl.col("band") == band, pl.col("month").is_between(first, last))
+        frame.filter(pl.col("unit") == unit, pl.col("month").is_between(first, last))
         .select("month", variable)
         .sort("month")
     )
@@ -151,16 +184,17 @@ def bias_correction_figure(
     reference: pl.DataFrame,
     raw: pl.DataFrame,
     corrected: pl.DataFrame,
-    band: int,
+    unit: int,
     variables: tuple[str, ...] = ("t_air", "q_latent", "p_total", "w_1"),
     *,
     path: Path | str,
     overlap: tuple[date, date] = DEFAULT_OVERLAP,
 ) -> Path:
-    """Monthly series of one band, as the paper's Figure 11: reanalysis (green), raw model
-    (red) and bias-corrected model (blue), one panel per variable, over the overlap and
-    YEARS_AFTER_OVERLAP years after it. For the w_k panels `corrected` must already carry the
-    split soil water (ml.soil_water.split_soil_water); bias_correct leaves w_k as they came."""
+    """Monthly series of one spatial unit (a band on the demo), as the paper's Figure 11:
+    reanalysis (green), raw model (red) and bias-corrected model (blue), one panel per variable,
+    over the overlap and YEARS_AFTER_OVERLAP years after it; the frames are keyed by ``unit``.
+    For the w_k panels `corrected` must already carry the split soil water
+    (ml.soil_water.split_soil_water); bias_correct leaves w_k as they came."""
     first, last = overlap[0], catalog.add_months(overlap[1], 12 * YEARS_AFTER_OVERLAP)
     scenario = raw["scenario"][0] if "scenario" in raw.columns and raw.height else "scenario"
     height = 2.4 * len(variables)
@@ -172,11 +206,11 @@ def bias_correction_figure(
             (raw, RAW_COLOUR, f"{scenario} raw"),
             (corrected, CORRECTED_COLOUR, f"{scenario} bias-corrected"),
         ):
-            series = _band_series(frame, band, variable, first, last)
+            series = _unit_series(frame, unit, variable, first, last)
             axis.plot(series["month"].to_list(), series[variable].to_list(), color=colour, lw=0.9, label=label)
         axis.axvline(overlap[1], color="grey", lw=0.6, ls="--")  # end of the training overlap
         axis.set_ylabel(f"{variable}\n({_unit(variable)})")
-    figure.suptitle(f"Band {band}: quantile mapping of {scenario} onto ERA5-Land")
+    figure.suptitle(f"Unit {unit}: quantile mapping of {scenario} onto ERA5-Land")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=3, fontsize="small")
     figure.tight_layout(rect=(0, 0, 1, 0.94))
@@ -190,14 +224,17 @@ def observed_vs_predicted_figure(
     predicted: Mapping[str, np.ndarray],
     year: int,
     path: Path | str,
+    weight: np.ndarray | None = None,
 ) -> Path:
     """Observed (black) and each model's predicted monthly soil temperature through ``year``.
 
-    A grid of the six bands (rows, south at the top) by the four soil layers (columns), as
-    the paper's Figure 4 for the last test year. ``month`` (n,) is the month each row
-    predicts (datetime64[M], dates or a polars Date Series), ``band`` (n,) its band,
-    ``observed`` (n, 4) and each ``predicted[model]`` (n, 4) degC in the same row order.
-    Raises if ``year`` has no rows or a shape does not match.
+    A grid of the bands (rows, south at the top; units outside every band last) by the four
+    soil layers (columns), as the paper's Figure 4 for the last test year. ``month`` (n,) is the
+    month each row predicts (datetime64[M], dates or a polars Date Series), ``band`` (n,) its
+    band (``OUTSIDE_BANDS`` outside them), ``observed`` (n, 4) and each ``predicted[model]``
+    (n, 4) degC in the same row order. Rows of one band and month (several units) are averaged,
+    weighted by ``weight`` (n,) (the units' areas; default equal). Raises if ``year`` has no rows
+    or a shape does not match.
     """
     months = _as_months(month)
     bands = np.asarray(band).astype(np.int64)
@@ -212,21 +249,35 @@ def observed_vs_predicted_figure(
     in_year = months.astype("datetime64[Y]").astype(np.int64) + 1970 == year
     if not in_year.any():
         raise ValueError(f"no rows in {year}")
+    weight = np.ones(len(bands)) if weight is None else np.asarray(weight, dtype=np.float64)
 
-    rows = _band_rows()
+    def group_mean(values: np.ndarray, selected: np.ndarray, calendar: np.ndarray) -> np.ndarray:
+        """(12, 4) weighted mean per calendar month of the selected rows (NaN where none)."""
+        w = weight[selected][:, None]
+        total = np.zeros((12, values.shape[1]))
+        mass = np.zeros((12, 1))
+        np.add.at(total, calendar, values[selected] * w)
+        np.add.at(mass, calendar, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / mass
+
+    rows = _band_rows(bands)
     figure, axes = _band_layer_grid(len(rows), n_layers)
     for r, b in enumerate(rows):
         selected = np.flatnonzero(in_year & (bands == b))
-        selected = selected[np.argsort(months[selected], kind="stable")]
-        x = months[selected].astype(np.int64) % 12 + 1  # calendar month 1-12
+        calendar = months[selected].astype(np.int64) % 12
+        present = np.unique(calendar)
+        x = present + 1  # calendar month 1-12
+        means = {"observed": group_mean(observed, selected, calendar)}
+        means.update({name: group_mean(values, selected, calendar) for name, values in predicted.items()})
         for k in range(n_layers):
             axis = axes[r, k]
             if selected.size == 0:
                 axis.text(0.5, 0.5, "no data", ha="center", va="center", transform=axis.transAxes, color="grey")
             else:
-                axis.plot(x, observed[selected, k], color=OBSERVED_COLOUR, lw=2.0, label="observed (ERA5-Land)")
-                for name, values in predicted.items():
-                    axis.plot(x, values[selected, k], color=model_colour(name), lw=1.0, label=name)
+                axis.plot(x, means["observed"][present, k], color=OBSERVED_COLOUR, lw=2.0, label="observed (ERA5-Land)")
+                for name in predicted:
+                    axis.plot(x, means[name][present, k], color=model_colour(name), lw=1.0, label=name)
             _label_band_layer_axis(axis, r, k, b)
     for axis in axes[-1]:
         axis.set_xticks(range(1, 13), list("JFMAMJJASOND"))
@@ -291,6 +342,7 @@ def projection_figure(
     path: Path | str,
     history: pl.DataFrame | None = None,
     first_projected_year: int = catalog.PROJECTION_FIRST_MONTH.year,
+    units: Units | None = None,
 ) -> Path:
     """Annual-mean soil temperature of one scenario, bands (rows) x layers (columns).
 
@@ -299,8 +351,18 @@ def projection_figure(
     members' annual means (grey), each architecture's seed mean (thin, its colour), the
     reference models (dotted) and, if ``history`` (band, month, t_soil_k) is given, the
     reanalysis' annual means (green). Everything is computed here from the member rows, so
-    ``ensemble_mean`` rows in ``projections`` are ignored. Only complete years are drawn.
+    ``ensemble_mean`` rows in ``projections`` are ignored. Only complete years are drawn. For
+    ``units`` that are not bands each band shows its units' area-weighted mean (``band_groups``).
     """
+    if units is not None and not units.are_bands:
+        projections = band_groups(
+            projections.filter(pl.col("scenario") == scenario, pl.col("model") != ENSEMBLE_MODEL),
+            units,
+            ("scenario", "model", "member", "month"),
+            catalog.TARGETS,
+        )
+        if history is not None:
+            history = band_groups(history, units, ("month",), catalog.TARGETS)
     annual = _annual_members(projections, scenario)
     networks = annual.filter(~pl.col("model").is_in(REFERENCE_MODELS))
     if networks.height == 0:
@@ -324,7 +386,7 @@ def projection_figure(
         None if history is None else _annual(history.with_columns(pl.lit("reanalysis").alias("_source")), ("_source",))
     )
 
-    rows, n_layers = _band_rows(), len(catalog.TARGETS)
+    rows, n_layers = _band_rows(annual["band"].to_numpy()), len(catalog.TARGETS)
     figure, axes = _band_layer_grid(len(rows), n_layers)
     for r, b in enumerate(rows):
         mean = ensemble.filter(pl.col("band") == b)
@@ -413,7 +475,9 @@ def _flag_markers(axis, x, y, marker: str, colour: str, label: str = "_nolegend_
         )
 
 
-def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None = None) -> Path:
+def active_layer_figure(
+    alt: pl.DataFrame, path: Path | str, model: str | None = None, units: Units | None = None
+) -> Path:
     """Active-layer thickness per year, one panel per band, one line per scenario.
 
     ``alt`` has ``scenario, band, year, alt_m, flag`` (``ml.active_layer`` output with the
@@ -421,7 +485,9 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
     than ``"ok"`` are marked (FLAG_MARKERS): ``all_thawed`` at the deepest depth resolved (a lower
     bound, drawn as a dotted line too), ``incomplete`` years (no ALT) at the surface.
     If ``alt`` has a ``model`` column with several models, ``model`` picks one (default
-    ``"ensemble_mean"`` when present, otherwise it must be given).
+    ``"ensemble_mean"`` when present, otherwise it must be given). For ``units`` that are not
+    bands (``alt`` then has ``unit``), a band's line is its units' area-weighted mean ALT and its
+    mark the flag most of its units have that year.
     """
     catalog.require_columns(alt, ("scenario", "band", "year", "alt_m", "flag"), "active-layer frame")
     title_model = model
@@ -437,11 +503,20 @@ def active_layer_figure(alt: pl.DataFrame, path: Path | str, model: str | None =
         raise ValueError(f"model={model!r} given but alt has no model column")
     if alt.height == 0:
         raise ValueError("no active-layer thickness to draw")
+    if units is not None and not units.are_bands:
+        mean = band_groups(alt, units, ("scenario", "year"), ("alt_m",))
+        flag = (
+            alt.drop("band")
+            .join(units.frame.select("unit", pl.col("band").fill_null(OUTSIDE_BANDS)), on="unit")
+            .group_by("scenario", "year", "band")
+            .agg(pl.col("flag").mode().sort().first())
+        )
+        alt = mean.join(flag, on=["scenario", "year", "band"])
     scenarios = [s for s in SCENARIO_COLOURS if s in alt["scenario"].unique().to_list()]
     scenarios += sorted(set(alt["scenario"].unique().to_list()) - set(scenarios))
     deepest = MAX_DEPTH_M
 
-    rows = _band_rows()
+    rows = _band_rows(alt["band"].to_numpy())
     n_cols = 3
     n_rows = -(-len(rows) // n_cols)
     figure = _figure(4.2 * n_cols, 3.0 * n_rows)

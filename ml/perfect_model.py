@@ -136,14 +136,17 @@ def validation_months() -> np.ndarray:
 
 def scenario_grid(frames: dict[str, pl.DataFrame], months: np.ndarray, what: str) -> np.ndarray:
     """(S, T, B, 4) soil temperatures of each scenario's band-month frame over exactly ``months``;
-    raises naming ``what`` and the scenario when a frame does not cover them."""
-    from ml.band_arrays import band_grid
+    raises naming ``what`` and the scenario when a frame does not cover them. The perfect model
+    is the demo's: its truth exists per band, and its units are the bands."""
+    from ml.unit_arrays import unit_grid
 
     first, last = (m.astype("datetime64[D]").item() for m in (months[0], months[-1]))
     grids = []
     for scenario, frame in frames.items():
         name = f"{what} {scenario}"
-        grid = band_grid(frame.filter(pl.col("month").is_between(first, last)), catalog.TARGETS, name)
+        grid = unit_grid(
+            frame.filter(pl.col("month").is_between(first, last)), catalog.TARGETS, name, range(catalog.N_BANDS), "band"
+        )
         if len(grid.months) != len(months):
             raise ValueError(f"{name} covers {grid.months[0]}..{grid.months[-1]}, expected {months[0]}..{months[-1]}")
         grids.append(grid.values)
@@ -260,12 +263,13 @@ def validate_frames(
     """``validate`` on band-month frames: the simulator's ``truth`` and ``floor`` per scenario
     (in ``catalog.RCP_EXPERIMENTS`` order), the projections' member rows, and the history mart
     (its 2019-2023 soil temperatures for the seam; its soil water must be whole too)."""
-    from ml.band_arrays import band_grid
+    from ml.unit_arrays import unit_grid
 
     scenarios = list(truth)
     months = validation_months()
     years = months.astype("datetime64[Y]").astype(np.int64) + 1970
-    observed = band_grid(history, (*catalog.TARGETS, *catalog.WATER_CONTENT), "history mart")
+    columns = (*catalog.TARGETS, *catalog.WATER_CONTENT)
+    observed = unit_grid(history, columns, "history mart", range(catalog.N_BANDS), "band")
     recent = observed.select(catalog.TARGETS)[(observed.year >= BEFORE[0]) & (observed.year <= BEFORE[1])]
     return validate(
         scenario_grid(truth, months, "truth"),

@@ -1,13 +1,14 @@
 """The conduction core on the history and under each scenario, one run per ensemble member.
 
-* ``fit_history_core``: fit ``ml.thermal_core`` on the training months of the reanalysis
-  (skin and air temperature, snowfall, the training climatology of each layer's water) and run
-  it over the whole history.
+* ``fit_history_core``: fit ``ml.thermal_core`` per spatial unit on the training months of the
+  reanalysis (air temperature, skin temperature where the sources have it, snowfall, the
+  training climatology of each layer's water) and run it over the whole history.
 * ``member_drivers``: the scenario drivers of each member: bias corrected by one of several
   METHODS in turn (member k by method k mod the number of methods: the pipeline's quantile
   delta mapping, and ``mean_delta_correction``), each with its own bootstrap draw of the
   correction's sampling error (``ml.forcing_bootstrap``; draw 0 unperturbed), drawn on the
-  overlap of the reanalysis and the UNCORRECTED scenario. Why two methods: in the demo's
+  overlap of the reanalysis and the UNCORRECTED scenario; a derived driver (``ml.model_inputs``)
+  is derived again from each member's corrected drivers. Why two methods: in the demo's
   perfect-model experiment the largest error of a projection is the bias correction's own
   (quantile mapping ranks a trending series within the overlap, which bends its trend a
   little); bootstrap draws of the correction's mean offsets widen the spread of the level
@@ -18,7 +19,7 @@
   in one simulation. Soil water is the reanalysis' training climatology, so scenario soil water
   cannot reach the core.
 * ``outside_training_range``: per variable, the share of scenario months outside the training
-  range of the same band and calendar month (about 10% even without climate change: each cell
+  range of the same unit and calendar month (about 10% even without climate change: each cell
   has only 18 training years).
 * ``build_members``: all of the above for one scenario, as ``ScenarioMembers`` (saved as one
   ``.npz``), and ``training_range_shares`` its diagnostics.
@@ -33,48 +34,55 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.band_arrays import BandGrid, band_grid, calendar_climatology, days_in_month, grid_frame
 from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, perturb
+from ml.model_inputs import ModelInputs, core_surface_temperature, derived_snowfall
 from ml.thermal_core import CoreInputs, ThermalCore
 from ml.training_config import BIAS_METHODS
+from ml.unit_arrays import UnitGrid, Units, calendar_climatology, days_in_month, grid_frame, unit_grid
 from sources import catalog
 
-CORE_DRIVERS: tuple[str, ...] = ("t_surface", "t_air", "p_snow")
-BOOTSTRAPPED: tuple[str, ...] = catalog.DYNAMIC_FEATURES  # the drivers the correction maps one by one
 
-
-def water_climatology(history: BandGrid, train: np.ndarray) -> np.ndarray:
-    """(12, 4, B) training mean of w_0..w_3 per calendar month, layer and band."""
-    water = history.select(catalog.WATER_CONTENT)  # (T, B, 4)
+def water_climatology(history: UnitGrid, train: np.ndarray) -> np.ndarray:
+    """(12, 4, U) training mean of w_0..w_3 per calendar month, layer and unit."""
+    water = history.select(catalog.WATER_CONTENT)  # (T, U, 4)
     return np.transpose(calendar_climatology(water, history.calendar_month, train), (0, 2, 1))
 
 
-def core_inputs(drivers: BandGrid, water_clim: np.ndarray, days: np.ndarray) -> CoreInputs:
-    """Core inputs from a grid holding ``CORE_DRIVERS``, with climatological water."""
-    t_surface, t_air, p_snow = (drivers.select((name,))[..., 0] for name in CORE_DRIVERS)
-    return CoreInputs(t_surface, t_air, p_snow, water_clim[drivers.calendar_month], days)
+def core_drivers(inputs: ModelInputs) -> tuple[str, ...]:
+    """The drivers the core reads: its upper boundary (skin or air temperature), air
+    temperature (the snowpack's melt) and snowfall."""
+    return tuple(dict.fromkeys((inputs.core_surface, "t_air", "p_snow")))
 
 
-def fit_history_core(history: BandGrid, train: np.ndarray, days: np.ndarray) -> tuple[ThermalCore, np.ndarray]:
+def core_inputs(drivers: UnitGrid, water_clim: np.ndarray, days: np.ndarray, inputs: ModelInputs) -> CoreInputs:
+    """Core inputs from a grid holding ``core_drivers(inputs)``, with climatological water."""
+    values = {name: drivers.select((name,))[..., 0] for name in core_drivers(inputs)}
+    surface = core_surface_temperature(values, inputs)
+    return CoreInputs(surface, values["t_air"], values["p_snow"], water_clim[drivers.calendar_month], days)
+
+
+def fit_history_core(
+    history: UnitGrid, train: np.ndarray, days: np.ndarray, inputs: ModelInputs
+) -> tuple[ThermalCore, np.ndarray]:
     """The core fitted on the months ``train`` of ``history`` (drivers, water and t_soil_k) and
-    its prediction (T, B, 4) degC over every month. The column starts at the first year's mean
-    observed soil temperature of each band."""
-    observed = np.transpose(history.select(catalog.TARGETS), (0, 2, 1))  # (T, 4, B)
-    inputs = core_inputs(history, water_climatology(history, train), days)
+    its prediction (T, U, 4) degC over every month. The column starts at the first year's mean
+    observed soil temperature of each unit."""
+    observed = np.transpose(history.select(catalog.TARGETS), (0, 2, 1))  # (T, 4, U)
+    core_in = core_inputs(history, water_climatology(history, train), days, inputs)
     t_start = observed[:12].mean(axis=(0, 1))
-    core = ThermalCore().fit(inputs, observed, train, t_start=t_start)
-    return core, np.transpose(core.predict(inputs, t_start=t_start), (0, 2, 1))
+    core = ThermalCore().fit(core_in, observed, train, t_start=t_start)
+    return core, np.transpose(core.predict(core_in, t_start=t_start), (0, 2, 1))
 
 
-def history_run_frame(months: np.ndarray, core: np.ndarray) -> pl.DataFrame:
-    """The core's history run (T, B, 4) as a long frame band, month, t_soil_0..t_soil_3."""
-    return grid_frame(months, core, catalog.TARGETS)
+def history_run_frame(months: np.ndarray, core: np.ndarray, units: Units) -> pl.DataFrame:
+    """The core's history run (T, U, 4) as a long frame unit, band, month, t_soil_0..t_soil_3."""
+    return grid_frame(months, core, catalog.TARGETS, units)
 
 
-def read_history_run(path: Path, months: np.ndarray) -> np.ndarray:
-    """The core's history run (T, B, 4) saved at ``path`` over ``months``; raises naming the
-    months it lacks (the core ran before they were published: re-fit it)."""
-    grid = band_grid(pl.read_parquet(path), catalog.TARGETS, f"thermal core history {path}")
+def read_history_run(path: Path, months: np.ndarray, units: Units) -> np.ndarray:
+    """The core's history run (T, U, 4) saved at ``path`` over ``months`` and ``units``; raises
+    naming the months it lacks (the core ran before they were published: re-fit it)."""
+    grid = unit_grid(pl.read_parquet(path), catalog.TARGETS, f"thermal core history {path}", units)
     missing = np.setdiff1d(months, grid.months)
     if len(missing):
         raise ValueError(
@@ -84,9 +92,9 @@ def read_history_run(path: Path, months: np.ndarray) -> np.ndarray:
     return grid.values[np.searchsorted(grid.months, months)]
 
 
-def overlap(history: BandGrid, raw_scenario: BandGrid) -> tuple[dict, dict, np.ndarray]:
-    """Reanalysis and uncorrected-scenario drivers over their common whole years (January to
-    December): (reference, model, calendar) for ``offset_perturbation``."""
+def overlap(history: UnitGrid, raw_scenario: UnitGrid, variables: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
+    """Reanalysis and uncorrected-scenario ``variables`` over their common whole years (January
+    to December): (reference, model, calendar) for ``offset_perturbation``."""
     first = max(history.months[0], raw_scenario.months[0])
     first = first + (-int(first.astype(np.int64)) % 12)  # the next January (or this one)
     last = min(history.months[-1], raw_scenario.months[-1])
@@ -97,33 +105,47 @@ def overlap(history: BandGrid, raw_scenario: BandGrid) -> tuple[dict, dict, np.n
             f"({raw_scenario.months[0]}..{raw_scenario.months[-1]}) share no whole year"
         )
     rows_h, rows_s = history.rows(first, last), raw_scenario.rows(first, last)
-    reference = {v: history.select((v,))[rows_h, :, 0] for v in BOOTSTRAPPED}
-    model = {v: raw_scenario.select((v,))[rows_s, :, 0] for v in BOOTSTRAPPED}
+    reference = {v: history.select((v,))[rows_h, :, 0] for v in variables}
+    model = {v: raw_scenario.select((v,))[rows_s, :, 0] for v in variables}
     return reference, model, history.calendar_month[rows_h]
 
 
+def rederive(values: np.ndarray, names: tuple[str, ...], inputs: ModelInputs) -> np.ndarray:
+    """(..., V) driver values (``names`` order) with the derived drivers of ``inputs`` computed
+    again from the others (in place, and returned)."""
+    if "p_snow" in inputs.derived:
+        at = names.index
+        values[..., at("p_snow")] = derived_snowfall(values[..., at("p_total")], values[..., at("t_air")])
+    return values
+
+
 def mean_delta_correction(
-    raw_scenario: BandGrid, history: BandGrid, like: BandGrid, runs: list[BandGrid] | None = None
-) -> BandGrid:
-    """``like`` (a corrected scenario) with its drivers replaced by the raw scenario corrected by
-    the plain difference (temperatures, fluxes) or ratio (precipitation, snowfall) of the
-    reanalysis' and the climate model's means per band and calendar month over their whole
-    common years: the model's own change signal, untouched by any ranking. The model's means
-    pool all its ``runs`` (default: this scenario's alone): a model's bias belongs to the model,
-    not to one pathway, and pooling the runs' weather keeps sampling noise from shifting one
-    pathway against another. Soil water is kept."""
-    pooled = [overlap(history, run)[1] for run in (runs or [raw_scenario])]
-    reference, _, _ = overlap(history, raw_scenario)
+    raw_scenario: UnitGrid,
+    history: UnitGrid,
+    like: UnitGrid,
+    inputs: ModelInputs,
+    runs: list[UnitGrid] | None = None,
+) -> UnitGrid:
+    """``like`` (a corrected scenario) with its measured drivers replaced by the raw scenario
+    corrected by the plain difference (temperatures, fluxes) or ratio (precipitation, snowfall)
+    of the reanalysis' and the climate model's means per unit and calendar month over their
+    whole common years: the model's own change signal, untouched by any ranking. The model's
+    means pool all its ``runs`` (default: this scenario's alone): a model's bias belongs to the
+    model, not to one pathway, and pooling the runs' weather keeps sampling noise from shifting
+    one pathway against another. Derived drivers are derived again; soil water is kept."""
+    measured = inputs.measured
+    pooled = [overlap(history, run, measured)[1] for run in (runs or [raw_scenario])]
+    reference, _, _ = overlap(history, raw_scenario, measured)
     rows = raw_scenario.rows(like.months[0], like.months[-1])
     if len(rows) != len(like.months):
         raise ValueError(f"the raw scenario does not cover the corrected one's {like.months[0]}..{like.months[-1]}")
     values = like.values.copy()
     calendar = like.calendar_month
 
-    def monthly_mean(series: np.ndarray) -> np.ndarray:  # (years * 12, B) -> (12, B)
+    def monthly_mean(series: np.ndarray) -> np.ndarray:  # (years * 12, U) -> (12, U)
         return series.reshape(-1, 12, series.shape[-1]).mean(axis=0)
 
-    for v in BOOTSTRAPPED:
+    for v in measured:
         ref = monthly_mean(reference[v])
         mod = np.mean([monthly_mean(model[v]) for model in pooled], axis=0)
         raw = raw_scenario.select((v,))[rows, :, 0]
@@ -133,54 +155,68 @@ def mean_delta_correction(
             values[..., like.names.index(v)] = raw * factor[calendar]
         else:
             values[..., like.names.index(v)] = raw + (ref - mod)[calendar]
-    return BandGrid(like.months, values, like.names)
+    return UnitGrid(like.months, rederive(values, like.names, inputs), like.names, like.units)
 
 
 def member_drivers(
-    corrected: BandGrid | list[BandGrid], history: BandGrid, raw_scenario: BandGrid, draws: int, seed: int
+    corrected: UnitGrid | list[UnitGrid],
+    history: UnitGrid,
+    raw_scenario: UnitGrid,
+    draws: int,
+    seed: int,
+    inputs: ModelInputs,
 ) -> np.ndarray:
-    """(draws, T, B, V) drivers (``names`` order) of members 0..draws-1: member k starts from
+    """(draws, T, U, V) drivers (``names`` order) of members 0..draws-1: member k starts from
     ``corrected[k % len(corrected)]`` (one grid per bias-correction method; draw 0 uses the
-    first) and carries bootstrap draw k of the correction (draw 0 none)."""
+    first) and carries bootstrap draw k of the correction of each measured driver (draw 0 none);
+    derived drivers are derived again from the perturbed ones."""
     methods = corrected if isinstance(corrected, list) else [corrected]
-    reference, model, calendar = overlap(history, raw_scenario)
+    reference, model, calendar = overlap(history, raw_scenario, inputs.measured)
     out = np.stack([methods[k % len(methods)].values for k in range(draws)]).astype(np.float32)
     for draw in range(1, draws):
         base = methods[draw % len(methods)]
         perturbation = offset_perturbation(reference, model, calendar, draw, seed)
-        for v in BOOTSTRAPPED:
+        for v in inputs.measured:
             k = base.names.index(v)
             out[draw, ..., k] = perturb(base.values[..., k], perturbation[v], base.calendar_month, v)
+        rederive(out[draw], base.names, inputs)
     return out
 
 
 def member_cores(
-    core: ThermalCore, drivers: np.ndarray, names: tuple[str, ...], calendar_month: np.ndarray, water_clim, days
+    core: ThermalCore,
+    drivers: np.ndarray,
+    names: tuple[str, ...],
+    calendar_month: np.ndarray,
+    water_clim,
+    days,
+    inputs: ModelInputs,
 ) -> np.ndarray:
-    """(draws, T, B, 4) degC: the core on each draw's drivers (D, T, B, V), side by side."""
-    n_draws, _, n_bands, _ = drivers.shape
+    """(draws, T, U, 4) degC: the core on each draw's drivers (D, T, U, V), side by side."""
+    n_draws, _, n_units, _ = drivers.shape
 
-    def side_by_side(name: str) -> np.ndarray:  # (T, B * D), draw-major columns
+    def side_by_side(name: str) -> np.ndarray:  # (T, U * D), draw-major columns
         return np.concatenate(list(drivers[..., names.index(name)].astype(np.float64)), axis=1)
 
-    inputs = CoreInputs(
-        side_by_side("t_surface"),
-        side_by_side("t_air"),
-        side_by_side("p_snow"),
+    values = {name: side_by_side(name) for name in core_drivers(inputs)}
+    core_in = CoreInputs(
+        core_surface_temperature(values, inputs),
+        values["t_air"],
+        values["p_snow"],
         np.tile(water_clim[calendar_month], (1, 1, n_draws)),
         days,
     )
-    simulated = core.predict(inputs)  # (T, 4, B * D)
+    simulated = core.predict(core_in)  # (T, 4, U * D)
     return np.stack(
-        [np.transpose(simulated[:, :, d * n_bands : (d + 1) * n_bands], (0, 2, 1)) for d in range(n_draws)]
+        [np.transpose(simulated[:, :, d * n_units : (d + 1) * n_units], (0, 2, 1)) for d in range(n_draws)]
     ).astype(np.float32)
 
 
 def outside_training_range(
-    history: BandGrid, train: np.ndarray, scenario: BandGrid, rows: np.ndarray, names: tuple[str, ...]
+    history: UnitGrid, train: np.ndarray, scenario: UnitGrid, rows: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, float]:
-    """Per variable: the share of (month, band) values of the scenario months ``rows`` outside
-    the training months' [min, max] of the same band and calendar month."""
+    """Per variable: the share of (month, unit) values of the scenario months ``rows`` outside
+    the training months' [min, max] of the same unit and calendar month."""
     out = {}
     for name in names:
         values = history.select((name,))[..., 0]
@@ -197,9 +233,10 @@ def outside_training_range(
 class ScenarioMembers:
     """Every ensemble member's drivers and core run under one scenario.
 
-    ``months`` (T,) datetime64[M]; ``drivers`` (D, T, B, V) in ``driver_names`` order and
-    ``core`` (D, T, B, 4) degC, float32, one per bias-correction draw; ``bias_method`` (D,) the
-    correction each draw starts from (draw 0: the first method, unperturbed).
+    ``months`` (T,) datetime64[M]; ``drivers`` (D, T, U, V) in ``driver_names`` order and
+    ``core`` (D, T, U, 4) degC, float32, one per bias-correction draw; ``bias_method`` (D,) the
+    correction each draw starts from (draw 0: the first method, unperturbed); ``units`` (U,) the
+    unit ids of the unit axis.
     """
 
     months: np.ndarray
@@ -207,6 +244,7 @@ class ScenarioMembers:
     core: np.ndarray
     bias_method: tuple[str, ...]
     driver_names: tuple[str, ...]
+    units: np.ndarray
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as handle:  # a file object stops np.savez from appending '.npz'
@@ -217,6 +255,7 @@ class ScenarioMembers:
                 core=self.core,
                 driver_names=np.asarray(self.driver_names, dtype=np.str_),
                 bias_method=np.asarray(self.bias_method, dtype=np.str_),
+                units=self.units,
             )
 
     @classmethod
@@ -228,17 +267,26 @@ class ScenarioMembers:
                 core=stored["core"],
                 bias_method=tuple(stored["bias_method"].tolist()),
                 driver_names=tuple(stored["driver_names"].tolist()),
+                units=stored["units"],
             )
+
+    def select(self, draw: int, names: tuple[str, ...]) -> np.ndarray:
+        """(T, U, len(names)) drivers of member ``draw`` in the order asked for."""
+        missing = [n for n in names if n not in self.driver_names]
+        if missing:
+            raise KeyError(f"scenario members have no {missing}; they hold {list(self.driver_names)}")
+        return self.drivers[draw][..., [self.driver_names.index(n) for n in names]]
 
 
 def build_members(
-    corrected: BandGrid,
-    raw_runs: dict[str, BandGrid],
+    corrected: UnitGrid,
+    raw_runs: dict[str, UnitGrid],
     scenario: str,
-    history: BandGrid,
+    history: UnitGrid,
     train: np.ndarray,
     core: ThermalCore,
     calendar: str,
+    inputs: ModelInputs,
     methods: Sequence[str] = BIAS_METHODS,
     draws: int = 1,
     seed: int = catalog.DEFAULT_SEED,
@@ -247,32 +295,36 @@ def build_members(
     ``raw_runs[scenario]``; every run of the model pools the mean-delta correction's means),
     corrected by ``methods`` in turn with bootstrap draws 0..draws-1, and the fitted ``core``
     run on each with the training months' (``train`` of ``history``) water climatology, in the
-    climate model's own ``calendar``."""
+    climate model's own ``calendar``. Every grid is over the same units, in the same order."""
     unknown = sorted(set(methods) - set(BIAS_METHODS))
     if unknown or not methods:
         raise ValueError(f"bias methods must be one or more of {BIAS_METHODS}; got {list(methods)}")
+    for name, grid in (("raw", raw_runs[scenario]), ("reanalysis", history)):
+        if not np.array_equal(grid.units, corrected.units):
+            raise ValueError(f"the {name} grid's units differ from the corrected scenario's")
     raw = raw_runs[scenario]
     corrections = {
         "qdm": lambda: corrected,
-        "mean_delta": lambda: mean_delta_correction(raw, history, corrected, list(raw_runs.values())),
+        "mean_delta": lambda: mean_delta_correction(raw, history, corrected, inputs, list(raw_runs.values())),
     }
-    drivers = member_drivers([corrections[name]() for name in methods], history, raw, draws, seed)
+    drivers = member_drivers([corrections[name]() for name in methods], history, raw, draws, seed, inputs)
     days = days_in_month(corrected.months, calendar)
     water = water_climatology(history, train)
-    cores = member_cores(core, drivers, corrected.names, corrected.calendar_month, water, days)
+    cores = member_cores(core, drivers, corrected.names, corrected.calendar_month, water, days, inputs)
     drawn = tuple(methods[k % len(methods)] for k in range(draws))
-    return ScenarioMembers(corrected.months, drivers, cores, drawn, corrected.names)
+    return ScenarioMembers(corrected.months, drivers, cores, drawn, corrected.names, corrected.units)
 
 
 def training_range_shares(
-    history: BandGrid, train: np.ndarray, corrected: BandGrid, members: ScenarioMembers, scaler
+    history: UnitGrid, train: np.ndarray, corrected: UnitGrid, members: ScenarioMembers, scaler
 ) -> tuple[dict[str, float], dict[str, float]]:
     """How far the projection months (2024 on) leave the training range: per driver, the share
-    of the quantile-mapped scenario's values outside the training months' range of their band
+    of the quantile-mapped scenario's values outside the training months' range of their unit
     and calendar month (physical); per network channel, the share ``scaler``
     (``ml.residual.ResidualScaler``) clips in the unperturbed draw 0 (what the networks see)."""
     projected = corrected.rows(catalog.month64(catalog.PROJECTION_FIRST_MONTH), corrected.months[-1])
-    physical = outside_training_range(history, train, corrected, projected, corrected.names)
+    physical = outside_training_range(history, train, corrected, projected, scaler.drivers)
     calendar = corrected.calendar_month[projected]
-    clipped = scaler.out_of_range_share(members.drivers[0][projected], members.core[0][projected], calendar)
+    drivers = members.select(0, scaler.drivers)[projected]
+    clipped = scaler.out_of_range_share(drivers, members.core[0][projected], calendar)
     return physical, clipped

@@ -2,9 +2,8 @@
 
 A kernel is a plain function of one tile's arrays (time, cell, variable), coarse on purpose: all
 variables of the tile and its whole time axis in one task (fine-grained dask graphs were slower
-than numpy here). The cells of a tile are fitted side by side as the bands are
-(``ml.thermal_core`` vectorises over columns), so a tile costs about what a band batch of the
-same size costs.
+than numpy here). Each cell of a tile is fitted on its own
+(``ThermalCore.fit_each``), so a cell's parameters do not depend on the tile it was cut into.
 """
 
 from __future__ import annotations
@@ -14,12 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ml.band_arrays import BandGrid, days_in_month
-from ml.scenario_members import CORE_DRIVERS, core_inputs, water_climatology
+from ml.model_inputs import ModelInputs
+from ml.scenario_members import core_drivers, core_inputs, water_climatology
 from ml.thermal_core import FIT_ITERATIONS, ThermalCore
+from ml.unit_arrays import UnitGrid, days_in_month
 from sources import catalog
 
-CORE_VARIABLES: tuple[str, ...] = CORE_DRIVERS + catalog.WATER_CONTENT + catalog.TARGETS
+CORE_MODEL_INPUTS = ModelInputs.every_driver()  # ERA5-Land cells have every driver
+CORE_VARIABLES: tuple[str, ...] = core_drivers(CORE_MODEL_INPUTS) + catalog.WATER_CONTENT + catalog.TARGETS
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +46,7 @@ class TileSeries:
             i = int(np.argmax(step != 1))
             raise ValueError(f"tile {self.tile}: months jump from {self.months[i]} to {self.months[i + 1]}")
 
-    def grid(self, names: tuple[str, ...]) -> BandGrid:
+    def grid(self, names: tuple[str, ...]) -> UnitGrid:
         """The variables ``names`` as a (T, cell, V) grid, each cell one column of the core; an
         error names the tile, variable, cell and month of a missing or non-finite value."""
         missing = [n for n in names if n not in self.names]
@@ -59,7 +60,7 @@ class TileSeries:
                 f"tile {self.tile}: {names[v]} is not finite in cell {int(self.cells[c])}, month {self.months[t]} "
                 f"({int(bad.sum())} value(s) like it)"
             )
-        return BandGrid(np.asarray(self.months, dtype="datetime64[M]"), values, tuple(names))
+        return UnitGrid(np.asarray(self.months, dtype="datetime64[M]"), values, tuple(names), np.asarray(self.cells))
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +128,9 @@ def fit_tile_core(
     if train.sum() < 12:
         raise ValueError(f"tile {series.tile}: {int(train.sum())} training month(s) up to {last}; the fit needs 12+")
     observed = np.transpose(grid.select(catalog.TARGETS), (0, 2, 1))  # (T, layer, cell)
-    inputs = core_inputs(grid, water_climatology(grid, train), days_in_month(grid.months, "standard"))
+    inputs = core_inputs(
+        grid, water_climatology(grid, train), days_in_month(grid.months, "standard"), CORE_MODEL_INPUTS
+    )
     t_start = observed[:12].mean(axis=(0, 1))
     core = ThermalCore().fit_each(inputs, observed, train, t_start=t_start, max_iterations=max_iterations)
     run = core.predict(inputs, t_start=t_start)  # (T, layer, cell)

@@ -10,7 +10,7 @@ Choices made here, so every architecture is trained the same way:
   reproducible from ``TrainingConfig`` and the hyperparameters alone (on one device).
 * The network learns the training-statistics z-scores of the four soil temperatures; only
   ``predict`` turns them back into degC.
-* Validation is the last ``validation_fraction`` of the training TARGET MONTHS (every band
+* Validation is the last ``validation_fraction`` of the training TARGET MONTHS (every unit
   of those months), never a random subset: a random subset would hold months sandwiched
   between training months, and early stopping would pick an over-optimistic epoch.
 * ``EarlyStopping(restore_best_weights=True)`` on the validation loss (on the training loss
@@ -137,7 +137,7 @@ def validation_split(windows: WindowSet, fraction: float) -> tuple[np.ndarray, n
     """Indices of the fitting and the validation windows: validation = the latest target months.
 
     ``round(fraction * months)`` distinct target months (at least one when ``fraction`` > 0)
-    go to validation, with every band's window for those months; at least one month stays
+    go to validation, with every unit's window for those months; at least one month stays
     for fitting. Both index arrays are ascending.
     """
     months = np.unique(windows.target_month.astype("datetime64[M]"))
@@ -157,11 +157,13 @@ def train_model(
     stats: NormalizationStats,
     config: TrainingConfig | None = None,
     hyperparameters: dict | None = None,
+    n_units: int | None = None,
 ) -> TrainedModel:
     """Fit ``architecture`` (a key of ``ml.architectures.ARCHITECTURES``) on ``train``.
 
     ``train`` holds normalised inputs and degC targets built with ``stats``; the targets are
-    normalised here with ``stats``.
+    normalised here with ``stats``. The unit embedding has ``n_units`` rows (default: the
+    largest unit position of the windows plus one).
     """
     config = config or TrainingConfig()
     if train.y is None:
@@ -170,7 +172,7 @@ def train_model(
     device = accelerator()
     policy = precision_policy(device)
     keras.utils.set_random_seed(config.seed)
-    spec = InputSpec(n_features=train.x.shape[2], window=train.window)
+    spec = InputSpec(n_features=train.x.shape[2], window=train.window, n_units=n_units or int(train.unit.max()) + 1)
     model = compile_model(build_for_precision(architecture, spec, hyperparameters, policy), config.learning_rate)
 
     fit_index, validation_index = validation_split(train, config.validation_fraction)
@@ -301,7 +303,7 @@ def _float32_copy(
 
 
 def _model_inputs(windows: WindowSet) -> dict[str, np.ndarray]:
-    return {"x": np.asarray(windows.x, dtype=np.float32), "band": np.asarray(windows.band, dtype=np.int32)}
+    return {"x": np.asarray(windows.x, dtype=np.float32), "unit": np.asarray(windows.unit, dtype=np.int32)}
 
 
 def _check_features(windows: WindowSet, stats: NormalizationStats, what: str) -> None:

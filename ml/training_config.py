@@ -27,6 +27,9 @@ DESIGNS = ("residual", "paper")
 # model's runs over the overlap. Here, with the other run settings, so the run config can check it
 # without loading the modelling code.
 BIAS_METHODS: tuple[str, ...] = ("qdm", "mean_delta")
+# The share of series groups of spatial units the spatial hold-out keeps from training
+# (ml.spatial_holdout), here so the run config can check it without loading the modelling code.
+HELD_OUT_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,13 @@ class TrainingConfig:
     bound: float = field(
         default=2.0,
         metadata={"description": "residual design: largest correction, in training residual standard deviations"},
+    )
+    use_search: bool = field(
+        default=True,
+        metadata={
+            "description": "residual design: train with the hyperparameters and learning rate hyperparameter_search "
+            "found, where a search has run for the architecture (its trials > 0); the defaults otherwise"
+        },
     )
 
     def __post_init__(self) -> None:

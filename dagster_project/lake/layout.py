@@ -56,6 +56,7 @@ class Table:
 HISTORY_MART = Table("marts", "fct_band_month_features")
 SCENARIO_MART = Table("marts", "fct_scenario_band_month_features")
 SOIL_WATER_SHARES = Table("intermediate", "int_era5_land_soil_water_shares")
+UNITS_DIMENSION = Table("marts", "dim_spatial_units")
 
 
 # Views over the lake's outputs, for users (README "Querying the outputs"): the view, the assets
@@ -77,6 +78,17 @@ OUTPUT_VIEWS: dict[Table, OutputView] = {
     ),
     Table("evaluation", "model_evaluation"): OutputView(
         "model_evaluation", "test-year scores of every model and baseline", lambda layout: layout.model_evaluation()
+    ),
+    Table("evaluation", "spatial_holdout_evaluation"): OutputView(
+        "spatial_holdout_evaluation",
+        "scores on held-out whole units (basins) of models trained on the others",
+        lambda layout: layout.spatial_holdout().scores,
+    ),
+    Table("evaluation", "hyperparameter_search"): OutputView(
+        # the search holds no warehouse slot for its (long) run: the evaluation, which follows it, (re)defines the view
+        "hyperparameter_search model_evaluation",
+        "hyperparameter search per architecture: every trial, the default and the best",
+        lambda layout: layout.search_trials("*"),
     ),
     Table("evaluation", "feature_importance"): OutputView(
         "feature_importance", "SHAP importance per model and input", lambda layout: layout.feature_importance()
@@ -134,6 +146,12 @@ class ThermalCoreFiles:
     folder: LakePath
     parameters: LakePath
     history: LakePath
+
+
+@dataclass(frozen=True)
+class SpatialHoldoutFiles:
+    scores: LakePath
+    split: LakePath
 
 
 @dataclass(frozen=True)
@@ -215,6 +233,20 @@ class LakeLayout:
     def model_evaluation(self) -> LakePath:
         return self.root / "evaluation" / "model_evaluation.parquet"
 
+    def spatial_holdout(self) -> SpatialHoldoutFiles:
+        folder = self.root / "evaluation"
+        return SpatialHoldoutFiles(
+            folder / "spatial_holdout_evaluation.parquet", folder / "spatial_holdout_split.parquet"
+        )
+
+    def hyperparameter_search(self, architecture: str) -> LakePath:
+        """The search's record of one architecture (best hyperparameters), which trained_models reads."""
+        return self.root / "models" / "hyperparameter_search" / f"{architecture}.json"
+
+    def search_trials(self, architecture: str) -> LakePath:
+        """The search's trials of one architecture (`*`: every architecture's, for the view)."""
+        return self.root / "evaluation" / "hyperparameter_search" / f"{architecture}.parquet"
+
     def feature_importance(self) -> LakePath:
         return self.root / "evaluation" / "feature_importance.parquet"
 
@@ -275,6 +307,8 @@ class LakeLayout:
             "thermal_core": lambda: [self.thermal_core().parameters, self.thermal_core().history],
             "trained_models": lambda: [self.model_folder(partition)],
             "model_evaluation": lambda: [self.model_evaluation(), self.figure("observed_vs_predicted")],
+            "spatial_holdout_evaluation": lambda: [self.spatial_holdout().scores, self.spatial_holdout().split],
+            "hyperparameter_search": lambda: [self.hyperparameter_search(partition), self.search_trials(partition)],
             "soil_temperature_projections": lambda: [
                 self.projections("parquet"),
                 self.projections("nc"),
@@ -308,8 +342,10 @@ class LakeLayout:
             "training_windows",
             "scenario_windows",
             "thermal_core",
+            "hyperparameter_search",
             "trained_models",
             "model_evaluation",
+            "spatial_holdout_evaluation",
             "soil_temperature_projections",
             "active_layer_thickness",
             "feature_importance",

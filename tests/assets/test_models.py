@@ -18,6 +18,7 @@ from dagster_project import settings
 from dagster_project.definitions import defs
 from dagster_project.lake import LakeLayout
 from dagster_project.resources import SourcesResource, build_resources
+from ml.unit_arrays import Units
 from sources import catalog, demo
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -35,6 +36,8 @@ def _with_features(frame: pl.DataFrame) -> pl.DataFrame:
     static.update({name: 1300.0 if name.startswith("bulk") else 10.0 for name in catalog.SOIL_PROPERTY_FEATURES})
     month = pl.col("month").dt.month()
     return frame.with_columns(
+        pl.col("band").cast(pl.Int64).alias("unit"),  # the bands are the spatial units
+        pl.col("band").cast(pl.Int64).alias("nearest_band"),
         pl.col("band").cast(pl.Int32),
         pl.col("month").dt.year().alias("year"),
         (2 * np.pi * month / 12.0).sin().alias("month_sin"),
@@ -63,13 +66,15 @@ def _write_marts(config: settings.Settings) -> None:
         frame.with_columns(pl.lit(scenario).alias("scenario")).write_parquet(path)
     scenario_mart = pl.concat([f.with_columns(pl.lit(s).alias("scenario")) for s, f in scenarios.items()])
     calendars = pl.DataFrame({"experiment": list(catalog.RCP_EXPERIMENTS), "calendar": demo.CMIP_CALENDAR})
+    units = Units.bands().frame
     config.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(config.warehouse_path)) as con:
         for schema in ("marts", "raw"):
             con.execute(f"create schema {schema}")
         for name, frame in (
             ("marts.fct_band_month_features", history),
-            ("marts.fct_scenario_band_month_features", scenario_mart),
+            ("marts.fct_scenario_band_month_features", scenario_mart.drop("unit", "nearest_band")),
+            ("marts.dim_spatial_units", units),
             ("raw.cmip5_monthly", calendars),
         ):
             con.register("frame", frame.to_arrow())
@@ -114,6 +119,7 @@ def model_lake(tmp_path_factory):
     metadata.update(
         run(["scenario_windows"], tags={RANGE_START: "rcp26", RANGE_END: "rcp85"}, run_config=config_draws)[0]
     )
+    metadata.update(run(["hyperparameter_search"], partition_key="gru")[0])  # off by default
     training = {"ops": {"trained_models": {"config": {"seeds": SEEDS, "epochs": 2}}}}
     metadata.update(run(["trained_models"], partition_key="gru", run_config=training)[0])
     paper = {"ops": {"trained_models": {"config": {"design": "paper", "seeds": 1, "epochs": 1}}}}
@@ -123,6 +129,7 @@ def model_lake(tmp_path_factory):
     rest, result = run(
         [
             "model_evaluation",
+            "spatial_holdout_evaluation",
             "soil_temperature_projections",
             "active_layer_thickness",
             "feature_importance",
@@ -191,8 +198,18 @@ def test_evaluation_scores_every_model_and_baseline_and_checks_them(model_lake):
     assert observed == ["damped_persistence", "persistence"]
     climatology = table.filter(pl.col("model") == "climatology")
     assert (climatology["skill"] == 0.0).all()
-    assert "every_architecture_10pct_below_climatology" in metadata["model_evaluation"]["targets"].value
+    targets = metadata["model_evaluation"]["targets"].value
+    assert "every_architecture_15pct_below_climatology_every_layer" in targets and len(targets["per_layer"]) == 4
+    assert "gru" in metadata["model_evaluation"]["paper_table_2"].value["table_2"]
     assert metadata["model_evaluation"]["designs"].value == {"gru": "residual", "tcn": "paper"}
+    # on the band demo every unit is a band: the unit scope repeats the band scope
+    units = table.filter(pl.col("scope") == "unit", pl.col("member").is_null(), pl.col("model") == "gru")
+    bands = table.filter(pl.col("scope") == "band", pl.col("member").is_null(), pl.col("model") == "gru")
+    assert units["unit"].to_list() == bands["band"].to_list() == list(range(6))
+    assert units["rmse"].to_list() == pytest.approx(bands["rmse"].to_list())
+    # the hyperparameters each trained with, no search having run
+    gru_rows = table.filter(pl.col("model") == "gru")
+    assert gru_rows["searched"].unique().to_list() == [False] and '"units": 16' in gru_rows["hyperparameters"][0]
     check = checks["models_beat_best_baseline"]
     assert "best_baseline" in check.metadata and check.severity.value == "WARN"
 
@@ -223,7 +240,8 @@ def test_active_layer_from_the_profile_and_importance_in_kelvin(model_lake):
     assert alt.filter(pl.col("flag") == "all_thawed")["alt_m"].max() == pytest.approx(2.89)
     assert 0.0 <= metadata["active_layer_thickness"]["reanalysis_censored_bands_2_5"].value <= 1.0
     importance = pl.read_parquet(layout.feature_importance())
-    assert importance["unit"].unique().to_list() == ["K"]
+    assert importance["physical_unit"].unique().to_list() == ["K"]
+    assert importance["unit"].null_count() == importance.height  # pooled over every unit
     counts = dict(importance.group_by("model").len().iter_rows())
     assert counts == {"gru": 18, "tcn": 33}  # residual channels; the paper's 33 features with year and z
 
@@ -258,3 +276,15 @@ def test_validation_says_so_and_writes_nothing_on_a_source_without_truth(tmp_pat
     assert result.metadata["status"] == "skipped"
     assert "band_table" in result.metadata["reason"] and "no truth" in result.metadata["reason"]
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_a_search_that_is_off_records_so_and_the_spatial_hold_out_skips_the_bands(model_lake):
+    layout, metadata, _ = model_lake
+    search = metadata["hyperparameter_search"]
+    assert search["searched"].value is False and "not searched" in search["reason"].value
+    trials = pl.read_parquet(layout.search_trials("gru"))
+    assert trials.height == 1 and trials["searched"].to_list() == [False]
+    holdout = metadata["spatial_holdout_evaluation"]
+    assert holdout["status"].value == "skipped" and "latitude bands" in holdout["reason"].value
+    assert not layout.spatial_holdout().scores.exists()

@@ -4,7 +4,14 @@ import pytest
 from dagster import asset, materialize
 from pydantic import ValidationError
 
-from dagster_project.config import BiasCorrectionConfig, ScenarioWindowsConfig, TrainingRunConfig, to_source
+from dagster_project.config import (
+    BiasCorrectionConfig,
+    HyperparameterSearchConfig,
+    ScenarioWindowsConfig,
+    SpatialHoldoutConfig,
+    TrainingRunConfig,
+    to_source,
+)
 from ml import architecture_catalog
 from ml.training_config import TrainingConfig
 
@@ -19,6 +26,9 @@ from ml.training_config import TrainingConfig
         (BiasCorrectionConfig, {"method": "isimip"}, "method"),
         (TrainingRunConfig, {"seeds": 0}, "TrainingConfig.seeds must be a positive int, got 0"),
         (TrainingRunConfig, {"design": "hybrid"}, "TrainingConfig.design must be one of.*'hybrid'"),
+        (HyperparameterSearchConfig, {"trials": -1}, r"trials must be >= 0 \(0: no search\), got -1"),
+        (HyperparameterSearchConfig, {"timeout_seconds": 0}, "timeout_seconds must be positive, got 0"),
+        (SpatialHoldoutConfig, {"share": 1.0}, "share must be between 0 and 1, got 1.0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_field_and_value(config, values, message):
@@ -28,6 +38,7 @@ def test_a_bad_value_is_refused_naming_field_and_value(config, values, message):
 
 def test_defaults_hold_one_draw_per_network_and_fill_the_training_dataclass():
     assert ScenarioWindowsConfig().bias_draws == len(architecture_catalog.names()) * TrainingConfig().seeds == 25
+    assert HyperparameterSearchConfig().trials == 0  # the search is off unless asked for
     assert ScenarioWindowsConfig(bias_methods=["mean_delta"]).bias_methods == ["mean_delta"]
     assert to_source(TrainingRunConfig(seeds=2, epochs=3), TrainingConfig) == TrainingConfig(seeds=2, epochs=3)
 

@@ -20,7 +20,7 @@ def synthetic_windows(
     y = LAYER_MEAN + LAYER_AMPLITUDE * driver[:, None] + noise * rng.standard_normal((n, 4))
     return WindowSet(
         x=x,
-        band=np.repeat(np.arange(n_bands), n_months).astype(np.int32),
+        unit=np.repeat(np.arange(n_bands), n_months).astype(np.int32),
         y=y.astype(np.float32),
         target_month=np.tile(np.datetime64(first, "M") + np.arange(n_months), n_bands),
         feature_names=features,

@@ -169,19 +169,21 @@ def test_thickness_table_of_the_reanalysis_and_every_projection():
     from ml.projections import with_ensemble
 
     history = pl.concat(
-        conduction_year(mean=1.0 - band, amplitude=8.0, damping=1.0, year=2020, band=band) for band in (2, 3)
+        conduction_year(mean=1.0 - band, amplitude=8.0, damping=1.0, year=2020, unit=band, band=band) for band in (2, 3)
     )
     members = pl.concat(
-        conduction_year(mean=m - band, amplitude=8.0, damping=1.0, year=year, band=band).with_columns(
+        conduction_year(mean=m - band, amplitude=8.0, damping=1.0, year=year, unit=band, band=band).with_columns(
             pl.lit("rcp85").alias("scenario"), pl.lit("gru").alias("model"), pl.lit(m).cast(pl.Int64).alias("member")
         )
         for m in (0, 1)
         for band in (2, 3)
         for year in (2023, 2030)
     )
-    projections = with_ensemble(members.select("scenario", "model", "member", "band", "month", *catalog.TARGETS))
+    projections = with_ensemble(
+        members.select("scenario", "model", "member", "unit", "band", "month", *catalog.TARGETS)
+    )
     table = active_layer.thickness_table(projections, history)
-    assert table.columns == ["scenario", "model", "member", "band", "year", "alt_m", "flag", "n_months"]
+    assert table.columns == ["scenario", "model", "member", "unit", "band", "year", "alt_m", "flag", "n_months"]
     reanalysis = table.filter(pl.col("scenario") == "reanalysis")
     assert reanalysis["model"].unique().to_list() == ["era5_land"] and reanalysis["member"].unique().to_list() == [0]
     assert reanalysis.select("band", "alt_m").equals(

@@ -1,4 +1,4 @@
-"""The five architectures: shapes, learning, .keras round trip, band embedding, causality, positions."""
+"""The five architectures: shapes, learning, .keras round trip, unit embedding, causality, positions."""
 
 import re
 from pathlib import Path
@@ -26,15 +26,15 @@ def seeded():
 def _shuffle_all_but_last_month(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Same months in another order, the last month kept last (the Transformer also reads it out)."""
     order = np.r_[np.arange(SPEC.window - 2, -1, -1), SPEC.window - 1]
-    return {"x": inputs["x"][:, order, :].copy(), "band": inputs["band"]}
+    return {"x": inputs["x"][:, order, :].copy(), "unit": inputs["unit"]}
 
 
 def _windows(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Random normalised windows; the target is learnable: the last month of channels 0-3."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, SPEC.window, N_FEATURES)).astype("float32")
-    band = rng.integers(0, SPEC.n_bands, n).astype("int32")
-    return {"x": x, "band": band}, x[:, -1, :4].copy()
+    unit = rng.integers(0, SPEC.n_units, n).astype("int32")
+    return {"x": x, "unit": unit}, x[:, -1, :4].copy()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -78,17 +78,17 @@ def test_keras_file_reloads_without_unsafe_mode(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_band_embedding_changes_the_prediction(name):
+def test_unit_embedding_changes_the_prediction(name):
     model = build_model(name, SPEC)
-    embedding = model.get_layer(architectures.BAND_EMBEDDING_LAYER)
+    embedding = model.get_layer(architectures.UNIT_EMBEDDING_LAYER)
     assert isinstance(embedding, keras.layers.Embedding)
-    assert (embedding.input_dim, embedding.output_dim) == (SPEC.n_bands, SPEC.embedding_dim)
-    rows = np.linspace(-1.0, 1.0, SPEC.n_bands * SPEC.embedding_dim, dtype="float32")
-    embedding.set_weights([rows.reshape(SPEC.n_bands, SPEC.embedding_dim)])
+    assert (embedding.input_dim, embedding.output_dim) == (SPEC.n_units, SPEC.embedding_dim)
+    rows = np.linspace(-1.0, 1.0, SPEC.n_units * SPEC.embedding_dim, dtype="float32")
+    embedding.set_weights([rows.reshape(SPEC.n_units, SPEC.embedding_dim)])
     inputs, _ = _windows(1)
     same_x = np.repeat(inputs["x"], 2, axis=0)
 
-    out = model.predict({"x": same_x, "band": np.array([0, 5], dtype="int32")}, verbose=0)
+    out = model.predict({"x": same_x, "unit": np.array([0, 5], dtype="int32")}, verbose=0)
 
     assert np.abs(out[0] - out[1]).max() > 1e-4
 
@@ -97,7 +97,7 @@ def test_tcn_conv_stack_is_causal():
     model = build_model("tcn", SPEC)
     stack = keras.Model(model.inputs, model.get_layer(architectures.TCN_STACK_OUTPUT_LAYER).output)
     inputs, _ = _windows(2)
-    perturbed = {"x": inputs["x"].copy(), "band": inputs["band"]}
+    perturbed = {"x": inputs["x"].copy(), "unit": inputs["unit"]}
     step = 15
     perturbed["x"][:, step, :] += 5.0
 
@@ -113,7 +113,7 @@ def test_tcn_conv_stack_is_causal():
 def test_tcn_prediction_depends_on_the_last_month():
     model = build_model("tcn", SPEC)
     inputs, _ = _windows(2)
-    changed = {"x": inputs["x"].copy(), "band": inputs["band"]}
+    changed = {"x": inputs["x"].copy(), "unit": inputs["unit"]}
     changed["x"][:, -1, :] += 5.0
     assert np.abs(model.predict(changed, verbose=0) - model.predict(inputs, verbose=0)).max() > 1e-4
 

@@ -28,7 +28,7 @@ def history(bands=(0, 3), slope=0.0) -> pl.DataFrame:
         values = seasonal(b, MONTHS) + slope * index[:, None]
         frames.append(
             pl.DataFrame(
-                {"band": np.full(len(MONTHS), b, dtype=np.int32), "month": MONTHS.astype("datetime64[D]")}
+                {"unit": np.full(len(MONTHS), b, dtype=np.int32), "month": MONTHS.astype("datetime64[D]")}
                 | {name: values[:, k] for k, name in enumerate(catalog.TARGETS)}
             ).with_columns(pl.col("month").cast(pl.Date))
         )
@@ -81,13 +81,13 @@ def test_climatology_ignores_test_years():
 
 def test_climatology_unknown_band_raises():
     model = baselines.climatology(history(bands=(0,)))
-    with pytest.raises(ValueError, match="band 5"):
+    with pytest.raises(ValueError, match="unit 5"):
         model.predict(np.array([5]), np.array(["2020-01"], dtype="datetime64[M]"))
 
 
 def test_persistence_missing_month_names_band_and_month():
-    frame = history().filter(~((pl.col("band") == 3) & (pl.col("month") == dt.date(2018, 3, 1))))
-    with pytest.raises(ValueError, match=r"band 3 month 2018-03"):
+    frame = history().filter(~((pl.col("unit") == 3) & (pl.col("month") == dt.date(2018, 3, 1))))
+    with pytest.raises(ValueError, match=r"unit 3 month 2018-03"):
         baselines.persistence_predict(frame, np.array([0, 3]), np.array(["2019-03", "2019-03"], dtype="datetime64[M]"))
     # band 0 still has 2018-03
     out = baselines.persistence_predict(frame, np.array([0]), np.array(["2019-03"], dtype="datetime64[M]"))
@@ -110,8 +110,8 @@ def test_ridge_recovers_linear_relation_with_small_alpha():
     model = baselines.RidgeBaseline().fit(x[:200], band[:200], y[:200], alpha=1e-9)
     # held-out windows predicted exactly
     np.testing.assert_allclose(model.predict(x[200:], band[200:]), y[200:], atol=1e-6)
-    # coefficients: only the last step carries weight; one intercept row per band 0, 1, 2
-    assert model.bands.tolist() == [0, 1, 2]
+    # coefficients: only the last step carries weight; one intercept row per unit 0, 1, 2
+    assert model.units.tolist() == [0, 1, 2]
     coef = model.coef.reshape(3, 2, 4)
     np.testing.assert_allclose(coef[-1], a, atol=1e-6)
     np.testing.assert_allclose(coef[:-1], 0.0, atol=1e-6)

@@ -45,6 +45,7 @@ def _climate(months: list[date], rng: np.random.Generator, *, model: bool, warmi
     dark = (band >= 4) & np.isin(calendar, [12, 1])
     r_solar = np.where(dark, 0.0, np.maximum(0.0, 2.5e8 + 2.3e8 * season + rng.normal(0, 2e7, n)))
     columns = {
+        "unit": band.astype(np.int64),  # the bands as spatial units
         "band": band.astype(np.int32),
         "month": pl.Series(month.tolist(), dtype=pl.Date),
         "t_air": t_air,
@@ -255,7 +256,7 @@ def test_bias_correction_figure_is_a_png(tmp_path, reference, scenarios, correct
         reference,
         scenarios["rcp85"],
         corrections[("rcp85", "qdm")].corrected,
-        band=2,
+        unit=2,
         path=tmp_path / "figures" / "bias_correction_band2.png",
     )
     assert path.exists() and path.stat().st_size > 20_000
@@ -290,4 +291,23 @@ def test_diagnostics_summary_averages_over_bands_per_scenario(corrections):
     assert summary.height == 2 * len(CORRECTED) and summary["scenario"].to_list()[0] == "rcp26"
     t_air = summary.filter(pl.col("scenario") == "rcp85", pl.col("variable") == "t_air").row(0, named=True)
     rows = corrections[("rcp85", "qdm")].diagnostics.filter(pl.col("variable") == "t_air")
-    assert t_air["mad_after"] == pytest.approx(rows["mad_after"].mean()) and t_air["unit"] == "degC"
+    assert t_air["mad_after"] == pytest.approx(rows["mad_after"].mean()) and t_air["physical_unit"] == "degC"
+
+
+def test_only_the_measured_drivers_are_mapped_and_a_derived_one_is_derived_again(reference, scenarios):
+    from ml.bias_correction import correct_scenario
+    from ml.model_inputs import ModelInputs, derived_snowfall
+
+    # a reanalysis with no skin temperature, radiation, turbulent fluxes or snowfall
+    absent = ("t_surface", "r_thermal", "r_solar", "q_latent", "q_sensible", "p_snow")
+    basins = reference.with_columns(pl.lit(None, dtype=pl.Float64).alias(name) for name in absent)
+    inputs = ModelInputs(("t_air", "p_total", "p_snow"), {"p_snow": "from p_total and t_air"})
+    result = correct_scenario(basins, scenarios["rcp85"], n_quantiles=20, inputs=inputs)
+    assert set(result.correction.diagnostics["variable"]) == {"t_air", "p_total", "soil_water_total_kg_m2"}
+    frame = result.frame
+    expected = derived_snowfall(frame["p_total"].to_numpy(), frame["t_air"].to_numpy())
+    np.testing.assert_allclose(frame["p_snow"].to_numpy(), expected, rtol=1e-12)
+    # what is not a model input is the raw scenario's, untouched
+    assert frame["q_latent"].equals(scenarios["rcp85"]["q_latent"])
+    with pytest.raises(ValueError, match="no bias correction is defined for"):
+        bias_correct(basins, scenarios["rcp85"], variables=("t_air", "swe"))

@@ -30,7 +30,7 @@ def test_recovers_a_lagged_response_out_of_sample():
     y = np.zeros((n_months, n_bands, 4))
     y[2:] = 0.8 * x[:-2] + 0.3 * x[2:]  # lags 2 and 0
     y += rng.normal(0, 0.01, y.shape)
-    model = DistributedLagRidge(lags=6, harmonics=0).fit(x, y, calendar, np.arange(n_months) < 180)
+    model = DistributedLagRidge(lags=6, harmonics=0, drivers=("t_air",)).fit(x, y, calendar, np.arange(n_months) < 180)
     predicted = model.predict(x, calendar)
     assert np.sqrt(((predicted - y)[190:] ** 2).mean()) < 0.05
     assert np.allclose(predicted[:5], model.target_clim[calendar[:5]])  # lags before the series: climatology
@@ -42,24 +42,26 @@ def test_predict_before_fit_raises():
 
 
 def test_fitted_on_the_history_it_learns_from_the_training_months_only():
-    from ml.band_arrays import BandGrid
     from ml.distributed_lag import fit_on_history
-    from ml.residual import DRIVERS
+    from ml.unit_arrays import UnitGrid
     from sources import catalog
 
     rng = np.random.default_rng(2)
     months = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"))
-    drivers = rng.normal(size=(len(months), 2, len(DRIVERS)))
+    names = ("t_air", "p_total", "p_snow", "w_0", "w_1", "w_2", "w_3")  # a source without skin temperature
+    drivers = rng.normal(size=(len(months), 2, len(names)))
     targets = 0.5 * drivers[..., :4] + rng.normal(0, 0.1, (len(months), 2, 4))
-    history = BandGrid(months, np.concatenate([drivers, targets], axis=-1), DRIVERS + catalog.TARGETS)
-    model = fit_on_history(history)
+    units = np.array([3, 15])
+    history = UnitGrid(months, np.concatenate([drivers, targets], axis=-1), names + catalog.TARGETS, units)
+    model = fit_on_history(history, names)
+    assert model.drivers == names
     # the test years' soil temperatures changed: the fit does not move
     test_years = months > np.datetime64("2018-12")
     changed = targets.copy()
     changed[test_years] += 5.0
-    other = fit_on_history(BandGrid(months, np.concatenate([drivers, changed], axis=-1), history.names))
+    other = fit_on_history(UnitGrid(months, np.concatenate([drivers, changed], axis=-1), history.names, units), names)
     calendar = history.calendar_month
     assert np.array_equal(model.predict(drivers, calendar), other.predict(drivers, calendar))
     train = ~test_years
-    by_hand = DistributedLagRidge().fit(drivers, targets, calendar, train)
+    by_hand = DistributedLagRidge(drivers=names).fit(drivers, targets, calendar, train)
     assert np.allclose(model.predict(drivers, calendar), by_hand.predict(drivers, calendar))

@@ -66,12 +66,22 @@ def test_skill_per_band_and_per_layer():
     assert gru == pytest.approx([1 - 0.04 / 4] * 4)
 
 
-def test_targets_and_the_baseline_verdict():
-    overall = evaluation.overall_table(evaluation.score(predictions()))
-    targets = evaluation.targets(overall)
-    # tcn (1.5 K) is 25% below climatology, gru 90%: both beyond 10%
-    assert targets["every_architecture_10pct_below_climatology"] is True
-    assert targets["worst_architecture"] == "tcn -25.0%"
+def test_targets_per_layer_and_the_baseline_verdict():
+    table = evaluation.score(predictions())
+    overall = evaluation.overall_table(table)
+    targets = evaluation.layer_targets(table)
+    # in every layer tcn (1.5 K) is 25% below climatology (2 K), gru 90%: both beyond 15%; the
+    # ensemble (2 x 0.2 K and 1.5 K, averaged) more than 25% below
+    assert targets["every_architecture_15pct_below_climatology_every_layer"] is True
+    assert targets["ensemble_25pct_below_climatology_every_layer"] is True
+    assert [row["worst_architecture"] for row in targets["per_layer"]] == ["tcn -25.0%"] * 4
+    assert [row["climatology_rmse"] for row in targets["per_layer"]] == [2.0] * 4
+    # a stricter target: tcn misses it in every layer
+    strict = evaluation.layer_targets(table, architecture_target=0.3)
+    assert strict["every_architecture_30pct_below_climatology_every_layer"] is False
+    assert not any(row["architectures_met"] for row in strict["per_layer"])
+    layers = evaluation.layer_table(table)
+    assert layers.filter(pl.col("model") == "tcn")["vs_climatology_pct"].to_list() == pytest.approx([-25.0] * 4)
     verdict = evaluation.baseline_verdict(overall)
     # the best baseline that projects is the core (1 K): tcn does not beat it
     assert verdict["passed"] is False

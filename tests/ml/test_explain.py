@@ -53,18 +53,18 @@ def test_the_driver_ranks_above_noise(importance):
 
 
 def test_same_seed_same_answer(setup, importance):
-    """The explained windows span both bands, so this also covers the per-band loop."""
+    """The explained windows span both bands, so this also covers the per-unit loop."""
     trained, test = setup
     rng = np.random.default_rng(1)
     _draw(rng, len(test), 20)  # the background draw comes first
-    assert len(set(test.band[_draw(rng, len(test), 4)])) == 2
+    assert len(set(test.unit[_draw(rng, len(test), 4)])) == 2
     again = feature_importance(trained, test, test, max_background=20, max_explained=4, seed=1, samples=SAMPLES)
     assert again.equals(importance)
 
 
 def test_rejects_windows_with_other_features(setup):
     trained, test = setup
-    other = WindowSet(test.x, test.band, test.y, test.target_month, ("t_air",) + FEATURES[1:])
+    other = WindowSet(test.x, test.unit, test.y, test.target_month, ("t_air",) + FEATURES[1:])
     with pytest.raises(ValueError, match="t_air"):
         feature_importance(trained, other, test)
 
@@ -84,7 +84,7 @@ def test_importance_is_in_the_units_of_the_output_scale(setup, importance):
             FEATURES,
             test.x,
             test.x,
-            test.band,
+            test.unit,
             scale,
             max_background=20,
             max_explained=4,

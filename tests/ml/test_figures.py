@@ -9,6 +9,7 @@ import pytest
 from ml import architecture_catalog
 from ml import figures as F
 from ml import projections as P
+from ml.unit_arrays import Units
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,7 +51,7 @@ def projections_frame():
         band = np.repeat(np.arange(6), len(months))
         trend = 0.04 * (month.astype(int) - months[0].astype(int)) / 12.0
         values = np.stack([seasonal(month, band, k) + trend + 0.3 * offset for k in range(4)], axis=1)
-        frames.append(P.projection_frame("rcp85", model, band, month, values, member))
+        frames.append(P.projection_frame("rcp85", model, Units.bands(), band, month, values, member))
     return pl.concat(frames)
 
 

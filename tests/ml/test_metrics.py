@@ -40,7 +40,7 @@ def test_evaluation_table_scopes_and_counts():
     y = np.arange(20, dtype=float).reshape(5, 4)
     p = y + np.arange(4)[None, :]
     table = metrics.evaluation_table(y, p, band, model="toy")
-    assert table.columns == ["model", "scope", "band", "layer", "rmse", "mae", "r2", "n"]
+    assert table.columns == ["model", "scope", "band", "unit", "layer", "rmse", "mae", "r2", "n"]
     assert table["model"].unique().to_list() == ["toy"]
     counts = dict(zip(*table.group_by("scope").len().sort("scope").to_dict(as_series=False).values(), strict=False))
     assert counts == {"overall": 1, "band": 2, "layer": 4, "band_layer": 8}
@@ -71,6 +71,23 @@ def test_evaluation_table_scopes_and_counts():
     assert cell["mae"].to_list() == pytest.approx([2.0])
     # band 4 layer 2: y = 14, 18 -> SS_tot = 8, SS_res = 2 * 4 = 8 -> r2 = 0
     assert cell["r2"].to_list() == pytest.approx([0.0])
+
+
+def test_units_get_a_scope_of_their_own_and_units_outside_the_bands_one_group():
+    # basins 3 and 5 in band 1, basin 308 outside every band (-1): a band group of its own
+    band = np.array([1, 1, -1, -1])
+    unit = np.array([3, 5, 308, 308])
+    y = np.zeros((4, 4))
+    p = y + np.array([1.0, 3.0, 2.0, 2.0])[:, None]
+    table = metrics.evaluation_table(y, p, band, model="toy", unit=unit)
+    bands = table.filter(pl.col("scope") == "band").sort("band", nulls_last=True)
+    assert bands["band"].to_list() == [1, None] and bands["unit"].null_count() == 2
+    assert bands["rmse"].to_list() == pytest.approx([math.sqrt(5.0), 2.0])
+    units = table.filter(pl.col("scope") == "unit").sort("unit")
+    assert units["unit"].to_list() == [3, 5, 308] and units["band"].null_count() == 3
+    assert units["rmse"].to_list() == pytest.approx([1.0, 3.0, 2.0]) and units["n"].to_list() == [4, 4, 8]
+    # without ids there is no unit scope
+    assert "unit" not in metrics.evaluation_table(y, p, band, model="toy")["scope"].to_list()
 
 
 def test_evaluation_table_rejects_mismatched_band():

@@ -4,7 +4,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.band_arrays import grid_frame
 from ml.perfect_model import (
     TARGETS,
     Signals,
@@ -23,6 +22,7 @@ from ml.perfect_model import (
     worst_members,
 )
 from ml.projections import ENSEMBLE_MODEL
+from ml.unit_arrays import Units, grid_frame
 from sources import catalog
 
 YEARS = np.repeat(np.arange(2019, 2101), 12)
@@ -117,9 +117,9 @@ def test_targets_are_judged_and_the_worst_member_named():
 
 
 def band_frame(values: np.ndarray, first: str = "2019-01") -> pl.DataFrame:
-    """(T, B, 4) soil temperatures as a band-month frame from ``first``."""
+    """(T, B, 4) soil temperatures as a band-month frame from ``first`` (the bands as units)."""
     months = np.datetime64(first) + np.arange(len(values))
-    return grid_frame(months, values, catalog.TARGETS)
+    return grid_frame(months, values, catalog.TARGETS, Units.bands())
 
 
 def test_frames_become_runs_over_the_validation_months():
@@ -160,7 +160,7 @@ def test_figure_series_and_water_tails_of_the_validation():
                 pl.lit(m).cast(pl.Int64).alias("member"),
             )
             for m, offset in enumerate((-1.0, 1.0))
-        ).select("scenario", "model", "member", "band", "month", *catalog.TARGETS)
+        ).select("scenario", "model", "member", "unit", "band", "month", *catalog.TARGETS)
     )
     series = figure_series(projections, {"rcp26": truth}, history, band=1, layer=3)
     assert series.columns == ["scenario", "source", "year", "value", "q05", "q95"]

@@ -13,8 +13,10 @@ import pytest
 import xarray as xr
 
 from ml import projections as P
+from ml.unit_arrays import Units
 from sources import catalog
 
+UNITS = Units.bands()  # unit positions are band ids
 MONTHS = np.arange(np.datetime64("2024-01"), np.datetime64("2025-01"))  # 12 months
 
 
@@ -23,7 +25,7 @@ def constant_frame(scenario, model, value, bands=(0, 1), months=MONTHS, layer_st
     band = np.repeat(np.asarray(bands), len(months))
     month = np.tile(months, len(bands))
     values = np.full((len(band), 4), float(value)) + layer_step * np.arange(4)
-    return P.projection_frame(scenario, model, band, month, values, member)
+    return P.projection_frame(scenario, model, UNITS, band, month, values, member)
 
 
 # --- projection_frame -------------------------------------------------------------------
@@ -33,9 +35,9 @@ def test_projection_frame_shape_columns_and_types():
     band = np.array([1, 0, 1])
     month = np.array(["2024-02", "2024-01", "2024-01"], dtype="datetime64[M]")
     values = np.arange(12, dtype=float).reshape(3, 4)
-    frame = P.projection_frame("rcp45", "gru", band, month, values, member=3)
-    assert frame.columns == ["scenario", "model", "member", "band", "month", *catalog.TARGETS]
-    assert frame.shape == (3, 9) and frame["member"].to_list() == [3, 3, 3]
+    frame = P.projection_frame("rcp45", "gru", UNITS, band, month, values, member=3)
+    assert frame.columns == ["scenario", "model", "member", "unit", "band", "month", *catalog.TARGETS]
+    assert frame.shape == (3, 10) and frame["member"].to_list() == [3, 3, 3]
     assert frame.schema["band"] == pl.Int64 and frame.schema["month"] == pl.Date
     # sorted by band then month; the values travel with their rows
     assert frame["band"].to_list() == [0, 1, 1]
@@ -50,11 +52,11 @@ def test_projection_frame_shape_columns_and_types():
     [
         ({"scenario": "rcp99"}, "unknown scenario"),
         ({"model": "ensemble_mean"}, "reserved"),
-        ({"band": np.array([0, 7])}, "unknown bands"),
+        ({"unit": np.array([0, 7])}, "outside the 6 units"),
         ({"predictions": np.ones((2, 3))}, "must be"),
         ({"predictions": np.array([[1.0, np.nan, 1.0, 1.0], [1.0] * 4])}, "non-finite"),
         (
-            {"target_month": np.array(["2024-01", "2024-01"], dtype="datetime64[M]"), "band": np.array([3, 3])},
+            {"target_month": np.array(["2024-01", "2024-01"], dtype="datetime64[M]"), "unit": np.array([3, 3])},
             "more than one row",
         ),
     ],
@@ -63,7 +65,8 @@ def test_projection_frame_rejects(kwargs, message):
     arguments = {
         "scenario": "rcp26",
         "model": "tcn",
-        "band": np.array([0, 1]),
+        "units": UNITS,
+        "unit": np.array([0, 1]),
         "target_month": np.array(["2024-01", "2024-01"], dtype="datetime64[M]"),
         "predictions": np.ones((2, 4)),
     }
@@ -140,7 +143,7 @@ def cf_frame():
     for scenario, model, member in runs:
         band = np.repeat([0, 2], len(MONTHS))
         month = np.tile(MONTHS, 2)
-        frames.append(P.projection_frame(scenario, model, band, month, rng.normal(size=(len(band), 4)), member))
+        frames.append(P.projection_frame(scenario, model, UNITS, band, month, rng.normal(size=(len(band), 4)), member))
     return pl.concat(frames)
 
 
@@ -249,7 +252,7 @@ def century_frame(scenario, model, early, late, band=0):
     months = np.arange(np.datetime64("2079-01"), np.datetime64("2101-01"))
     values = np.where((months.astype("datetime64[Y]").astype(int) + 1970) >= 2081, late, early)
     return P.projection_frame(
-        scenario, model, np.full(len(months), band), months, np.repeat(values[:, None], 4, axis=1).astype(float)
+        scenario, model, UNITS, np.full(len(months), band), months, np.repeat(values[:, None], 4, axis=1).astype(float)
     )
 
 
@@ -267,7 +270,7 @@ def test_late_century_difference_sign_and_period():
         ]
     )
     out = P.late_century_difference(frame)
-    assert out.columns == ["model", "member", "band", "warmer_mean", "cooler_mean", "difference", "n_months"]
+    assert out.columns == ["model", "member", "unit", "band", "warmer_mean", "cooler_mean", "difference", "n_months"]
     assert out["model"].to_list() == ["gru", "tcn"]
     assert out["difference"].to_list() == pytest.approx([3.0, -1.5])
     assert out["warmer_mean"].to_list() == pytest.approx([4.0, 0.5])
@@ -302,8 +305,13 @@ class CoreAsIs:
 class Ridge:
     """A fitted ridge's interface: predicts the first four drivers."""
 
+    from ml.residual import DRIVERS as drivers
+
     def predict(self, drivers, calendar):
         return drivers[..., :4]
+
+
+UNITS_01 = Units.bands([0, 1])
 
 
 def scenario_members(draws):
@@ -314,7 +322,7 @@ def scenario_members(draws):
     months = np.arange(np.datetime64("1998-01"), np.datetime64("2031-01"))
     drivers = rng.normal(size=(draws, len(months), 2, len(DRIVERS))).astype(np.float32)
     core = (rng.normal(size=(draws, len(months), 2, 4)) + np.arange(draws)[:, None, None, None]).astype(np.float32)
-    return ScenarioMembers(months, drivers, core, ("qdm",) * draws, DRIVERS)
+    return ScenarioMembers(months, drivers, core, ("qdm",) * draws, DRIVERS, np.arange(2))
 
 
 def test_a_scenarios_projections_put_each_network_on_its_own_draw():
@@ -325,7 +333,7 @@ def test_a_scenarios_projections_put_each_network_on_its_own_draw():
     calendar = members.months.astype(np.int64) % 12
     scaler = ResidualScaler.fit(members.drivers[0], members.core[0], members.core[0], calendar, calendar >= 0)
     gru = TrainedArchitecture("gru", "residual", [CoreAsIs(0, scaler), CoreAsIs(1, scaler)])
-    frame = P.scenario_projections("rcp45", members, {"gru": gru}, Ridge())
+    frame = P.scenario_projections("rcp45", members, {"gru": gru}, Ridge(), UNITS_01)
     assert frame["model"].unique(maintain_order=True).to_list() == ["thermal_core", "dl_ridge", "gru"]
     assert frame["month"].min() == dt.date(2001, 1, 1) and frame["month"].max() == dt.date(2030, 12, 1)
     assert set(frame["scenario"]) == {"rcp45"}
@@ -341,7 +349,49 @@ def test_a_scenarios_projections_put_each_network_on_its_own_draw():
     assert np.allclose(values("gru", 0), members.core[3][projected, 1])
     assert np.allclose(values("gru", 1), members.core[8][projected, 1])
     with pytest.raises(ValueError, match="gru network 1 needs bias-correction draw 8.*prepared 5"):
-        P.scenario_projections("rcp45", scenario_members(draws=5), {"gru": gru}, Ridge())
+        P.scenario_projections("rcp45", scenario_members(draws=5), {"gru": gru}, Ridge(), UNITS_01)
     paper = TrainedArchitecture("tcn", "paper", [object()])
     with pytest.raises(ValueError, match="tcn is the paper design"):
-        P.scenario_projections("rcp45", members, {"tcn": paper}, Ridge())
+        P.scenario_projections("rcp45", members, {"tcn": paper}, Ridge(), UNITS_01)
+    with pytest.raises(ValueError, match="units differ"):
+        P.scenario_projections("rcp45", members, {"gru": gru}, Ridge(), UNITS)
+
+
+def test_cf_netcdf_of_units_that_are_not_bands_is_a_discrete_sampling_geometry(tmp_path):
+    basins = Units.of(
+        pl.DataFrame(
+            {
+                "unit": [3, 15, 308],
+                "kind": "basin",
+                "name": ["Little Meadow Creek", "Goldstream Creek", "Falls Creek"],
+                "latitude": [61.57, 64.2, 56.83],
+                "longitude": [-149.76, -147.0, -134.69],
+                "area_km2": [115.5, 40.0, 16.5],
+                "band": [1, 2, None],
+                "nearest_band": [1, 2, 0],
+                "series_group": [3, 15, 308],
+            }
+        )
+    )
+    rng = np.random.default_rng(2)
+    unit = np.repeat(np.arange(3), len(MONTHS))
+    month = np.tile(MONTHS, 3)
+    frame = pl.concat(
+        P.projection_frame("rcp85", model, basins, unit, month, rng.normal(size=(len(unit), 4)), member)
+        for model, member in (("gru", 0), ("gru", 1), ("thermal_core", 0))
+    )
+    assert frame.filter(pl.col("unit") == 308)["band"].null_count() == 3 * 12  # outside every band
+    written = P.to_cf_netcdf(frame, tmp_path / "basins.nc", basins)
+    with xr.open_dataset(written) as ds:
+        ds.load()
+    assert ds.attrs["featureType"] == "timeSeries" and ds.attrs["Conventions"] == "CF-1.8"
+    assert ds["soil_temperature"].dims == ("scenario", "model", "member", "unit", "depth", "time")
+    assert ds["soil_temperature_ensemble_mean"].dims == ("scenario", "unit", "depth", "time")
+    assert ds["unit"].values.tolist() == [3, 15, 308] and ds["unit"].attrs["cf_role"] == "timeseries_id"
+    assert ds["lat"].dims == ("unit",) and ds["lat"].values.tolist() == pytest.approx([61.57, 64.2, 56.83])
+    assert ds["lon"].attrs["standard_name"] == "longitude" and ds["unit_band"].values.tolist() == [1, 2, -1]
+    assert ds["unit_name"].values.tolist()[2] == "Falls Creek" and "band" not in ds.variables
+    # the values are the rows of the frame: gru member 1 of basin 15
+    rows = frame.filter(pl.col("model") == "gru", pl.col("member") == 1, pl.col("unit") == 15).sort("month")
+    block = ds["soil_temperature"].sel(scenario="rcp85", model="gru", member=1, unit=15).values.T
+    np.testing.assert_allclose(block, rows.select(catalog.TARGETS).to_numpy(), rtol=1e-6)

@@ -94,7 +94,7 @@ def test_validation_is_the_latest_target_months():
 
 def test_the_bounded_network_cannot_exceed_its_bound():
     model = build_bounded("gru", n_features=5, bound=1.5, window=6)
-    out = model.predict({"x": np.full((3, 6, 5), 1e3, np.float32), "band": np.zeros(3, np.int32)}, verbose=0)
+    out = model.predict({"x": np.full((3, 6, 5), 1e3, np.float32), "unit": np.zeros(3, np.int32)}, verbose=0)
     assert out.shape == (3, 4) and np.abs(out).max() <= 1.5 + 1e-6
 
 
@@ -119,13 +119,14 @@ def test_trains_learns_the_residual_and_reloads(tmp_path):
 
 
 def test_training_and_test_windows_split_the_history_by_target_month():
-    from ml.band_arrays import BandGrid
     from ml.residual import training_and_test_windows
+    from ml.unit_arrays import UnitGrid
     from sources import catalog
 
     drivers, core, observed, calendar, _ = history(n_months=276, n_bands=catalog.N_BANDS)  # 2001-2023
     months = np.arange(np.datetime64("2001-01"), np.datetime64("2024-01"))
-    grid = BandGrid(months, np.concatenate([drivers, observed], axis=-1), DRIVERS + catalog.TARGETS)
+    names = DRIVERS + catalog.TARGETS
+    grid = UnitGrid(months, np.concatenate([drivers, observed], axis=-1), names, np.arange(catalog.N_BANDS))
     train, test, scaler = training_and_test_windows(grid, core)
     assert train.target_month.max() == np.datetime64("2018-12") and train.target_month.min() == np.datetime64("2002-12")
     assert test.target_month.min() == np.datetime64("2019-01") and test.target_month.max() == np.datetime64("2023-12")
@@ -135,3 +136,41 @@ def test_training_and_test_windows_split_the_history_by_target_month():
     assert np.array_equal(scaler.sigma_res, by_hand.sigma_res) and np.array_equal(scaler.low, by_hand.low)
     expected = residual_windows(by_hand, drivers, core, months, np.arange(216, 276), observed)
     assert np.array_equal(test.x, expected.x) and np.array_equal(test.residual, expected.residual)
+
+
+def test_a_scaler_carries_the_channels_of_its_sources():
+    drivers, core, observed, calendar, months = history()
+    names = ("t_air", "p_total", "p_snow")  # a source without skin temperature, radiation or fluxes
+    scaler = ResidualScaler.fit(drivers[..., :3], core, observed, calendar, np.arange(96) < 72, names)
+    assert scaler.channels == (*names, *CHANNELS[-6:])
+    windows = residual_windows(scaler, drivers[..., :3], core, months, np.arange(72, 96), observed)
+    assert windows.x.shape[2] == len(scaler.channels) and windows.channels == scaler.channels
+    again = ResidualScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert again.channels == scaler.channels and again.unit_features is None
+    with pytest.raises(ValueError, match="names 3"):
+        ResidualScaler.fit(drivers, core, observed, calendar, np.arange(96) < 72, names)
+
+
+def test_units_without_observations_scale_from_the_others_and_reference_the_core():
+    drivers, core, observed, calendar, _ = history(n_bands=3)
+    train = np.arange(96) < 72
+    fitted = np.array([True, True, False])
+    wild = observed.copy()
+    wild[:, 2] += 40.0  # the held-out unit's observations: must not reach the scaler
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    scaler = ResidualScaler.fit(drivers, core, wild, calendar, train, DRIVERS, fitted, "core", features, ("a", "b"))
+    clean = ResidualScaler.fit(drivers, core, observed, calendar, train, DRIVERS, fitted, "core", features, ("a", "b"))
+    assert np.array_equal(scaler.sigma_res, clean.sigma_res) and np.array_equal(scaler.low, clean.low)
+    core_clim = np.stack([core[train & (calendar == m)].mean(axis=0) for m in range(12)])
+    assert np.allclose(scaler.target_clim, core_clim)  # the core channel is the core's own anomaly
+    windows = residual_windows(
+        scaler, drivers, core, np.arange(np.datetime64("2001-01"), np.datetime64("2009-01")), [80]
+    )
+    inputs = scaler.network_inputs(windows)
+    assert set(inputs) == {"x", "unit_features"} and np.array_equal(
+        inputs["unit_features"], features.astype(np.float32)
+    )
+    model = build_bounded("gru", len(scaler.channels), unit_features=2, window=24)
+    assert model.predict(inputs, verbose=0).shape == (3, 4)
+    with pytest.raises(ValueError, match="core_reference"):
+        ResidualScaler.fit(drivers, core, observed, calendar, train, DRIVERS, fitted, "mean")

@@ -3,14 +3,24 @@
 import numpy as np
 import pytest
 
-from ml.band_arrays import BandGrid
+from ml.model_inputs import ModelInputs
 from ml.residual import DRIVERS
 from ml.scenario_members import member_cores, member_drivers, outside_training_range, overlap, water_climatology
 from ml.thermal_core import NAMES, PARAMETERS, ThermalCore
+from ml.unit_arrays import UnitGrid, Units
 from sources import catalog
 
+INPUTS = ModelInputs.every_driver()
+MEASURED = INPUTS.measured
+UNITS = np.arange(6)
 
-def grid(first: str, months: int, seed: int, offset: float = 0.0, names=DRIVERS + catalog.TARGETS) -> BandGrid:
+
+def six_bands(months, values, names) -> UnitGrid:
+    """A grid over the six bands as units."""
+    return UnitGrid(months, values, tuple(names), UNITS)
+
+
+def grid(first: str, months: int, seed: int, offset: float = 0.0, names=DRIVERS + catalog.TARGETS) -> UnitGrid:
     rng = np.random.default_rng(seed)
     month = np.arange(np.datetime64(first), np.datetime64(first) + months)
     calendar = month.astype(int) % 12
@@ -21,41 +31,41 @@ def grid(first: str, months: int, seed: int, offset: float = 0.0, names=DRIVERS 
     values[..., names.index("p_snow")] = np.abs(values[..., names.index("p_snow")]) * 0.01
     for name in catalog.WATER_CONTENT:
         values[..., names.index(name)] = 0.3
-    return BandGrid(month, values, tuple(names))
+    return six_bands(month, values, tuple(names))
 
 
 def test_overlap_takes_whole_common_years():
     history = grid("2001-01", 50, 1)  # 2001-01 .. 2005-02
     scenario = grid("2002-03", 120, 2, names=DRIVERS)  # 2002-03 .. 2012-02
-    reference, model, calendar = overlap(history, scenario)
+    reference, model, calendar = overlap(history, scenario, MEASURED)
     assert len(calendar) == 24 and calendar[0] == 0  # 2003-01 .. 2004-12
     assert np.array_equal(reference["t_air"], history.select(("t_air",))[24:48, :, 0])
     assert np.array_equal(model["t_air"], scenario.select(("t_air",))[10:34, :, 0])
     with pytest.raises(ValueError, match="no whole year"):
-        overlap(history, grid("2004-06", 24, 3, names=DRIVERS))
+        overlap(history, grid("2004-06", 24, 3, names=DRIVERS), MEASURED)
 
 
 def test_draw_zero_is_the_corrected_scenario_and_others_differ():
     history = grid("2001-01", 120, 1)
     raw = grid("2001-01", 240, 2, offset=-1.0, names=DRIVERS)
     corrected = grid("2001-01", 240, 3, names=DRIVERS)
-    drivers = member_drivers(corrected, history, raw, draws=3, seed=7)
+    drivers = member_drivers(corrected, history, raw, draws=3, seed=7, inputs=INPUTS)
     assert drivers.shape == (3, 240, 6, len(DRIVERS))
     assert np.allclose(drivers[0], corrected.values)
     assert not np.allclose(drivers[1], drivers[0]) and not np.allclose(drivers[1], drivers[2])
-    again = member_drivers(corrected, history, raw, draws=2, seed=7)
+    again = member_drivers(corrected, history, raw, draws=2, seed=7, inputs=INPUTS)
     assert np.array_equal(again[1], drivers[1])  # a smaller ensemble draws the same
 
 
 def test_members_run_side_by_side_as_they_would_alone():
     history = grid("2001-01", 48, 1)
-    drivers = member_drivers(grid("2001-01", 48, 3, names=DRIVERS), history, history, draws=2, seed=1)
+    drivers = member_drivers(grid("2001-01", 48, 3, names=DRIVERS), history, history, draws=2, seed=1, inputs=INPUTS)
     core = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES})
     water = water_climatology(history, np.ones(48, dtype=bool))
     assert water.shape == (12, 4, 6)
     days = np.full(48, 30.0)
-    together = member_cores(core, drivers, DRIVERS, history.calendar_month, water, days)
-    alone = member_cores(core, drivers[1:], DRIVERS, history.calendar_month, water, days)
+    together = member_cores(core, drivers, DRIVERS, history.calendar_month, water, days, INPUTS)
+    alone = member_cores(core, drivers[1:], DRIVERS, history.calendar_month, water, days, INPUTS)
     assert together.shape == (2, 48, 6, 4)
     assert np.allclose(together[1], alone[0])
 
@@ -63,7 +73,7 @@ def test_members_run_side_by_side_as_they_would_alone():
 def test_outside_training_range_counts_warmer_months():
     history = grid("2001-01", 240, 1)
     train = np.arange(240) < 216
-    warm = BandGrid(history.months, history.values + 100.0, history.names)
+    warm = six_bands(history.months, history.values + 100.0, history.names)
     shares = outside_training_range(history, train, warm, np.arange(240), ("t_air", "p_total"))
     assert shares == {"t_air": 1.0, "p_total": 1.0}
     same = outside_training_range(history, train, history, np.flatnonzero(train), ("t_air",))
@@ -74,14 +84,14 @@ def test_the_history_run_is_read_for_the_months_asked_and_refuses_missing_ones(t
     from ml.scenario_members import history_run_frame, read_history_run
 
     months = np.arange(np.datetime64("2001-01"), np.datetime64("2004-01"))
-    run = BandGrid(months, np.random.default_rng(1).normal(size=(36, 6, 4)), catalog.TARGETS)
+    run = six_bands(months, np.random.default_rng(1).normal(size=(36, 6, 4)), catalog.TARGETS)
     path = tmp_path / "history.parquet"
-    history_run_frame(run.months, run.values).write_parquet(path)
+    history_run_frame(run.months, run.values, Units.bands()).write_parquet(path)
     asked = run.until(np.datetime64("2002-06")).months[5:]
-    assert np.array_equal(read_history_run(path, asked), run.values[5:18])
+    assert np.array_equal(read_history_run(path, asked, Units.bands()), run.values[5:18])
     later = np.arange(np.datetime64("2003-06"), np.datetime64("2004-02"))
     with pytest.raises(ValueError, match="lacks 1 month.*from 2004-01"):
-        read_history_run(path, later)
+        read_history_run(path, later, Units.bands())
 
 
 def test_mean_delta_keeps_the_model_change_and_matches_the_reference_mean():
@@ -91,7 +101,7 @@ def test_mean_delta_keeps_the_model_change_and_matches_the_reference_mean():
     raw = grid("2001-01", 240, 2, offset=-2.0, names=DRIVERS)
     trend = np.linspace(0, 3, 240)[:, None]
     raw.values[..., DRIVERS.index("t_air")] += trend
-    corrected = mean_delta_correction(raw, history, raw)
+    corrected = mean_delta_correction(raw, history, raw, INPUTS)
     t_air = DRIVERS.index("t_air")
     on_overlap = corrected.values[:120, :, t_air].reshape(10, 12, 6).mean(axis=0)
     reference = history.select(("t_air",))[..., 0].reshape(10, 12, 6).mean(axis=0)
@@ -102,8 +112,8 @@ def test_mean_delta_keeps_the_model_change_and_matches_the_reference_mean():
     assert (corrected.values[..., snow] >= 0).all()
     # pooled over two runs, both get the same offsets: their difference is the model's own
     other = grid("2001-01", 240, 3, offset=-1.0, names=DRIVERS)
-    first = mean_delta_correction(raw, history, raw, [raw, other])
-    second = mean_delta_correction(other, history, other, [raw, other])
+    first = mean_delta_correction(raw, history, raw, INPUTS, [raw, other])
+    second = mean_delta_correction(other, history, other, INPUTS, [raw, other])
     assert np.allclose((first.values - second.values)[..., t_air], (raw.values - other.values)[..., t_air])
 
 
@@ -111,8 +121,8 @@ def test_members_take_the_methods_in_turn():
     history = grid("2001-01", 120, 1)
     raw = grid("2001-01", 240, 2, offset=-1.0, names=DRIVERS)
     a = grid("2001-01", 240, 3, names=DRIVERS)
-    b = BandGrid(a.months, a.values + 5.0, a.names)
-    drivers = member_drivers([a, b], history, raw, draws=4, seed=1)
+    b = six_bands(a.months, a.values + 5.0, a.names)
+    drivers = member_drivers([a, b], history, raw, draws=4, seed=1, inputs=INPUTS)
     assert np.allclose(drivers[0], a.values)
     t_air = DRIVERS.index("t_air")
     assert abs((drivers[1] - a.values)[..., t_air].mean() - 5.0) < 1.0  # draw 1: method b, perturbed
@@ -136,19 +146,21 @@ def test_members_of_a_scenario_in_its_own_calendar_save_and_load(tmp_path):
     history, runs, corrected = scenario_run()
     train = np.arange(120) < 96
     core = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES})
-    members = build_members(corrected, runs, "rcp26", history, train, core, "noleap", ["qdm", "mean_delta"], 3, 7)
+    members = build_members(
+        corrected, runs, "rcp26", history, train, core, "noleap", INPUTS, ["qdm", "mean_delta"], 3, 7
+    )
     assert members.drivers.shape == (3, 240, 6, len(DRIVERS)) and members.core.shape == (3, 240, 6, 4)
     assert members.bias_method == ("qdm", "mean_delta", "qdm") and members.driver_names == DRIVERS
     # draw 0 is the quantile-mapped scenario itself, draw 1 starts from the mean delta over both runs
     assert np.allclose(members.drivers[0], corrected.values)
-    mean_delta = mean_delta_correction(runs["rcp26"], history, corrected, list(runs.values()))
+    mean_delta = mean_delta_correction(runs["rcp26"], history, corrected, INPUTS, list(runs.values()))
     t_air = DRIVERS.index("t_air")
     assert abs((members.drivers[1] - mean_delta.values)[..., t_air].mean()) < 1.0
     assert not np.allclose(members.drivers[1], mean_delta.values)  # its own bootstrap draw
     # the core of draw 0 is the core run alone on those drivers, in the 365-day calendar
     water = water_climatology(history, train)
     days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] * 20, dtype=float)
-    alone = member_cores(core, members.drivers[:1], DRIVERS, corrected.calendar_month, water, days)
+    alone = member_cores(core, members.drivers[:1], DRIVERS, corrected.calendar_month, water, days, INPUTS)
     assert np.allclose(members.core[0], alone[0])
     members.save(tmp_path / "rcp26_members.npz")
     again = ScenarioMembers.load(tmp_path / "rcp26_members.npz")
@@ -156,7 +168,7 @@ def test_members_of_a_scenario_in_its_own_calendar_save_and_load(tmp_path):
     assert np.array_equal(again.months, members.months)
     assert again.bias_method == members.bias_method and again.driver_names == DRIVERS
     with pytest.raises(ValueError, match="'eqm'"):
-        build_members(corrected, runs, "rcp26", history, train, core, "noleap", ["qdm", "eqm"], 3, 7)
+        build_members(corrected, runs, "rcp26", history, train, core, "noleap", INPUTS, ["qdm", "eqm"], 3, 7)
 
 
 def test_range_shares_of_the_projection_months():
@@ -165,14 +177,14 @@ def test_range_shares_of_the_projection_months():
 
     history = grid("2001-01", 288, 1)  # 2001-2024
     train = history.months <= np.datetime64("2018-12")
-    corrected = BandGrid(history.months, history.select(DRIVERS), DRIVERS)
+    corrected = six_bands(history.months, history.select(DRIVERS), DRIVERS)
     observed = history.select(catalog.TARGETS)
     scaler = ResidualScaler.fit(corrected.values, observed, observed + 1.0, corrected.calendar_month, train)
     # 2024 far warmer than anything in training, earlier years as they were
     warm = corrected.values.copy()
     warm[-12:, :, DRIVERS.index("t_air")] += 100.0
-    warm_grid = BandGrid(corrected.months, warm, DRIVERS)
-    members = ScenarioMembers(corrected.months, warm[None], observed[None], ("qdm",), DRIVERS)
+    warm_grid = six_bands(corrected.months, warm, DRIVERS)
+    members = ScenarioMembers(corrected.months, warm[None], observed[None], ("qdm",), DRIVERS, UNITS)
     physical, clipped = training_range_shares(history, train, warm_grid, members, scaler)
     assert physical["t_air"] == 1.0 and set(physical) == set(DRIVERS)
     assert clipped["t_air"] == 1.0 and clipped["month_sin"] == 0.0

@@ -45,7 +45,8 @@ def _reference(months: list[date], seed: int, precision: float | None) -> pl.Dat
             shares = mean if precision is None else rng.dirichlet(precision * mean)
             total = 600.0 + 50.0 * rng.normal()  # kg m-2
             water = shares * total / (1000 * THICKNESS)
-            rows.append({"band": band, "month": month, **dict(zip(WATER_CONTENT, water, strict=True))})
+            row = {"unit": band, "band": band, "month": month}  # the bands as spatial units
+            rows.append({**row, **dict(zip(WATER_CONTENT, water, strict=True))})
     return pl.DataFrame(rows)
 
 
@@ -81,7 +82,9 @@ def scenario() -> pl.DataFrame:
     frame = pl.DataFrame(
         {
             "scenario": "rcp45",
+            "unit": np.repeat(np.arange(N_BANDS), len(months)),
             "band": np.repeat(np.arange(N_BANDS), len(months)).astype(np.int32),
+            "nearest_band": np.repeat(np.arange(N_BANDS), len(months)),
             "month": months * N_BANDS,
             "soil_water_total_kg_m2": rng.normal(620.0, 60.0, N_BANDS * len(months)),
             **{w: np.full(N_BANDS * len(months), 0.2) for w in WATER_CONTENT},

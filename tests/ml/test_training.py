@@ -76,7 +76,7 @@ def test_mixed_precision_model_still_outputs_float32():
     assert model.get_layer("gru1").compute_dtype == "float16"
     assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
     x = np.zeros((2, 24, len(FEATURES)), dtype=np.float32)
-    out = model({"x": x, "band": np.array([0, 1], dtype=np.int32)})
+    out = model({"x": x, "unit": np.array([0, 1], dtype=np.int32)})
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
 
 
@@ -96,7 +96,7 @@ def test_gpu_training_returns_a_float32_model(data, monkeypatch, tmp_path):
 def test_predict_denormalises_to_degc(trained, data):
     _, test, stats = data
     predicted = training.predict(trained, test)
-    raw = trained.model.predict({"x": test.x, "band": test.band}, verbose=0)
+    raw = trained.model.predict({"x": test.x, "unit": test.unit}, verbose=0)
     assert predicted.shape == (len(test), 4)
     np.testing.assert_allclose(predicted, raw * stats.target_std + stats.target_mean, rtol=1e-6)
     # degC around each layer's mean, not z-scores around 0.
@@ -105,7 +105,7 @@ def test_predict_denormalises_to_degc(trained, data):
 
 def test_predict_rejects_other_features(trained, data):
     _, test, _ = data
-    renamed = WindowSet(test.x, test.band, test.y, test.target_month, ("t_air",) + FEATURES[1:])
+    renamed = WindowSet(test.x, test.unit, test.y, test.target_month, ("t_air",) + FEATURES[1:])
     with pytest.raises(ValueError, match="t_air"):
         training.predict(trained, renamed)
 
@@ -138,7 +138,7 @@ def test_validation_split_takes_the_latest_target_months():
     # Two bands whose rows interleave months out of order: the split must sort by month.
     windows = synthetic_windows(40, n_bands=2)
     order = np.random.default_rng(3).permutation(len(windows))
-    shuffled = WindowSet(windows.x[order], windows.band[order], windows.y[order], windows.target_month[order], FEATURES)
+    shuffled = WindowSet(windows.x[order], windows.unit[order], windows.y[order], windows.target_month[order], FEATURES)
     fit, validation = training.validation_split(shuffled, 0.1)
     months = shuffled.target_month
     assert len(validation) == 4 * 2  # 4 of 40 months, both bands
@@ -155,7 +155,7 @@ def test_training_validates_on_the_latest_months(trained, data):
     _, validation = training.validation_split(train, trained.config.validation_fraction)
     assert train.target_month[validation].min() == np.unique(train.target_month)[-10]  # 10 % of 100 months
     loss = trained.model.evaluate(
-        {"x": train.x[validation], "band": train.band[validation]},
+        {"x": train.x[validation], "unit": train.unit[validation]},
         stats.normalize_targets(train.y[validation]),
         verbose=0,
         return_dict=True,
@@ -184,7 +184,7 @@ def test_no_leakage_shuffled_targets_cannot_predict_later_months():
     config = TrainingConfig(epochs=10, batch_size=32, learning_rate=1e-2)
     stats = statistics_of(train)
     permutation = np.random.default_rng(5).permutation(len(train))
-    shuffled = WindowSet(train.x, train.band, train.y[permutation], train.target_month, FEATURES)
+    shuffled = WindowSet(train.x, train.unit, train.y[permutation], train.target_month, FEATURES)
 
     honest = training.train_model("gru", train, stats, config, SMALL_GRU)
     blind = training.train_model("gru", shuffled, stats, config, SMALL_GRU)
