@@ -58,8 +58,10 @@ lint: env
 	@# the dbt templater compiles the project against an in-memory DuckDB, beside sql/target
 	cd sql && PERMAFROST_WAREHOUSE=:memory: DBT_TARGET_PATH=$$(mktemp -d) $(RUN) sqlfluff lint models tests
 
+# one pytest worker per logical CPU (pytest-xdist), each test file on one worker so its module
+# fixtures are built once
 test: lint
-	$(RUN) pytest
+	$(RUN) pytest -n logical --dist loadfile
 
 dev: env
 	$(RUN) dagster dev -w workspace.yaml
