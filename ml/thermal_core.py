@@ -588,29 +588,23 @@ class ThermalCore:
         self.iterations = evaluations
         return self
 
-    def fit_each(
-        self,
-        inputs: CoreInputs,
-        observed: np.ndarray,
-        rows: np.ndarray,
-        t_start: np.ndarray | None = None,
-        max_iterations: int = FIT_ITERATIONS,
-    ) -> ThermalCore:
-        """``fit`` for each unit on its own: its own trust region and its own stopping, so a
-        unit's parameters do not depend on which units it is fitted with (a map's cells do not
-        show the tiles they were fitted in). ``fit`` over many units at once is several times
-        faster per unit, but stops when the JOINT cost stalls, which leaves some units short of
-        their own optimum. ``iterations``: the most any unit took; ``train_rmse``: over all."""
-        n_units = observed.shape[2]
+    def fit_each(self, inputs: CoreInputs, observed: np.ndarray, rows: np.ndarray, **options: Any) -> ThermalCore:
+        """``fit`` for each unit on its own (``options``: ``fit``'s ``t_start``, ``max_iterations``):
+        its own trust region and its own stopping, so a unit's parameters do not depend on which
+        units it is fitted with (a map's cells do not show the tiles they were fitted in). ``fit``
+        over many units at once is several times faster per unit, but stops when the JOINT cost
+        stalls, which leaves some units short of their own optimum. ``iterations``: the most any
+        unit took; ``train_rmse``: over all."""
+        t_start = options.pop("t_start", None)
         fits = [
             ThermalCore(structure=self.structure).fit(
                 inputs.columns(np.array([b])),
                 observed[:, :, [b]],
                 rows,
-                None if t_start is None else np.asarray(t_start)[[b]],
-                max_iterations,
+                t_start=None if t_start is None else np.asarray(t_start)[[b]],
+                **options,
             )
-            for b in range(n_units)
+            for b in range(observed.shape[2])
         ]
         self.params = {n: np.concatenate([f.params[n] for f in fits]) for n in fits[0].params}
         self.at_bounds = {n: np.concatenate([f.at_bounds[n] for f in fits]) for n in fits[0].at_bounds}

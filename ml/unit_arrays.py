@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from sources import catalog
+from sources.units import UnitFrame
 
 NOLEAP_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=float)
 GREGORIAN_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
@@ -39,7 +40,7 @@ UNIT_COLUMNS: dict[str, pl.DataType] = {
 
 
 @dataclass(frozen=True, eq=False)
-class Units:
+class Units(UnitFrame):
     """The spatial units of a history, one row per unit sorted by id (``UNIT_COLUMNS``).
 
     A unit's POSITION (0 .. count-1, its row here) indexes the unit axis of every array and is
@@ -94,15 +95,6 @@ class Units:
         return self.kind == "band"
 
     @property
-    def count(self) -> int:
-        return self.frame.height
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Unit ids, sorted (int64)."""
-        return self.frame["unit"].to_numpy()
-
-    @property
     def band(self) -> np.ndarray:
         """(U,) int64: the band holding each unit, ``OUTSIDE_BANDS`` outside every band."""
         return self.frame["band"].fill_null(OUTSIDE_BANDS).to_numpy()
@@ -119,28 +111,9 @@ class Units:
     def series_group(self) -> np.ndarray:
         return self.frame["series_group"].to_numpy()
 
-    def positions(self, ids: Iterable[int]) -> np.ndarray:
-        """Row of each id (the order of ``ids``); KeyError naming ids that are no unit."""
-        wanted = np.asarray(list(ids), dtype=np.int64)
-        known = self.ids
-        index = np.minimum(np.searchsorted(known, wanted), known.size - 1)
-        found = known[index] == wanted
-        if not found.all():
-            unknown = sorted(set(wanted[~found].tolist()))
-            raise KeyError(f"{self.kind} id(s) {unknown[:10]} are not among the {self.count} units")
-        return index
-
     def subset(self, keep: np.ndarray) -> Units:
         """The units where ``keep`` (bool (U,)) holds, in order."""
         return Units(self.frame.filter(pl.Series(np.asarray(keep, dtype=bool))))
-
-    def describe(self, unit: int) -> str:
-        """``band 3``, or ``basin 15 (band 1)`` / ``basin 15 (outside the bands)``, for messages."""
-        if self.are_bands:
-            return f"band {unit}"
-        row = self.frame.row(int(self.positions([unit])[0]), named=True)
-        where = f"band {row['band']}" if row["band"] is not None else "outside the bands"
-        return f"{self.kind} {unit} ({where})"
 
     def keys(self, positions: np.ndarray) -> dict[str, pl.Series]:
         """The output key columns ``unit`` and ``band`` (null outside the bands) of unit positions."""

@@ -65,8 +65,53 @@ def nearest_bands(latitude: Iterable[float]) -> list[int]:
     return nearest
 
 
+def unit_positions(known: np.ndarray, ids: Iterable[int], kind: str) -> np.ndarray:
+    """Position of each of `ids` among the sorted unit ids `known` (the order of `ids`); KeyError
+    naming the ids that are no unit of that `kind`."""
+    wanted = np.asarray(list(ids), dtype=np.int64)
+    index = np.searchsorted(known, wanted)
+    found = (index < known.size) & (known[np.minimum(index, known.size - 1)] == wanted)
+    if not found.all():
+        unknown = sorted(set(wanted[~found].tolist()))
+        raise KeyError(f"{kind} id(s) {unknown[:10]} are not among the {known.size} units")
+    return index
+
+
+def describe_unit(kind: str, unit: int, band: int | None) -> str:
+    """`band 3`, or `basin 15 (band 1)` / `basin 15 (outside the bands)`, for messages."""
+    if kind == "band":
+        return f"band {unit}"
+    return f"{kind} {unit} ({'outside the bands' if band is None else f'band {band}'})"
+
+
+class UnitFrame:
+    """What a table of units answers from its ``frame`` (sorted by ``unit``, with ``band``) and its
+    ``kind``: shared by `SpatialUnits` and the modelling layer's `ml.unit_arrays.Units`."""
+
+    frame: pl.DataFrame
+    kind: str
+
+    @property
+    def count(self) -> int:
+        return self.frame.height
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Unit ids, sorted (int64)."""
+        return self.frame["unit"].to_numpy()
+
+    def positions(self, ids: Iterable[int]) -> np.ndarray:
+        """Row of each id in `frame` (the order of `ids`); KeyError naming ids that are no unit."""
+        return unit_positions(self.ids, ids, self.kind)
+
+    def describe(self, unit: int) -> str:
+        """`band 3`, or `basin 15 (band 1)` / `basin 15 (outside the bands)`, for messages."""
+        band = None if self.kind == "band" else self.frame["band"][int(self.positions([unit])[0])]
+        return describe_unit(self.kind, unit, band)
+
+
 @dataclass(frozen=True, eq=False)
-class SpatialUnits:
+class SpatialUnits(UnitFrame):
     """One kind of spatial unit and its table (`UNIT_COLUMNS`, then optional static attributes).
 
     Build it with `SpatialUnits.of(kind, frame)`, which checks and orders the frame.
@@ -115,34 +160,6 @@ class SpatialUnits:
     def key_column(self) -> str:
         """The raw reanalysis' key column: bands keep `band` (as every lake so far); others `unit`."""
         return "band" if self.kind == "band" else "unit"
-
-    @property
-    def count(self) -> int:
-        return self.frame.height
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Unit ids, sorted (int64)."""
-        return self.frame["unit"].to_numpy()
-
-    def positions(self, ids: Iterable[int]) -> np.ndarray:
-        """Row of each id in `frame` (the order of `ids`); KeyError naming ids that are no unit."""
-        wanted = np.asarray(list(ids), dtype=np.int64)
-        known = self.ids
-        index = np.searchsorted(known, wanted)
-        found = (index < known.size) & (known[np.minimum(index, known.size - 1)] == wanted)
-        if not found.all():
-            unknown = sorted(set(wanted[~found].tolist()))
-            raise KeyError(f"{self.kind} id(s) {unknown[:10]} are not among the {self.count} units")
-        return index
-
-    def describe(self, unit: int) -> str:
-        """`band 3`, or `basin 15 (band 1)` / `basin 15 (outside the bands)` for messages."""
-        if self.kind == "band":
-            return f"band {unit}"
-        row = self.frame.row(int(self.positions([unit])[0]), named=True)
-        where = f"band {row['band']}" if row["band"] is not None else "outside the bands"
-        return f"{self.kind} {unit} ({where})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SpatialUnits) and self.kind == other.kind and self.frame.equals(other.frame)

@@ -12,10 +12,9 @@ import polars as pl
 import pytest
 import xarray as xr
 from basin_tables import BASINS, basin_rows, write_basin_attributes, write_basin_table
-from dagster import AssetSelection, DagsterInstance, materialize
+from materializer import materializer
 from test_dbt_project_on_basins import build_basin_lake
 
-from dagster_project.definitions import defs
 from dagster_project.lake import LakeLayout
 
 pytestmark = [
@@ -34,29 +33,13 @@ def basin_models(tmp_path_factory):
     attributes = write_basin_attributes(root / "basin_attributes.csv")
     config, resources, build = build_basin_lake(root, table, attributes, LATEST)
     assert build.returncode == 0, build.stdout[-3000:]
-    instance = DagsterInstance.ephemeral()
-    everything = list(defs.assets)
+    materialize = materializer(resources)
     metadata = {}
 
     def run(selection, partition_key=None, tags=None, run_config=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the short overlap of no consequence here
-            result = materialize(
-                everything,
-                selection=AssetSelection.assets(*selection),
-                resources=resources,
-                instance=instance,
-                partition_key=partition_key,
-                tags=tags or {},
-                run_config=run_config,
-            )
-        assert result.success
-        metadata.update(
-            {
-                event.materialization.asset_key.to_user_string(): event.materialization.metadata
-                for event in result.get_asset_materialization_events()
-            }
-        )
+            metadata.update(materialize(selection, partition_key, tags, run_config)[0])
 
     run(["thermal_core"])
     run(["training_windows"])

@@ -11,11 +11,11 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from dagster import AssetSelection, DagsterInstance, build_asset_context, materialize
+from dagster import build_asset_context
+from materializer import materializer
 
 from assets import validation
 from dagster_project import settings
-from dagster_project.definitions import defs
 from dagster_project.lake import LakeLayout
 from dagster_project.resources import SourcesResource, build_resources
 from ml.unit_arrays import Units
@@ -94,24 +94,7 @@ def model_lake(tmp_path_factory):
     )
     _write_marts(config)
     resources = build_resources(config)
-    instance = DagsterInstance.ephemeral()
-    everything = list(defs.assets)
-
-    def run(selection, partition_key=None, tags=None, run_config=None):
-        result = materialize(
-            everything,
-            selection=AssetSelection.assets(*selection),
-            resources=resources,
-            instance=instance,
-            partition_key=partition_key,
-            tags=tags or {},
-            run_config=run_config,
-        )
-        assert result.success
-        return {
-            event.materialization.asset_key.to_user_string(): event.materialization.metadata
-            for event in result.get_asset_materialization_events()
-        }, result
+    run = materializer(resources)
 
     metadata = {}
     metadata.update(run(["thermal_core", "training_windows"])[0])
