@@ -1,7 +1,7 @@
 """The dependency rule of the README, held for every import in the tree (lazy ones included).
 
 sources/                 -> sources                              (plain Python, no Dagster)
-ml/                      -> ml, sources.catalog                  (plain Python + Keras, no Dagster)
+ml/                      -> ml, sources.catalog, sources.units   (plain Python + Keras, no Dagster)
 data_quality.suites      -> data_quality.suites, sources         (plain Python, no Dagster)
 infrastructure           -> infrastructure, sources, data_quality.suites, the Keras-free ml modules
    (dagster_project.* outside assembly/, launcher/ and definitions)
@@ -30,7 +30,7 @@ DAGSTER = ("dagster", "dagster_dbt", "dagster_webserver")
 LAYERS = ("sources", "ml", "suites", "infrastructure", "checks", "assets", "assembly", "launcher")
 MAY_IMPORT = {
     "sources": {"sources"},
-    "ml": {"ml", "sources"},  # of sources, the catalog only (`allowed`)
+    "ml": {"ml", "sources"},  # of sources, the contracts only (`allowed`)
     "suites": {"suites", "sources"},
     "infrastructure": {"infrastructure", "suites", "sources", "ml"},  # of ml, the Keras-free list only
     "checks": {"checks", "suites", "infrastructure", "sources"},
@@ -41,6 +41,8 @@ MAY_IMPORT = {
 # The ml modules that load without Keras, which the infrastructure may read (the one list of
 # architectures for the partitions, the training configuration for the run config).
 KERAS_FREE_ML = ("ml.architecture_catalog", "ml.training_config")
+# What ml may read of sources: the contracts of variables and of spatial units, never a reader.
+SOURCE_CONTRACTS = ("sources.catalog", "sources.units")
 
 
 def _modules(packages=PACKAGES) -> dict[str, Path]:
@@ -92,7 +94,9 @@ def allowed(module: str, imported: str) -> bool:
         # `from ml import architecture_catalog` names the package too: its __init__ is a docstring
         return imported == "ml" or any(imported == name or imported.startswith(name + ".") for name in KERAS_FREE_ML)
     if importer == "ml" and target == "sources":
-        return imported in ("sources", "sources.catalog") or imported.startswith("sources.catalog.")
+        return imported == "sources" or any(
+            imported == name or imported.startswith(name + ".") for name in SOURCE_CONTRACTS
+        )
     if importer == "assets" and target == "assets":
         return imported == "assets"
     return True
@@ -122,7 +126,8 @@ def test_the_rule_can_fail():
     assert not allowed("sources.demo", "ml.windows")
     assert not allowed("data_quality.suites", "dagster")
     assert not allowed("data_quality.suites", "dagster_project.lake")
-    assert allowed("ml.windows", "sources.catalog")
+    assert allowed("ml.windows", "sources.catalog") and allowed("ml.unit_arrays", "sources.units.UnitFrame")
+    assert not allowed("ml.windows", "sources.basin_table") and not allowed("ml.windows", "sources.unitsx")
     # infrastructure: never the assembly, the launcher, the assets, the checks or ml
     assert not allowed("dagster_project.resources", "dagster_project.assembly.jobs")
     assert not allowed("dagster_project.partitions", "dagster_project.definitions")
