@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from dagster import DagsterInvalidDefinitionError, ScheduleDefinition
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Setting
 from pydantic_settings.sources.utils import parse_env_vars
 
 from dagster_project.lake import DEFAULT_LOCK_WAIT_SECONDS, LakeLayout
+from dagster_project.lake import lake_root as resolve_lake_root
 from sources import catalog
 from sources.config import EARTH_ENGINE_ENVIRONMENT, EarthEngineAuth, SourcesConfig, load_sources
 from sources.simulator.worlds import DEFAULT_WORLD, WORLDS
@@ -107,7 +108,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True, validate_default=True
     )
 
-    lake_root: Path = Path("data")
+    # a local folder (a Path), or an object-store URL (a UPath: `s3://bucket/prefix`)
+    lake_root: Annotated[Any, BeforeValidator(resolve_lake_root)] = Path("data")
     # default: warehouse.duckdb in the lake root
     warehouse_path: Path = Field(None, validation_alias=ENV_WAREHOUSE)
     demo_seed: Annotated[int, Expected("an integer")] = DEFAULT_DEMO_SEED
@@ -164,7 +166,7 @@ class Settings(BaseSettings):
             )
         return data
 
-    @field_validator("lake_root", "sources_file")
+    @field_validator("sources_file")
     @classmethod
     def _absolute_path(cls, value: Path | None) -> Path | None:
         return None if value is None else _absolute(value)
@@ -246,7 +248,9 @@ def from_environment(environ: Mapping[str, str] | None = None, today: dt.date | 
 
 def _messages(error: ValidationError) -> str:
     """One line per wrong variable: `PERMAFROST_X='value' is not <what was expected>`."""
-    fields = {field.validation_alias or name: name for name, field in Settings.model_fields.items()}
+    fields = {name: name for name in Settings.model_fields} | {
+        field.validation_alias: name for name, field in Settings.model_fields.items() if field.validation_alias
+    }
     lines = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")

@@ -20,6 +20,19 @@ def test_defaults_run_offline_on_the_demo(tmp_path, monkeypatch):
     assert (config.training_epochs, config.training_seeds) == (30, 5)
 
 
+def test_an_object_store_lake_needs_a_local_warehouse(tmp_path):
+    """PERMAFROST_LAKE_ROOT may be an object-store URL (kept as a URL, never made a local path);
+    the DuckDB warehouse is a local file, so it must then be named."""
+    config = settings.from_environment(
+        {settings.ENV_LAKE_ROOT: "s3://lake-bucket/alaska", settings.ENV_WAREHOUSE: str(tmp_path / "wh.duckdb")}
+    )
+    assert str(config.lake_root) == "s3://lake-bucket/alaska" and not isinstance(config.lake_root, Path)
+    assert config.warehouse_path == tmp_path / "wh.duckdb"
+    with pytest.raises(settings.SettingsError, match="PERMAFROST_WAREHOUSE"):
+        settings.from_environment({settings.ENV_LAKE_ROOT: "s3://lake-bucket/alaska"})
+    assert settings.from_environment({settings.ENV_LAKE_ROOT: f"file://{tmp_path}/lake"}).lake_root == tmp_path / "lake"
+
+
 def test_environment_overrides(tmp_path):
     config = settings.from_environment(
         {
