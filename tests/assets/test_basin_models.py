@@ -60,7 +60,8 @@ def basin_models(tmp_path_factory):
 def test_the_core_runs_from_air_temperature_and_the_inputs_are_the_basins(basin_models):
     layout, metadata = basin_models
     core = metadata["thermal_core"]
-    assert core["units"].value == "4 basins" and core["upper_boundary"].value.startswith("air temperature")
+    assert core["units"].value == "4 basins" and core["structure"].value["upper_boundary"] == "air"
+    assert core["skin_temperature"].value == "absent from the sources"
     windows = metadata["training_windows"]
     inputs = windows["model_inputs"].value
     assert inputs["drivers"] == ["t_air", "p_total", "p_snow"] and list(inputs["derived"]) == ["p_snow"]

@@ -25,6 +25,10 @@ from dagster_project.launcher.findings import describe_failure
 from dagster_project.launcher.runs import DemoStopped, Launch, execute_runs
 from dagster_project.resources import WAREHOUSE_POOL
 
+# the module's fixture runs the whole demo graph (about 6 min alone on 2 cores, more beside the
+# suite's other worker): past the suite's 600 s per test
+pytestmark = pytest.mark.timeout(1500)
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
