@@ -40,7 +40,7 @@ demo: env
 
 # The real-data run: the whole graph on the real ERA5-Land basin tables and the real GFDL-ESM2M band
 # tables (sources/real_basins.yaml), in a lake and a Dagster instance of its own, so its runs never
-# mix with the demo's (data/real, .dagster_home_real). About an hour and a half on 2 cores.
+# mix with the demo's (data/real, .dagster_home_real). About an hour on 2 cores.
 REAL_SOURCES := $(CURDIR)/sources/real_basins.yaml
 REAL_LAKE := $(CURDIR)/data/real
 REAL_DAGSTER_HOME := $(CURDIR)/.dagster_home_real
