@@ -117,10 +117,15 @@ def _label_band_layer_axis(axis, row: int, layer: int, band: int) -> None:
 
 
 def _band_rows(bands=None) -> list[int]:
-    """The bands to draw: every band, then the group of units outside every band where
-    ``bands`` (the bands of the rows drawn) has any."""
-    outside = bands is not None and bool((np.asarray(bands) == OUTSIDE_BANDS).any())
-    return [b.index for b in catalog.BANDS] + ([OUTSIDE_BANDS] if outside else [])
+    """The bands to draw: every band that holds a row drawn (``bands``: their bands; None:
+    every band), then the group of units outside every band where there is one. A band
+    without units (no basin lies in band 5) gets no empty panel."""
+    if bands is None:
+        return [b.index for b in catalog.BANDS]
+    present = set(np.unique(np.asarray(bands)).tolist())
+    return [b.index for b in catalog.BANDS if b.index in present] + (
+        [OUTSIDE_BANDS] if OUTSIDE_BANDS in present else []
+    )
 
 
 def _band_label(band: int) -> str:

@@ -161,3 +161,16 @@ def test_active_layer_figure(tmp_path):
     with pytest.raises(ValueError, match="pick one"):
         F.active_layer_figure(several, tmp_path / "several.png")
     assert_png(F.active_layer_figure(several, tmp_path / "gru" / "alt.png", model="gru"), tmp_path / "gru" / "alt.png")
+
+
+def test_a_band_without_units_gets_no_empty_panel(tmp_path):
+    """Units in two bands only (as the basins leave band 5 empty): two rows of panels, not six."""
+    import matplotlib.image
+
+    frame = P.with_ensemble(projections_frame())
+    two = frame.filter(pl.col("band").is_in([0, 1]))
+    heights = {
+        name: matplotlib.image.imread(F.projection_figure(rows, "rcp85", tmp_path / f"{name}.png")).shape[0]
+        for name, rows in (("six", frame), ("two", two))
+    }
+    assert heights["two"] < 0.5 * heights["six"]
