@@ -76,7 +76,6 @@ C_WATER, C_ICE = 4.18e6, 1.9e6  # J m-3 K-1
 GEOTHERMAL_FLUX = 0.06  # W m-2
 DAILY_SPREAD = 4.5  # K, spread of daily means around the monthly mean
 DEGREE_DAY_FACTOR = 3.5  # mm of melt per positive degree-day
-SNOW_THRESHOLD = 0.5  # degC, daily mean below which precipitation falls as snow
 SNOW_REFERENCE_MM = 100.0  # SWE at which a power-law snowpack's resistance is snow_resistance per mm
 SECONDS_PER_DAY = 86400.0
 FIT_ITERATIONS = 25  # function evaluations of one fit at most
@@ -203,13 +202,6 @@ def positive_degree_days(t: np.ndarray, spread: float = DAILY_SPREAD) -> np.ndar
     mean ``t``."""
     z = np.asarray(t) / spread
     return spread * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) + t * ndtr(z)
-
-
-def snowfall_from_precipitation(p_total: np.ndarray, t_air: np.ndarray, spread: float = DAILY_SPREAD) -> np.ndarray:
-    """Snowfall (same unit as ``p_total``) for sources that publish none: the month's
-    precipitation times the share of its daily means below SNOW_THRESHOLD, the daily means
-    spread ``spread`` around the monthly mean ``t_air`` (degC) as in ``positive_degree_days``."""
-    return np.asarray(p_total) * ndtr((SNOW_THRESHOLD - np.asarray(t_air)) / spread)
 
 
 def snowpack(

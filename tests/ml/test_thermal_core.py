@@ -23,7 +23,6 @@ from ml.thermal_core import (
     column,
     positive_degree_days,
     simulate,
-    snowfall_from_precipitation,
     snowpack,
     solve_columns,
 )
@@ -122,13 +121,6 @@ def test_the_former_logistic_degree_days_missed_the_expectation():
     z = t / 4.5
     logistic = 4.5 * norm.pdf(z) + t / (1.0 + np.exp(-1.5976 * z * (1.0 + 0.04417 * z * z)))
     assert 1e-3 < np.abs(logistic - positive_degree_days(t)).max() < 1e-2
-
-
-def test_snowfall_is_the_share_of_cold_days():
-    p_total = np.full(5, 0.05)
-    snow = snowfall_from_precipitation(p_total, np.array([-30.0, -5.0, 0.5, 5.0, 30.0]))
-    assert np.isclose(snow[0], 0.05) and np.isclose(snow[2], 0.025) and snow[4] < 1e-9
-    assert (np.diff(snow) < 0).all()
 
 
 # The default's delayed melt and weakly coupled deep cells respond more to 2 K than the legacy
