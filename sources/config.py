@@ -102,6 +102,13 @@ class DemoConfig(_Strict):
     kind: Literal["demo"] = "demo"
 
 
+class DemoReanalysisConfig(DemoConfig):
+    """The simulated reanalysis: per band (the default) or per cell of the synthetic grid
+    (`units: cell`, grid mode; the CMIP twin and the static tables stay per band)."""
+
+    units: Literal["band", "cell"] = "band"
+
+
 class EarthEngineReanalysisConfig(_Strict):
     """ERA5-Land from Earth Engine, reduced server-side to area-weighted band means."""
 
@@ -187,7 +194,7 @@ class BasinTableReanalysisConfig(_Strict):
 
 
 ReanalysisConfig = Annotated[
-    DemoConfig
+    DemoReanalysisConfig
     | EarthEngineReanalysisConfig
     | CdsReanalysisConfig
     | BandTableReanalysisConfig
@@ -325,7 +332,7 @@ StaticConfig = Annotated[DemoConfig | FilesStaticConfig, Field(discriminator="ki
 
 
 class SourcesConfig(_Strict):
-    reanalysis: ReanalysisConfig = DemoConfig()
+    reanalysis: ReanalysisConfig = DemoReanalysisConfig()
     climate_model: ClimateModelConfig = DemoConfig()
     static: StaticConfig = DemoConfig()
     earth_engine: EarthEngineAuth = EarthEngineAuth()

@@ -96,10 +96,12 @@ def _cmip_world(settings: DemoSettings, experiment: str) -> tuple[list[dt.date],
 # --- frames ----------------------------------------------------------------------------------
 
 
-def _band_month_columns(months: list[dt.date]) -> dict[str, pl.Series]:
+def _band_month_columns(months: list[dt.date], units: np.ndarray | None = None) -> dict[str, pl.Series]:
+    """`band` and `month` of rows ordered by month then band; with `units` (ids), `unit` instead."""
+    key, ids, dtype = ("band", np.arange(catalog.N_BANDS), pl.Int32) if units is None else ("unit", units, pl.Int64)
     return {
-        "band": pl.Series("band", np.tile(np.arange(catalog.N_BANDS), len(months)), dtype=pl.Int32),
-        "month": pl.Series("month", np.repeat(np.array(months, dtype="datetime64[D]"), catalog.N_BANDS)).cast(pl.Date),
+        key: pl.Series(key, np.tile(ids, len(months)), dtype=dtype),
+        "month": pl.Series("month", np.repeat(np.array(months, dtype="datetime64[D]"), len(ids))).cast(pl.Date),
     }
 
 
@@ -108,9 +110,12 @@ def _flat(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=float).reshape(-1)
 
 
-def _reanalysis_frame(world: dict[str, np.ndarray], rows: np.ndarray, months: list[dt.date]) -> pl.DataFrame:
+def _reanalysis_frame(
+    world: dict[str, np.ndarray], rows: np.ndarray, months: list[dt.date], units: np.ndarray | None = None
+) -> pl.DataFrame:
     """ERA5-Land names and units: K, monthly totals in m of water and J m-2 (Gregorian month
-    lengths), fluxes positive downwards (ECMWF), so evaporation is negative."""
+    lengths), fluxes positive downwards (ECMWF), so evaporation is negative. Keyed by `band`, or
+    by `unit` when the world's columns are the units of ids `units`."""
     days = world["days"][rows][:, None]
     seconds = days * SECONDS_PER_DAY
     pick = {name: world[name][rows] for name in ("t_air", "t_skin", "precip", "snowfall", "lw_down", "sw_down")}
@@ -127,7 +132,7 @@ def _reanalysis_frame(world: dict[str, np.ndarray], rows: np.ndarray, months: li
     for layer in range(4):
         columns[f"volumetric_soil_water_layer_{layer + 1}"] = world["theta"][rows, layer]
         columns[f"soil_temperature_level_{layer + 1}"] = world["t_soil"][rows, layer] + KELVIN
-    data = _band_month_columns(months)
+    data = _band_month_columns(months, units)
     data.update({name: pl.Series(name, _flat(columns[name]), dtype=pl.Float64) for name in catalog.ERA5_LAND_BANDS})
     return pl.DataFrame(data)
 
@@ -218,10 +223,14 @@ class DemoReanalysisSource:
                 )
             if month > latest:
                 raise NotPublishedError(self.name, month, latest)
-        if not wanted:
+        rows = np.array([month_number(m) - month_number(catalog.HISTORY_START) for m in wanted], dtype=int)
+        return self._frame(rows, wanted)
+
+    def _frame(self, rows: np.ndarray, months: list[dt.date]) -> pl.DataFrame:
+        """The rows (month positions from HISTORY_START) of the published `months`."""
+        if not months:
             return _empty_reanalysis_frame()
-        rows = np.array([month_number(m) - month_number(catalog.HISTORY_START) for m in wanted])
-        return _reanalysis_frame(_reanalysis_world(self.settings), rows, wanted)
+        return _reanalysis_frame(_reanalysis_world(self.settings), rows, months)
 
 
 class DemoClimateModelSource:

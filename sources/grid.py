@@ -29,7 +29,11 @@ DEFAULT_TILE_CELLS = 20
 class GridSpec:
     """A regular grid: the points at whole multiples of ``step`` inside the box (degrees), cut
     into tiles of ``tile_rows x tile_cols`` points. The default is ERA5-Land over the bands:
-    121 latitudes (59.3..71.3 N) x 271 longitudes (-168..-141), 7 x 14 tiles of 20 x 20."""
+    121 latitudes (59.3..71.3 N) x 271 longitudes (-168..-141), 7 x 14 tiles of 20 x 20.
+
+    ``lat_step``/``lon_step`` override ``step`` along one axis; ``centred`` puts the points at the
+    centres of the steps from the box's south and west edges instead (the demo's synthetic grid
+    of 0.30 x 0.54 degree cells filling the bands' box)."""
 
     south: float = catalog.BANDS[0].south
     north: float = catalog.BANDS[-1].north
@@ -38,10 +42,14 @@ class GridSpec:
     step: float = ERA5_LAND_STEP_DEG
     tile_rows: int = DEFAULT_TILE_CELLS
     tile_cols: int = DEFAULT_TILE_CELLS
+    lat_step: float | None = None  # None: ``step``
+    lon_step: float | None = None
+    centred: bool = False
 
     def __post_init__(self) -> None:
-        if not self.step > 0:
-            raise ValueError(f"grid step must be > 0 degrees, got {self.step}")
+        for name, value in (("step", self.step), ("lat_step", self.lat_step), ("lon_step", self.lon_step)):
+            if value is not None and not value > 0:
+                raise ValueError(f"grid {name} must be > 0 degrees, got {value}")
         if not (self.south < self.north and self.west < self.east):
             raise ValueError(
                 f"grid box must have south < north and west < east, got lat {self.south}..{self.north}, "
@@ -52,21 +60,24 @@ class GridSpec:
         if self.lat.size == 0 or self.lon.size == 0:
             raise ValueError(f"no grid point at a multiple of {self.step} degrees inside the box")
 
-    def _points(self, low: float, high: float) -> np.ndarray:
+    def _points(self, low: float, high: float, step: float) -> np.ndarray:
+        if self.centred:
+            count = math.floor((high - low) / step + 1e-9)
+            return np.round(low + step * (np.arange(count) + 0.5), 10)
         # whole multiples of the step, so the points are ERA5-Land's own whatever the box edges
-        first = math.ceil(low / self.step - 1e-9)
-        last = math.floor(high / self.step + 1e-9)
-        return np.round(np.arange(first, last + 1) * self.step, 10)
+        first = math.ceil(low / step - 1e-9)
+        last = math.floor(high / step + 1e-9)
+        return np.round(np.arange(first, last + 1) * step, 10)
 
     @cached_property
     def lat(self) -> np.ndarray:
         """Latitudes of the grid rows, south to north."""
-        return self._points(self.south, self.north)
+        return self._points(self.south, self.north, self.lat_step or self.step)
 
     @cached_property
     def lon(self) -> np.ndarray:
         """Longitudes of the grid columns, west to east."""
-        return self._points(self.west, self.east)
+        return self._points(self.west, self.east, self.lon_step or self.step)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -28,6 +28,10 @@ def reanalysis_source(config: SourcesConfig, demo_settings) -> ReanalysisSource:
         from sources.basin_table import BasinTableReanalysisSource
 
         return BasinTableReanalysisSource(chosen)
+    if chosen.units == "cell":
+        from sources.demo_grid import DemoCellReanalysisSource
+
+        return DemoCellReanalysisSource(demo_settings)
     from sources.demo import DemoReanalysisSource
 
     return DemoReanalysisSource(demo_settings)

@@ -14,10 +14,12 @@ import numpy as np
 from scipy import ndimage
 
 from sources import catalog
+from sources.grid import Grid, GridSpec
 from sources.simulator.unit_climates import DOMAIN_MID_LATITUDE, KM_PER_DEGREE, UnitClimates, band_climates
 
 GRID_COLUMNS = 50  # west to east
 GRID_ROWS = 40  # south to north
+TILE_CELLS = 10  # tiles of 10 x 10 cells: 4 x 5 tiles, enough to exercise tiling on a small grid
 GEOGRAPHY_SEED = 17  # the organic mat's patchiness: fixed, the weather's seed does not move land
 CONTINENTALITY_KM = 250.0  # distance from the sea over which the maritime climate fades
 ORGANIC_PATCH_CELLS = 3.0  # smoothing (cells) of the organic mat's patchiness
@@ -54,9 +56,15 @@ class SyntheticGrid:
     land: np.ndarray  # (rows, columns) bool
     continentality: np.ndarray  # (rows, columns), 0 at the coast .. 1 far inland
     cells: UnitClimates  # every cell, land or sea
+    spec: GridSpec  # the same cells as a grid spec: ids, tiles and band weights as for ERA5-Land
 
     def land_cells(self) -> UnitClimates:
         return self.cells.select(self.land.reshape(-1))
+
+    @functools.cached_property
+    def grid(self) -> Grid:
+        """The land cells as a `sources.grid.Grid` (cell ids = `cells.ids` of the land cells)."""
+        return Grid(self.spec, self.land)
 
 
 def _knots(pairs: tuple[tuple[float, float], ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +94,11 @@ def synthetic_grid(columns: int = GRID_COLUMNS, rows: int = GRID_ROWS) -> Synthe
     land cells keep the band's climate on average), and a patchy organic mat."""
     south, north = catalog.BANDS[0].south, catalog.BANDS[-1].north
     lat_step, lon_step = (north - south) / rows, (catalog.LON_EAST - catalog.LON_WEST) / columns
-    latitudes = south + lat_step * (np.arange(rows) + 0.5)
-    longitudes = catalog.LON_WEST + lon_step * (np.arange(columns) + 0.5)
+    spec = GridSpec(
+        south, north, catalog.LON_WEST, catalog.LON_EAST, lat_step=lat_step, lon_step=lon_step, centred=True,
+        tile_rows=TILE_CELLS, tile_cols=TILE_CELLS,
+    )  # fmt: skip
+    latitudes, longitudes = spec.lat, spec.lon
     lat, lon = np.meshgrid(latitudes, longitudes, indexing="ij")
     land = _land_mask(lat, lon)
     y_km = (lat - south) * KM_PER_DEGREE
@@ -117,4 +128,4 @@ def synthetic_grid(columns: int = GRID_COLUMNS, rows: int = GRID_ROWS) -> Synthe
         x_km=x_km.reshape(-1),
         **{name: values.reshape(-1) for name, values in fields.items()},
     )
-    return SyntheticGrid(latitudes, longitudes, land, continentality, cells)
+    return SyntheticGrid(latitudes, longitudes, land, continentality, cells, spec)

@@ -149,3 +149,25 @@ def test_a_hole_in_cell_values_is_an_error_naming_band_and_month(grid):
     values[1, np.argmax(grid.cell_lat > 70.0)] = np.nan
     with pytest.raises(SourceError, match="variable t_soil_0, band 5, 2001-02"):
         grid.band_rollup(values, "t_soil_0", labels=["2001-01", "2001-02", "2001-03"])
+
+
+def test_centred_spec_with_own_steps_fills_the_box_with_cell_centres():
+    spec = GridSpec(60.0, 61.2, -150.0, -147.3, lat_step=0.3, lon_step=0.54, centred=True, tile_rows=2, tile_cols=3)
+    np.testing.assert_allclose(spec.lat, [60.15, 60.45, 60.75, 61.05])
+    np.testing.assert_allclose(spec.lon, [-149.73, -149.19, -148.65, -148.11, -147.57])
+    assert spec.tile_grid == (2, 2)
+    with pytest.raises(ValueError, match="lon_step"):
+        GridSpec(lon_step=-0.5)
+
+
+def test_synthetic_grid_is_a_grid_spec_with_the_same_cell_ids():
+    from sources.simulator.grid import synthetic_grid
+
+    world = synthetic_grid()
+    np.testing.assert_array_equal(world.grid.cells, world.land_cells().ids)
+    np.testing.assert_allclose(world.grid.cell_lat, world.land_cells().latitude)
+    np.testing.assert_allclose(world.grid.cell_lon, world.land_cells().longitude)
+    tiles = world.grid.tiles
+    assert sorted(np.concatenate([t.cells for t in tiles]).tolist()) == world.grid.cells.tolist()
+    # every land cell lies inside the bands' box, so every one weighs in some band's rollup
+    assert (world.grid.cell_band_weights().sum(axis=0) > 0).all()
