@@ -382,9 +382,9 @@ def spatial_holdout_evaluation(
 ) -> MaterializeResult:
     from ml import evaluation
     from ml.ensemble import load_architecture
-    from ml.metrics import TARGET_HELD_OUT_UNITS
+    from ml.metrics import SKILL_SCHEMA, TARGET_HELD_OUT_UNITS
     from ml.scenario_members import core_drivers
-    from ml.spatial_holdout import BASELINES, UNIT_FEATURES, holdout_evaluation
+    from ml.spatial_holdout import BASELINES, SPLIT_SCHEMA, UNIT_FEATURES, holdout_evaluation
     from ml.thermal_core import ThermalCore
     from ml.unit_arrays import history_grid
 
@@ -395,7 +395,13 @@ def spatial_holdout_evaluation(
             "nothing like it to learn from, so the spatial hold-out runs on units such as basins only"
         )
         context.log.info(f"spatial hold-out skipped: {reason}")
-        return MaterializeResult(metadata={"status": "skipped", "reason": reason})
+        # empty tables, so the view exists and a query of it answers (no rows) on every lake
+        files = lake.layout.spatial_holdout()
+        with lake.batch() as batch:
+            batch.parquet(files.scores, pl.DataFrame(schema=SKILL_SCHEMA))
+            batch.parquet(files.split, pl.DataFrame(schema=SPLIT_SCHEMA))
+        views = warehouse.refresh_output_views(lake.layout, "spatial_holdout_evaluation", context.log)
+        return MaterializeResult(metadata={"status": "skipped", "reason": reason, **views})
     names = tuple(dict.fromkeys((*inputs.channels, *core_drivers(inputs), *catalog.TARGETS)))
     grid = history_grid(history, units, names).until(catalog.month64(catalog.TEST_LAST_TARGET_MONTH))
     core = ThermalCore.from_dict(json.loads(lake.layout.thermal_core().parameters.read_text()))

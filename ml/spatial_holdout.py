@@ -60,6 +60,15 @@ BASELINES: dict[str, str] = {
 OBSERVED_SOIL = ("persistence",)
 
 
+# the split as it lands: each unit, its band (null outside the bands), its series group, held out or not
+SPLIT_SCHEMA: dict[str, pl.DataType] = {
+    "unit": pl.Int64,
+    "band": pl.Int64,
+    "series_group": pl.Int64,
+    "held_out": pl.Boolean,
+}
+
+
 def holdout_split(units: Units, share: float = HELD_OUT_SHARE, seed: int = SPLIT_SEED) -> np.ndarray:
     """(U,) bool: the units held out, whole ``series_group``s, ``round(share * groups)`` of them
     (at least one, at least one left), drawn by a seeded permutation of the sorted groups."""
@@ -246,5 +255,7 @@ def holdout_evaluation(
     predictions = TestYearPredictions(
         test_windows.target_month, test_windows.unit, test_windows.observed, baselines, networks, units
     )
-    split = units.frame.select("unit", "band", "series_group").with_columns(pl.Series("held_out", held))
+    split = (
+        units.frame.select("unit", "band", "series_group").with_columns(pl.Series("held_out", held)).cast(SPLIT_SCHEMA)
+    )
     return HoldoutResult(score(predictions, OBSERVED_SOIL), predictions, split)

@@ -101,6 +101,7 @@ def test_every_file_in_the_lake_is_an_output_the_layout_declares(demo_run):
             "cmip5_bias_corrected": catalog.RCP_EXPERIMENTS,
             "scenario_windows": catalog.RCP_EXPERIMENTS,
             "trained_models": list(ARCHITECTURES),
+            "hyperparameter_search": list(ARCHITECTURES),
         }.get(name, [None])
         names = (*ARCHITECTURES, *catalog.RCP_EXPERIMENTS)
         for partition in partitions:
