@@ -26,7 +26,10 @@ model that uses only canonical inputs every source provides. Its terms, each a c
   implicitly with an apparent heat capacity. ``bottom``: ``"deep"``, cells down to
   COLUMN_BOTTOM_M and a geothermal flux below (the demo simulator's); ``"zero_flux"``, the column
   ends at 2.89 m without flux, where ERA5-Land's layers end; ``"coupled"``, the deep cells
-  behind a fitted ``deep_coupling`` of the conductance at 2.89 m, between the two.
+  behind a fitted ``deep_coupling`` of the conductance at 2.89 m, between the two; ``"thick"``,
+  cells down to THICK_BOTTOM_M (30 m, as GIPL-like permafrost models reach) under the geothermal
+  flux, whose heat capacity slows a deep soil's warming (a structural alternative for the
+  ensemble, ``ml.scenario_members.ENSEMBLE_STRUCTURES``).
   ``freezing``: ``"fixed"``, the latent heat of the layer's water content ``w_k`` spread over
   FREEZING_RANGE below 0 degC (the demo simulator's); ``"range"``, the same over a fitted
   ``freezing_range``; ``"power_law"``, unfrozen water ``w_k (|T| / UNFROZEN_ONSET)^-unfrozen_exponent``
@@ -62,6 +65,8 @@ SOIL_LAYERS_M = catalog.SOIL_LAYERS_M
 CELLS_PER_LAYER = (2, 2, 3, 4)
 DEEP_EDGES_M = (3.5, 4.3, 5.3)  # cells below the deepest layer keep the bottom boundary away
 COLUMN_BOTTOM_M = DEEP_EDGES_M[-1]
+THICK_EDGES_M = DEEP_EDGES_M + (7.0, 9.5, 13.0, 18.0, 24.0, 30.0)  # bottom "thick"
+THICK_BOTTOM_M = THICK_EDGES_M[-1]
 TOP_SOIL_M = 0.28  # cells above this depth get the top (organic-rich) conductivity
 SUBSTEPS = 4  # implicit steps per month
 PICARD = 2  # linear solves per step, the second with the heat capacity of the first
@@ -109,7 +114,7 @@ TERMS: dict[str, dict[Any, tuple[str, ...]]] = {
     "snowmelt": {"degree_day": (), "delayed": ("melt_threshold",)},
     "snow_insulation": {"linear": (), "power": ("snow_exponent",)},
     "organic_layer": {False: (), True: ("organic_resistance",)},
-    "bottom": {"deep": (), "zero_flux": (), "coupled": ("deep_coupling",)},
+    "bottom": {"deep": (), "zero_flux": (), "coupled": ("deep_coupling",), "thick": ()},
 }
 
 
@@ -181,9 +186,9 @@ class Column:
 
 
 def column(bottom: str = "deep") -> Column:
-    """The cells down to COLUMN_BOTTOM_M (``bottom="deep"``) or to the deepest ERA5-Land edge
-    (``"zero_flux"``)."""
-    deep = () if bottom == "zero_flux" else DEEP_EDGES_M
+    """The cells down to COLUMN_BOTTOM_M (``bottom="deep"`` or ``"coupled"``), to THICK_BOTTOM_M
+    (``"thick"``) or to the deepest ERA5-Land edge (``"zero_flux"``)."""
+    deep = {"zero_flux": (), "thick": THICK_EDGES_M}.get(bottom, DEEP_EDGES_M)
     edges, layer = [0.0], []
     for index, ((top, low), cells) in enumerate(zip(SOIL_LAYERS_M, CELLS_PER_LAYER, strict=True)):
         edges += list(np.linspace(top, low, cells + 1)[1:])
