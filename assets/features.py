@@ -294,7 +294,9 @@ def scenario_windows(
     files = lake.layout.training_windows()
     stats = NormalizationStats.from_dict(json.loads(files.stats.read_text()))
     scaler = ResidualScaler.from_dict(json.loads(files.residual_scaler.read_text()))
-    core = ThermalCore.from_dict(json.loads(lake.layout.thermal_core().parameters.read_text()))
+    record = json.loads(lake.layout.thermal_core().parameters.read_text())
+    core = ThermalCore.from_dict(record)
+    variants = {name: ThermalCore.from_dict(saved) for name, saved in record.get("structures", {}).items()}
     history_frame, units, inputs, raw_marts = _marts(warehouse)
     if tuple(scaler.drivers) != inputs.channels:
         raise ValueError(
@@ -333,6 +335,8 @@ def scenario_windows(
                 config.bias_methods,
                 config.bias_draws,
                 config.bootstrap_seed,
+                variants,
+                config.core_structures,
             )
             batch.file(lake.layout.scenario_members(scenario), members.save)
             physical[scenario], clipped[scenario] = training_range_shares(history, in_train, corrected, members, scaler)
@@ -342,6 +346,7 @@ def scenario_windows(
                 "paper_targets": target_span(windows),
                 "members": len(members.drivers),
                 "member_months": span,
+                "structures": {name: members.structure.count(name) for name in dict.fromkeys(members.structure)},
             }
             batch.parquet(
                 lake.layout.windows_summary(scenario),
@@ -382,7 +387,12 @@ def scenario_windows(
     return MaterializeResult(
         metadata={
             "bias_methods": MetadataValue.json(
-                {"methods": list(config.bias_methods), "draws": config.bias_draws, "draw_0": "unperturbed"}
+                {
+                    "methods": list(config.bias_methods),
+                    "draws": config.bias_draws,
+                    "draw_0": "unperturbed",
+                    "core_structures": list(config.core_structures),
+                }
             ),
             "scenarios_in_this_run": ", ".join(context.partition_keys),
             **views,

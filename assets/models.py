@@ -114,18 +114,41 @@ def trained_model_folders(context: AssetExecutionContext) -> dict[str, Path]:
 )
 def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
     from ml.metrics import rmse
-    from ml.scenario_members import core_drivers, fit_history_core, history_run_frame
+    from ml.scenario_members import (
+        DEFAULT_STRUCTURE_NAME,
+        ENSEMBLE_STRUCTURES,
+        core_drivers,
+        fit_history_core,
+        history_run_frame,
+    )
     from ml.unit_arrays import days_in_month, history_grid
 
     history_frame, units, inputs, _ = _marts(warehouse)
     grid = history_grid(history_frame, units, (*core_drivers(inputs), *catalog.WATER_CONTENT, *catalog.TARGETS))
     train = grid.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
     started = time.perf_counter()
-    core, history = fit_history_core(grid, train, days_in_month(grid.months, "standard"), inputs)
+    days = days_in_month(grid.months, "standard")
+    core, history = fit_history_core(grid, train, days, inputs)
     seconds = time.perf_counter() - started
+    # the ensemble's other structures (ml.scenario_members.ENSEMBLE_STRUCTURES), fitted alike
+    variants, variant_rows = {}, []
+    for name, structure in ENSEMBLE_STRUCTURES.items():
+        if name == DEFAULT_STRUCTURE_NAME:
+            variant_rows.append({"structure": name, "train_rmse": core.train_rmse, "fit_seconds": seconds})
+            continue
+        variant_started = time.perf_counter()
+        variants[name] = fit_history_core(grid, train, days, inputs, structure)[0]
+        variant_rows.append(
+            {
+                "structure": name,
+                "train_rmse": variants[name].train_rmse,
+                "fit_seconds": time.perf_counter() - variant_started,
+            }
+        )
     files = lake.layout.thermal_core()
     record = {
         **core.to_dict(),
+        "structures": {name: variant.to_dict() for name, variant in variants.items()},
         "units": units.ids.tolist(),
         "surface": inputs.core_surface,
         "train_last_month": str(catalog.TRAIN_LAST_TARGET_MONTH),
@@ -145,6 +168,8 @@ def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: 
         metadata={
             "units": f"{units.count} {units.kind}s",
             "structure": MetadataValue.json(core.structure.to_dict()),
+            # the ensemble's structures: the default (above) and the variants members take in turn
+            "ensemble_structures": MetadataValue.md(markdown_table(pl.DataFrame(variant_rows), float_precision=3)),
             "skin_temperature": "in the sources" if inputs.core_surface == "t_surface" else "absent from the sources",
             "parameters_at_bounds": MetadataValue.json(
                 {name: int(np.sum(near)) for name, near in core.at_bounds.items() if np.any(near)}

@@ -13,7 +13,7 @@ from dagster import Config
 from pydantic import Field, field_validator, model_validator
 
 from ml import architecture_catalog
-from ml.training_config import BIAS_METHODS, HELD_OUT_SHARE, TrainingConfig
+from ml.training_config import BIAS_METHODS, CORE_STRUCTURES, HELD_OUT_SHARE, TrainingConfig
 from sources import catalog
 
 
@@ -78,12 +78,27 @@ class ScenarioWindowsConfig(Config):
     # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
     # between the reanalysis and all the model's runs over the overlap (ml.scenario_members)
     bias_methods: list[str] = ["qdm", "mean_delta"]
+    # core structures the members take in turn (draw k: structure k mod their number; the first
+    # must be "default", the structure the networks are trained on; ["default"] alone: no
+    # structural members); each is fitted by thermal_core (ml.scenario_members.ENSEMBLE_STRUCTURES)
+    core_structures: list[str] = list(CORE_STRUCTURES)
 
     @field_validator("bias_draws")
     @classmethod
     def _at_least_one_draw(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"bias_draws must be >= 1 (draw 0 is the unperturbed correction), got {value}")
+        return value
+
+    @field_validator("core_structures")
+    @classmethod
+    def _known_structures(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in CORE_STRUCTURES]
+        if unknown or not value or value[0] != CORE_STRUCTURES[0]:
+            raise ValueError(
+                f"core_structures must start with {CORE_STRUCTURES[0]!r} and name only "
+                f"{list(CORE_STRUCTURES)}; got {value}"
+            )
         return value
 
     @field_validator("bias_methods")

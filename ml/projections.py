@@ -128,7 +128,9 @@ def scenario_projections(
     reference models run on the unperturbed corrected drivers (draw 0): the core alone and
     ``ridge`` (a fitted ``ml.distributed_lag.DistributedLagRidge``). ``trained`` maps an
     architecture to its ``ml.ensemble.TrainedArchitecture``: a residual-design network runs on its
-    own bias-correction draw (``ml.ensemble.bias_draw``), a paper-design one on ``paper_windows``
+    own bias-correction draw (``ml.ensemble.bias_draw``) plus that draw's structural offset
+    (``ScenarioMembers.offsets``: its core structure's run against the default's), a paper-design
+    one on ``paper_windows``
     (the scenario's ``ml.windows.WindowSet``). Rows as ``projection_frame``'s, references first.
     """
     from ml.ensemble import bias_draw, predict_members
@@ -181,7 +183,8 @@ def scenario_projections(
                     units,
                     windows.unit,
                     windows.target_month,
-                    network.predict(windows),
+                    # the network on the default core, moved by its draw's core structure
+                    network.predict(windows) + members.offset_at(draw, windows.unit, windows.target_month),
                     network.member,
                 )
             )

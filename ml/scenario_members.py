@@ -18,6 +18,18 @@
 * ``member_cores``: the fitted core driven by each member's drivers, all members side by side
   in one simulation. Soil water is the reanalysis' training climatology, so scenario soil water
   cannot reach the core.
+* ``structure_offsets``: structural members. Every draw's ``core`` is the default structure's (the
+  one the networks were trained on); draw k also belongs to structure k mod the number of
+  ``ENSEMBLE_STRUCTURES`` used, and carries that structure's run MINUS the default's on the same
+  drivers, less the mean of that difference over the training years per unit, calendar month and
+  layer. A network member adds its draw's offset to its projection: the networks' correction of
+  the history stays as trained, the extrapolation follows another physics. Why: with one core
+  structure the members' 5-95% range was the networks' and the bias draws' spread only, and in
+  demo worlds whose soil differs from the core (a 30 m column, freezing over kelvins) every member
+  erred the same way; the structures' own runs disagree exactly there (a thick column halves the
+  change error of the 30 m world, ``benchmarks/structural_worlds.py``). Why debiased: each
+  structure is fitted to the same history, so their history means differ by misfit only, which
+  the networks were trained to correct for the default.
 * ``outside_training_range``: per variable, the share of scenario months outside the training
   range of the same unit and calendar month (about 10% even without climate change: each cell
   has only 18 training years).
@@ -27,7 +39,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +49,39 @@ import polars as pl
 
 from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, perturb
 from ml.model_inputs import ModelInputs, core_surface_temperature, derived_snowfall
-from ml.thermal_core import CoreInputs, ThermalCore
-from ml.training_config import BIAS_METHODS
+from ml.thermal_core import DEFAULT_STRUCTURE, CoreInputs, CoreStructure, ThermalCore
+from ml.training_config import BIAS_METHODS, CORE_STRUCTURES
 from ml.unit_arrays import UnitGrid, Units, calendar_climatology, days_in_month, grid_frame, unit_grid
 from sources import catalog
+
+# The core structures of the ensemble, the default first (the one the networks are trained on):
+# each differs from it in one term where the demo worlds showed the core's physics can be wrong.
+DEFAULT_STRUCTURE_NAME = CORE_STRUCTURES[0]
+ENSEMBLE_STRUCTURES: dict[str, CoreStructure] = {
+    DEFAULT_STRUCTURE_NAME: DEFAULT_STRUCTURE,
+    # a 30 m column under the geothermal flux: deep ground's heat capacity slows warming
+    "thick_column": dataclasses.replace(DEFAULT_STRUCTURE, bottom="thick", fitted=None),
+    # unfrozen water over several kelvin (silty soils) instead of a fitted freezing range
+    "power_law_freezing": dataclasses.replace(DEFAULT_STRUCTURE, freezing="power_law", fitted=None),
+}
+
+
+if tuple(ENSEMBLE_STRUCTURES) != CORE_STRUCTURES:
+    raise RuntimeError(f"ml.training_config.CORE_STRUCTURES {CORE_STRUCTURES} must name ENSEMBLE_STRUCTURES")
+
+
+def structure_named(name: str) -> CoreStructure:
+    """One of ``ENSEMBLE_STRUCTURES``, or a ValueError naming them."""
+    if name not in ENSEMBLE_STRUCTURES:
+        raise ValueError(f"core structure {name!r} is not one of the ensemble's {list(ENSEMBLE_STRUCTURES)}")
+    return ENSEMBLE_STRUCTURES[name]
+
+
+def member_structure(draw: int, structures: Sequence[str]) -> str:
+    """The core structure of member ``draw``: structure ``draw`` mod their number. Draw k of
+    network member s of architecture a is s * 5 + a (``ml.ensemble.bias_draw``), so with three
+    structures every architecture has members of each, and they cross the two bias methods."""
+    return structures[draw % len(structures)]
 
 
 def water_climatology(history: UnitGrid, train: np.ndarray) -> np.ndarray:
@@ -62,15 +104,19 @@ def core_inputs(drivers: UnitGrid, water_clim: np.ndarray, days: np.ndarray, inp
 
 
 def fit_history_core(
-    history: UnitGrid, train: np.ndarray, days: np.ndarray, inputs: ModelInputs
+    history: UnitGrid,
+    train: np.ndarray,
+    days: np.ndarray,
+    inputs: ModelInputs,
+    structure: CoreStructure = DEFAULT_STRUCTURE,
 ) -> tuple[ThermalCore, np.ndarray]:
-    """The core fitted on the months ``train`` of ``history`` (drivers, water and t_soil_k) and
-    its prediction (T, U, 4) degC over every month. The column starts at the first year's mean
-    observed soil temperature of each unit."""
+    """The core of ``structure`` fitted on the months ``train`` of ``history`` (drivers, water and
+    t_soil_k) and its prediction (T, U, 4) degC over every month. The column starts at the first
+    year's mean observed soil temperature of each unit."""
     observed = np.transpose(history.select(catalog.TARGETS), (0, 2, 1))  # (T, 4, U)
     core_in = core_inputs(history, water_climatology(history, train), days, inputs)
     t_start = observed[:12].mean(axis=(0, 1))
-    core = ThermalCore().fit(core_in, observed, train, t_start=t_start)
+    core = ThermalCore(structure=structure).fit(core_in, observed, train, t_start=t_start)
     return core, np.transpose(core.predict(core_in, t_start=t_start), (0, 2, 1))
 
 
@@ -212,6 +258,46 @@ def member_cores(
     ).astype(np.float32)
 
 
+def structure_offsets(
+    cores: Mapping[str, ThermalCore],
+    structures: Sequence[str],
+    drivers: np.ndarray,
+    base: np.ndarray,
+    names: tuple[str, ...],
+    months: np.ndarray,
+    water_clim: np.ndarray,
+    days: np.ndarray,
+    inputs: ModelInputs,
+) -> np.ndarray:
+    """(D, T, U, 4) float32: per draw, its structure's (``member_structure``) core run on the
+    draw's drivers minus ``base`` (the default core's run of the draws, (D, T, U, 4)), less the
+    mean of that difference over the training years (``catalog.HISTORY_START`` to
+    ``TRAIN_LAST_TARGET_MONTH``) per unit, calendar month and layer; zero for the default's draws.
+    ``cores`` maps a structure's name to its fitted core."""
+    missing = [name for name in structures if name not in cores]
+    if missing:
+        raise ValueError(f"no fitted core of structure(s) {missing}, only {list(cores)}: re-materialize thermal_core")
+    calendar = months.astype(np.int64) % 12
+    training = (months >= catalog.month64(catalog.HISTORY_START)) & (
+        months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
+    )
+    if not all((training & (calendar == m)).any() for m in range(12)):
+        raise ValueError(f"the members' months {months[0]}..{months[-1]} do not cover the training years")
+    offsets = np.zeros(base.shape, dtype=np.float32)
+    for name in dict.fromkeys(structures):
+        draws = [d for d in range(len(drivers)) if member_structure(d, structures) == name]
+        if name == DEFAULT_STRUCTURE_NAME or not draws:
+            continue
+        run = member_cores(cores[name], drivers[draws], names, calendar, water_clim, days, inputs)
+        difference = run - base[draws]  # (d, T, U, 4)
+        for month in range(12):
+            rows = calendar == month
+            mean = difference[:, training & rows].mean(axis=1, keepdims=True)
+            difference[:, rows] -= mean
+        offsets[draws] = difference
+    return offsets
+
+
 def outside_training_range(
     history: UnitGrid, train: np.ndarray, scenario: UnitGrid, rows: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, float]:
@@ -234,9 +320,12 @@ class ScenarioMembers:
     """Every ensemble member's drivers and core run under one scenario.
 
     ``months`` (T,) datetime64[M]; ``drivers`` (D, T, U, V) in ``driver_names`` order and
-    ``core`` (D, T, U, 4) degC, float32, one per bias-correction draw; ``bias_method`` (D,) the
-    correction each draw starts from (draw 0: the first method, unperturbed); ``units`` (U,) the
-    unit ids of the unit axis.
+    ``core`` (D, T, U, 4) degC, float32, one per bias-correction draw (the default structure's
+    run, what the networks read); ``bias_method`` (D,) the correction each draw starts from (draw
+    0: the first method, unperturbed); ``units`` (U,) the unit ids of the unit axis;
+    ``structure`` (D,) each draw's core structure and ``offsets`` (D, T, U, 4) what it adds to a
+    network's projection (``structure_offsets``); default: every draw the default structure,
+    no offset (members saved before structural members).
     """
 
     months: np.ndarray
@@ -245,6 +334,28 @@ class ScenarioMembers:
     bias_method: tuple[str, ...]
     driver_names: tuple[str, ...]
     units: np.ndarray
+    structure: tuple[str, ...] = ()
+    offsets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.structure:
+            self.structure = (DEFAULT_STRUCTURE_NAME,) * len(self.core)
+        if self.offsets is None:
+            self.offsets = np.zeros(self.core.shape, dtype=np.float32)
+        if len(self.structure) != len(self.core) or self.offsets.shape != self.core.shape:
+            raise ValueError(
+                f"scenario members: {len(self.structure)} structures and offsets {self.offsets.shape} for cores "
+                f"{self.core.shape}"
+            )
+
+    def offset_at(self, draw: int, unit: np.ndarray, month: np.ndarray) -> np.ndarray:
+        """(n, 4) the structural offset of member ``draw`` at unit positions ``unit`` (n,) and
+        months ``month`` (n,), anything numpy turns into datetime64[M]."""
+        month = np.asarray(month).astype("datetime64[M]")
+        rows = np.searchsorted(self.months, month)
+        if (rows >= len(self.months)).any() or (self.months[np.minimum(rows, len(self.months) - 1)] != month).any():
+            raise ValueError(f"months outside the members' {self.months[0]}..{self.months[-1]}")
+        return self.offsets[draw][rows, np.asarray(unit)]
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as handle:  # a file object stops np.savez from appending '.npz'
@@ -256,6 +367,8 @@ class ScenarioMembers:
                 driver_names=np.asarray(self.driver_names, dtype=np.str_),
                 bias_method=np.asarray(self.bias_method, dtype=np.str_),
                 units=self.units,
+                structure=np.asarray(self.structure, dtype=np.str_),
+                offsets=self.offsets,
             )
 
     @classmethod
@@ -268,6 +381,8 @@ class ScenarioMembers:
                 bias_method=tuple(stored["bias_method"].tolist()),
                 driver_names=tuple(stored["driver_names"].tolist()),
                 units=stored["units"],
+                structure=tuple(stored["structure"].tolist()) if "structure" in stored else (),
+                offsets=stored.get("offsets"),
             )
 
     def select(self, draw: int, names: tuple[str, ...]) -> np.ndarray:
@@ -290,12 +405,16 @@ def build_members(
     methods: Sequence[str] = BIAS_METHODS,
     draws: int = 1,
     seed: int = catalog.DEFAULT_SEED,
+    variants: Mapping[str, ThermalCore] | None = None,
+    structures: Sequence[str] = (DEFAULT_STRUCTURE_NAME,),
 ) -> ScenarioMembers:
     """The members of ``scenario``: its quantile-mapped drivers ``corrected`` (and the raw run
     ``raw_runs[scenario]``; every run of the model pools the mean-delta correction's means),
     corrected by ``methods`` in turn with bootstrap draws 0..draws-1, and the fitted ``core``
-    run on each with the training months' (``train`` of ``history``) water climatology, in the
-    climate model's own ``calendar``. Every grid is over the same units, in the same order."""
+    (the default structure) run on each with the training months' (``train`` of ``history``)
+    water climatology, in the climate model's own ``calendar``; draws take ``structures`` in
+    turn, whose fitted cores ``variants`` gives (``structure_offsets``). Every grid is over the
+    same units, in the same order."""
     unknown = sorted(set(methods) - set(BIAS_METHODS))
     if unknown or not methods:
         raise ValueError(f"bias methods must be one or more of {BIAS_METHODS}; got {list(methods)}")
@@ -312,7 +431,25 @@ def build_members(
     water = water_climatology(history, train)
     cores = member_cores(core, drivers, corrected.names, corrected.calendar_month, water, days, inputs)
     drawn = tuple(methods[k % len(methods)] for k in range(draws))
-    return ScenarioMembers(corrected.months, drivers, cores, drawn, corrected.names, corrected.units)
+    structures = list(structures) or [DEFAULT_STRUCTURE_NAME]
+    if structures[0] != DEFAULT_STRUCTURE_NAME:
+        raise ValueError(f"the first structure must be {DEFAULT_STRUCTURE_NAME!r} (draw 0's); got {structures}")
+    for name in structures:
+        structure_named(name)
+    fitted = {DEFAULT_STRUCTURE_NAME: core, **(variants or {})}
+    offsets = structure_offsets(
+        fitted, structures, drivers, cores, corrected.names, corrected.months, water, days, inputs
+    )
+    return ScenarioMembers(
+        corrected.months,
+        drivers,
+        cores,
+        drawn,
+        corrected.names,
+        corrected.units,
+        tuple(member_structure(k, structures) for k in range(draws)),
+        offsets,
+    )
 
 
 def training_range_shares(

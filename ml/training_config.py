@@ -27,6 +27,10 @@ DESIGNS = ("residual", "paper")
 # model's runs over the overlap. Here, with the other run settings, so the run config can check it
 # without loading the modelling code.
 BIAS_METHODS: tuple[str, ...] = ("qdm", "mean_delta")
+# The conduction core's structures the ensemble members take in turn (member draw k: structure
+# k mod their number), the default first; ml.scenario_members.ENSEMBLE_STRUCTURES defines them.
+# Here so the run config can check names without loading the modelling code.
+CORE_STRUCTURES: tuple[str, ...] = ("default", "thick_column", "power_law_freezing")
 # The share of series groups of spatial units the spatial hold-out keeps from training
 # (ml.spatial_holdout), here so the run config can check it without loading the modelling code.
 HELD_OUT_SHARE = 0.2
