@@ -6,6 +6,7 @@ perfect-model validation then run through Dagster as in the graph; on forcing wi
 projections must land near the truth."""
 
 import datetime as dt
+import json
 
 import duckdb
 import numpy as np
@@ -131,6 +132,12 @@ def test_the_core_fits_the_history(model_lake):
     assert meta["test_rmse"].value < 1.5  # degC; climatology is about 1.3-2 K on the demo
     history = pl.read_parquet(layout.thermal_core().history)
     assert history.height == 276 * 6 and history.select(catalog.TARGETS).null_count().row(0) == (0, 0, 0, 0)
+    # the ensemble's other core structures are fitted beside the default and saved with it
+    structures = meta["ensemble_structures"].value
+    assert all(name in structures for name in ("default", "thick_column", "power_law_freezing"))
+    saved = json.loads(layout.thermal_core().parameters.read_text())["structures"]
+    assert saved["thick_column"]["structure"]["bottom"] == "thick"
+    assert saved["power_law_freezing"]["structure"]["freezing"] == "power_law"
 
 
 @pytest.mark.slow
@@ -142,7 +149,16 @@ def test_windows_and_members_land_in_both_designs(model_lake):
     with np.load(layout.scenario_members("rcp85")) as members:
         assert members["drivers"].shape[0] == BIAS_DRAWS and members["core"].shape[-1] == 4
         assert members["bias_method"].tolist()[:3] == ["qdm", "mean_delta", "qdm"]
+        # draws take the core structures in turn; gru's draws 3 and 8 are the default and power-law freezing
+        assert members["structure"].tolist()[:4] == ["default", "thick_column", "power_law_freezing", "default"]
+        offsets = members["offsets"]
+        assert not offsets[0].any() and np.abs(offsets[1]).max() > 0.0 and np.abs(offsets[8]).max() > 0.0
         assert np.array_equal(members["months"][[0, -1]], np.array(["1950-01", "2100-12"], dtype="datetime64[M]"))
+    assert metadata["scenario_windows"]["windows"].value["structures"] == {
+        "default": 3,
+        "thick_column": 3,
+        "power_law_freezing": 3,
+    }
     assert "t_air" in metadata["scenario_windows"]["outside_training_range"].value
 
 

@@ -3,6 +3,7 @@
 Expected values are worked out by hand on constructed frames.
 """
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -348,6 +349,13 @@ def test_a_scenarios_projections_put_each_network_on_its_own_draw():
     assert np.allclose(values("dl_ridge", 0), members.drivers[0][projected, 1, :4])
     assert np.allclose(values("gru", 0), members.core[3][projected, 1])
     assert np.allclose(values("gru", 1), members.core[8][projected, 1])
+    # a draw of another core structure moves its network by that structure's offset, not the references
+    shifted = dataclasses.replace(members, offsets=np.ones_like(members.core) * np.arange(9)[:, None, None, None])
+    moved = P.scenario_projections("rcp45", shifted, {"gru": gru}, Ridge(), UNITS_01)
+    rows = moved.filter(pl.col("model") == "gru", pl.col("member") == 1, pl.col("band") == 1).sort("month")
+    assert np.allclose(rows.select(catalog.TARGETS).to_numpy(), members.core[8][projected, 1] + 8.0)
+    core_rows = moved.filter(pl.col("model") == "thermal_core", pl.col("band") == 1).sort("month")
+    assert np.allclose(core_rows.select(catalog.TARGETS).to_numpy(), members.core[0][projected, 1])
     with pytest.raises(ValueError, match="gru network 1 needs bias-correction draw 8.*prepared 5"):
         P.scenario_projections("rcp45", scenario_members(draws=5), {"gru": gru}, Ridge(), UNITS_01)
     paper = TrainedArchitecture("tcn", "paper", [object()])

@@ -188,3 +188,84 @@ def test_range_shares_of_the_projection_months():
     physical, clipped = training_range_shares(history, train, warm_grid, members, scaler)
     assert physical["t_air"] == 1.0 and set(physical) == set(DRIVERS)
     assert clipped["t_air"] == 1.0 and clipped["month_sin"] == 0.0
+
+
+def test_members_take_the_core_structures_in_turn_across_architectures():
+    from ml.ensemble import bias_draw
+    from ml.scenario_members import ENSEMBLE_STRUCTURES, member_structure
+
+    names = list(ENSEMBLE_STRUCTURES)
+    assert names[0] == "default" and len(names) == 3
+    for architecture in ("tcn", "gru", "bilstm"):  # every architecture has members of every structure
+        taken = {member_structure(bias_draw(architecture, seed), names) for seed in range(5)}
+        assert taken == set(names)
+    assert member_structure(0, names) == "default"  # draw 0, the references' own, is the default
+
+
+def test_structural_offsets_are_a_structures_change_against_the_default(tmp_path):
+    from ml.scenario_members import ScenarioMembers, build_members
+    from ml.thermal_core import CoreStructure
+
+    # 2001-2018 training years, then 2019-2030 3 K warmer
+    history = grid("2001-01", 30 * 12, 1)
+    history.values[18 * 12 :, :, DRIVERS.index("t_air")] += 3.0
+    train = history.months <= np.datetime64("2018-12")
+    corrected = six_bands(history.months, history.select(DRIVERS), DRIVERS)
+    runs = {"rcp85": corrected}
+    core = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES})
+    thick = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES}, structure=CoreStructure(bottom="thick"))
+    structures = ["default", "thick_column"]
+    members = build_members(
+        corrected,
+        runs,
+        "rcp85",
+        history,
+        train,
+        core,
+        "standard",
+        INPUTS,
+        ["qdm"],
+        4,
+        7,
+        {"thick_column": thick},
+        structures,
+    )
+    assert members.structure == ("default", "thick_column", "default", "thick_column")
+    assert (members.offsets[[0, 2]] == 0).all() and np.abs(members.offsets[1]).max() > 0.1
+    # debiased: over the training years the offset averages to zero per unit, calendar month and layer
+    in_train = members.months <= np.datetime64("2018-12")
+    for month in (0, 6):
+        rows = in_train & (members.months.astype(np.int64) % 12 == month)
+        assert np.abs(members.offsets[1][rows].mean(axis=0)).max() < 1e-4
+    # after the warming the thick column's deepest layer warms less than the default's
+    late = members.months >= np.datetime64("2025-01")
+    assert members.offsets[1][late, :, 3].mean() < -0.05
+    members.save(tmp_path / "m.npz")
+    again = ScenarioMembers.load(tmp_path / "m.npz")
+    assert again.structure == members.structure and np.array_equal(again.offsets, members.offsets)
+    unit, month = np.array([0, 5]), np.array(["2030-12", "2001-01"], dtype="datetime64[M]")
+    assert np.allclose(again.offset_at(1, unit, month), members.offsets[1][[-1, 0], [0, 5]])
+    with pytest.raises(ValueError, match="no fitted core of structure"):
+        build_members(corrected, runs, "rcp85", history, train, core, "standard", INPUTS, ["qdm"], 2, 7, {}, structures)
+    with pytest.raises(ValueError, match="first structure must be 'default'"):
+        build_members(
+            corrected, runs, "rcp85", history, train, core, "standard", INPUTS, ["qdm"], 2, 7, {}, ["thick_column"]
+        )
+
+
+def test_members_saved_before_structures_load_as_the_default(tmp_path):
+    from ml.scenario_members import ScenarioMembers
+
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2003-01"))
+    core = np.zeros((2, 24, 6, 4), dtype=np.float32)
+    np.savez(
+        tmp_path / "old.npz",
+        months=months,
+        drivers=np.zeros((2, 24, 6, len(DRIVERS)), dtype=np.float32),
+        core=core,
+        driver_names=np.asarray(DRIVERS, dtype=np.str_),
+        bias_method=np.asarray(("qdm", "qdm"), dtype=np.str_),
+        units=UNITS,
+    )
+    old = ScenarioMembers.load(tmp_path / "old.npz")
+    assert old.structure == ("default", "default") and old.offsets.shape == core.shape and not old.offsets.any()

@@ -95,6 +95,23 @@ def test_the_column_resolves_every_layer():
     assert np.isclose(shallow.thickness.sum(), SOIL_LAYERS_M[-1][1]) and np.allclose(shallow.in_layer.sum(axis=1), 1)
 
 
+def test_a_thick_column_reaches_30_m_and_slows_the_deepest_layers_warming():
+    thick, deep = column("thick"), column("deep")
+    assert np.isclose(thick.thickness.sum(), 30.0) and np.allclose(
+        thick.in_layer, np.pad(deep.in_layer, ((0, 0), (0, 6)))
+    )
+    structures = {bottom: replace(DEFAULT_STRUCTURE, bottom=bottom, fitted=None) for bottom in ("deep", "thick")}
+    params = {**initial(), "n_thaw": np.ones(2)}
+    # ten years at one climate, then ten years 3 K warmer: the deep ground's heat capacity slows layer 3
+    inputs = forcing(years=20)
+    inputs.t_air[120:] += 3.0
+    warming = {}
+    for bottom, structure in structures.items():
+        layers = simulate(params, inputs, structure=structure)
+        warming[bottom] = layers[120:, 3].mean(axis=0) - layers[:120, 3].mean(axis=0)
+    assert (warming["thick"] > 0).all() and (warming["thick"] < warming["deep"] - 0.1).all()
+
+
 def test_the_banded_solver_equals_a_dense_solve_column_by_column():
     rng = np.random.default_rng(3)
     n_cells, n_columns = 14, 9
