@@ -148,3 +148,16 @@ class SpatialHoldoutConfig(Config):
         if not 0 < value < 1:
             raise ValueError(f"share must be between 0 and 1, got {value}")
         return value
+
+
+class ProjectionsConfig(Config):
+    """How the projections meet the reanalysis (ml.projections.anchor_to_reanalysis)."""
+
+    anchor: bool = Field(
+        default=True,
+        description="shift each member so its hindcast matches the reanalysis over their common whole years "
+        "(one constant per member, unit and layer, pooled over the scenarios)",
+    )
+    anchor_min_years: int = Field(
+        default=10, ge=1, description="common whole years below which nothing is anchored (too noisy)"
+    )
