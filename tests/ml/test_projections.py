@@ -403,3 +403,43 @@ def test_cf_netcdf_of_units_that_are_not_bands_is_a_discrete_sampling_geometry(t
     rows = frame.filter(pl.col("model") == "gru", pl.col("member") == 1, pl.col("unit") == 15).sort("month")
     block = ds["soil_temperature"].sel(scenario="rcp85", model="gru", member=1, unit=15).values.T
     np.testing.assert_allclose(block, rows.select(catalog.TARGETS).to_numpy(), rtol=1e-6)
+
+
+def test_anchoring_removes_each_members_hindcast_offset_and_keeps_changes_and_order():
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2031-01"))
+    rng = np.random.default_rng(8)
+    observed_values = rng.normal(size=(len(months), 4))
+    observed = pl.DataFrame(
+        {"unit": 0, "month": pl.Series(months[months < np.datetime64("2024-01")].astype("datetime64[D]")).cast(pl.Date)}
+    ).with_columns(
+        pl.Series(c, observed_values[months < np.datetime64("2024-01"), k]) for k, c in enumerate(catalog.TARGETS)
+    )
+    frames, offset = [], {"gru": -0.7, "thermal_core": 0.3}
+    for scenario, warming in (("rcp26", 0.0), ("rcp85", 1.0)):
+        for model, shift in offset.items():
+            later = (months >= np.datetime64("2024-01"))[:, None] * warming
+            values = observed_values + shift + later + rng.normal(0, 0.01, size=observed_values.shape)
+            frames.append(P.projection_frame(scenario, model, UNITS_01, np.zeros(len(months), int), months, values))
+    projections = pl.concat(frames)
+    anchored, anchoring = P.anchor_to_reanalysis(projections, observed)
+    assert anchoring.years == (2001, 2023) and anchored.select(P.KEYS).equals(projections.select(P.KEYS))
+    assert anchoring.offsets["gru"]["mean_offset"] == pytest.approx(-0.7, abs=0.01)
+    assert anchoring.offsets["thermal_core"]["mean_offset"] == pytest.approx(0.3, abs=0.01)
+    shift = anchored.select(catalog.TARGETS).to_numpy() - projections.select(catalog.TARGETS).to_numpy()
+    gru = (projections["model"] == "gru").to_numpy()
+    # one constant per member, unit and layer, the same in every scenario and month
+    assert np.allclose(shift[gru], shift[gru][0]) and np.allclose(shift[~gru], shift[~gru][0])
+    hindcast = anchored.filter(pl.col("month") < dt.date(2024, 1, 1), pl.col("model") == "gru")
+    joined = hindcast.join(observed, on=["unit", "month"], suffix="_obs")
+    assert abs((joined["t_soil_0"] - joined["t_soil_0_obs"]).mean()) < 1e-9
+    late = anchored.filter(pl.col("month") >= dt.date(2024, 1, 1), pl.col("model") == "gru")
+    warmer = (
+        late.filter(pl.col("scenario") == "rcp85")["t_soil_3"].mean()
+        - late.filter(pl.col("scenario") == "rcp26")["t_soil_3"].mean()
+    )
+    assert warmer == pytest.approx(1.0, abs=0.01)
+    # a climate model that starts in 2021: three common years anchor nothing
+    short, reason = P.anchor_to_reanalysis(projections, observed.filter(pl.col("month") >= dt.date(2021, 1, 1)))
+    assert short.equals(projections) and reason.years is None and "3 whole year(s)" in reason.reason
+    with pytest.raises(ValueError, match="before with_ensemble"):
+        P.anchor_to_reanalysis(P.with_ensemble(projections), observed)
