@@ -69,12 +69,15 @@
   month window (calendar.sql: in_month_window), everything on a plain `dbt build`. The YAML can
   only render vars and env vars when dbt parses it, which would bake one month into the
   manifest; this is rendered when the test runs. So a monthly partition run tests its own
-  months, and its cost does not grow with the history. Any other `where` works as dbt's own.
+  months, and its cost does not grow with the history; on a `raw_staging_view` model it reads
+  the view of the window's files (macros/staging.sql). Any other `where` works as dbt's own.
 #}
 {% macro duckdb__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where and where.startswith('run_window:') -%}
         {%- set where = in_month_window(where.split(':', 1)[1]) -%}
+        {#- a staging view over raw files: its view of the window's files only (macros/staging.sql) -#}
+        {%- set relation = staged_in_run_window(relation) -%}
     {%- endif -%}
     {%- if where and where != 'true' -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
