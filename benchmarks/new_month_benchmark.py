@@ -98,7 +98,15 @@ def measure(root: Path, latest: str) -> tuple[float, float, int, dict[str, float
     marks["raw run"] = time.perf_counter()
     evaluation = dg.evaluate_automation_conditions(defs=new, instance=instance, cursor=baseline.cursor)
     marks["automation evaluation"] = time.perf_counter()
-    monthly = [dg.AssetKey("stg_era5_land__monthly"), dg.AssetKey("fct_band_month_features")]
+    monthly = [
+        dg.AssetKey(name)
+        for name in (
+            "stg_era5_land__monthly",
+            "fct_band_month_features",
+            "fct_cell_month_features",
+            "fct_band_rollup_month_features",
+        )
+    ]
     keys = [key for key in monthly if evaluation.get_requested_partitions(key)]
     assert evaluation.total_requested == sum(evaluation.get_num_requested(key) for key in keys)
     for partition in {p for key in keys for p in evaluation.get_requested_partitions(key)}:

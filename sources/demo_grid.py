@@ -26,7 +26,8 @@ def _cell_reanalysis_world(settings: DemoSettings) -> dict[str, np.ndarray]:
 
 
 def cell_units() -> SpatialUnits:
-    """The synthetic grid's land cells as spatial units of kind `cell`, with their `tile` key."""
+    """The synthetic grid's land cells as spatial units of kind `cell`, with their `tile` key and
+    their area weight in each band (`band_weight_0` .. `band_weight_5`)."""
     world = synthetic_grid()
     grid, spec = world.grid, world.spec
     tile_of = np.empty(grid.cells.size, dtype=object)
@@ -42,6 +43,9 @@ def cell_units() -> SpatialUnits:
             "longitude": lon,
             "area_km2": area,
             "tile": pl.Series(tile_of.tolist(), dtype=pl.Utf8),
+            # the cell's area weight in each band (`Grid.cell_band_weights`): dbt rolls the cell
+            # mart up to the bands with them, the same weights as `Grid.band_rollup`
+            **{f"band_weight_{band}": weights for band, weights in enumerate(grid.cell_band_weights())},
         }
     )
     return SpatialUnits.of("cell", frame, "demo cells")

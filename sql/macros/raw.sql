@@ -10,11 +10,101 @@
         {%- for node in graph.sources.values() if node.package_name == project_name -%}
             {%- set location = (node.meta.external_location or node.source_meta.external_location)
                 | replace('{name}', node.name) -%}
-            {%- if raw_files_landed(location) -%}
+            {%- if raw_view_is_current(node, location) -%}
+                {#- a partition run whose files bring no new column: binding the view again would read every file -#}
+            {%- elif raw_files_landed(location) -%}
                 {%- do run_query("create or replace view raw." ~ node.name ~ " as select * from " ~ location) -%}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
+{% endmacro %}
+
+{#
+  True in a partition run (a month window set) when the view raw.<table> of a source with one
+  file per month (`files_per_month` in its meta) exists and carries every column of the
+  window's files: the view, a glob, already sees the new files. Outside a window, or when the
+  window's files bring a column the view lacks, the view is defined again (reading every file).
+#}
+{% macro raw_view_is_current(node, location) %}
+    {%- set start, end = run_window() -%}
+    {%- if start == '' or not (node.meta.files_per_month or node.source_meta.files_per_month) -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set present = raw_view_columns(node.name) -%}
+    {%- if not present -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set files = raw_window_files(location) -%}
+    {%- if not files -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {%- set read = "read_parquet(['" ~ files | join("', '") ~ "'], union_by_name = true, filename = true)" -%}
+    {%- set brought = run_query("select column_name from (describe select * from " ~ read ~ ")").columns[0].values() -%}
+    {{- return(brought | reject('in', present | map(attribute=0) | list) | list | length == 0) -}}
+{% endmacro %}
+
+{# (column, type) of the view raw.<name> from the catalog (no file is read); empty when it does not exist. #}
+{% macro raw_view_columns(name) %}
+    {%- set found = run_query(
+        "select column_name, data_type from information_schema.columns where table_schema = 'raw' and table_name = '"
+        ~ name ~ "' order by ordinal_position"
+    ) -%}
+    {{- return(found.rows | map('list') | list) -}}
+{% endmacro %}
+
+{#
+  The files of a one-file-per-month source (`<folder>/YYYY-MM.parquet`, the glob of `relation`)
+  that a partition run reads: those of the window's months, and any file whose name is not a
+  month (a stray copy, say), which may hold the window's rows. Listed without opening a file.
+#}
+{% macro raw_window_files(relation) %}
+    {%- set start, end = run_window() -%}
+    {%- set pattern = (relation | string).split("'")[1] -%}
+    {%- set files = run_query("select file from glob('" ~ pattern ~ "') order by file").columns[0].values() -%}
+    {%- set month_file = modules.re.compile('^([0-9]{4}-[0-9]{2})\\.parquet$') -%}
+    {%- set chosen = [] -%}
+    {%- for file in files -%}
+        {%- set matched = month_file.match(file.split('/')[-1]) -%}
+        {%- if not matched or (start[:7] <= matched.group(1) < end[:7]) -%}
+            {%- do chosen.append(file) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- return(chosen) -}}
+{% endmacro %}
+
+{#
+  What a partition run reads of a raw source table: with a month window set and a source of
+  one file per month (`files_per_month`), only the window's files (raw_window_files), their
+  columns those of the view raw.<table> (a column older files lack is a typed null), so the
+  run's cost does not grow with the history; otherwise the source itself (every file). A
+  window without a file fails, naming the window and the folder.
+#}
+{% macro raw_in_run_window(source_name, table_name) %}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- set start, end = run_window() -%}
+    {%- if not execute or start == '' -%}
+        {{- return(relation) -}}
+    {%- endif -%}
+    {%- set node = graph.sources.values() | selectattr('source_name', 'equalto', source_name)
+        | selectattr('name', 'equalto', table_name) | first -%}
+    {%- set present = raw_view_columns(table_name) -%}
+    {%- if not (node.meta.files_per_month or node.source_meta.files_per_month) or not present -%}
+        {{- return(relation) -}}
+    {%- endif -%}
+    {%- set files = raw_window_files(relation) -%}
+    {%- if not files -%}
+        {%- do exceptions.raise_compiler_error(
+            "no raw file of " ~ source_name ~ "." ~ table_name ~ " for the run's window [" ~ start ~ ", " ~ end
+            ~ ") in " ~ (relation | string).split("'")[1]
+        ) -%}
+    {%- endif -%}
+    {%- set read = "read_parquet(['" ~ files | join("', '") ~ "'], union_by_name = true, filename = true)" -%}
+    {%- set brought = run_query("select column_name from (describe select * from " ~ read ~ ")").columns[0].values() -%}
+    {%- set columns = [] -%}
+    {%- for name, type in present -%}
+        {%- do columns.append(adapter.quote(name) if name in brought else 'cast(null as ' ~ type ~ ') as ' ~ adapter.quote(name)) -%}
+    {%- endfor -%}
+    {{- return('(select ' ~ columns | join(', ') ~ ' from ' ~ read ~ ')') -}}
 {% endmacro %}
 
 {#
@@ -39,6 +129,11 @@
     {%- set relation = source(source_name, table_name) -%}
     {%- if not raw_files_landed(relation) -%}
         {{- return([]) -}}
+    {%- endif -%}
+    {%- set viewed = raw_view_columns(table_name) -%}
+    {%- if viewed -%}
+        {#- the view raw.<table> (on-run-start: every landed file's columns) spares reading every file -#}
+        {{- return(viewed | map(attribute=0) | list) -}}
     {%- endif -%}
     {{- return(run_query("select column_name from (describe select * from " ~ relation ~ ")").columns[0].values() | list) -}}
 {% endmacro %}

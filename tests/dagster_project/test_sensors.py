@@ -19,6 +19,8 @@ from data_quality.checks import holds_every_landed_month
 ERA5 = dg.AssetKey("era5_land_monthly")
 STAGING = dg.AssetKey("stg_era5_land__monthly")
 MART = dg.AssetKey("fct_band_month_features")
+# grid mode's cell mart and band rollup follow every month too (no row on the band demo)
+CELL_MARTS = (dg.AssetKey("fct_cell_month_features"), dg.AssetKey("fct_band_rollup_month_features"))
 
 
 def test_months_after_the_cursor_up_to_the_newest():
@@ -135,11 +137,11 @@ def test_a_new_month_flows_from_the_sensor_through_automation_to_the_history_mar
     # automation, evaluated by Dagster, carries the month to staging and the history mart
     evaluation = dg.evaluate_automation_conditions(defs=code_location, instance=instance, cursor=baseline.cursor)
     requested = {}
-    for key in (STAGING, MART):
+    for key in (STAGING, MART, *CELL_MARTS):
         for partition in evaluation.get_requested_partitions(key):
             requested.setdefault(partition, set()).add(key)
-    assert requested == {"2001-07-01": {STAGING, MART}}
-    assert evaluation.total_requested == 2  # nothing else: retraining waits for its cadence
+    assert requested == {"2001-07-01": {STAGING, MART, *CELL_MARTS}}
+    assert evaluation.total_requested == 4  # nothing else: retraining waits for its cadence
     _launch(code_location, instance, requested)
     assert _mart_months(root) == [f"2001-{m:02d}" for m in range(1, 8)]
     assert holds_every_landed_month(lake=resources["lake"], warehouse=resources["warehouse"]).passed

@@ -14,9 +14,12 @@
 }}
 
 with era5 as (
-    select * from {{ ref('stg_era5_land__monthly') }}
     {% if is_incremental() %}
+    -- the run's window of staging, read from the window's raw files only (macros/staging.sql)
+    select * from {{ staged_in_run_window(ref('stg_era5_land__monthly')) }}
     where {{ in_month_window('month') }}
+    {% else %}
+    select * from {{ ref('stg_era5_land__monthly') }}
     {% endif %}
 ),
 

@@ -8,7 +8,13 @@
   every raw file once per column.
 #}
 {% test values_in_canonical_range(model, columns, ranges={}) %}
-{%- set present = adapter.get_columns_in_relation(model) | map(attribute='name') | list %}
+{%- if model is string %}
+    {#- a `where` config makes the model a filtered subquery (macros/lake.sql), not a relation #}
+    {%- set present = run_query('select column_name from (describe select * from ' ~ model ~ ')').columns[0].values() | list
+        if execute else [] %}
+{%- else %}
+    {%- set present = adapter.get_columns_in_relation(model) | map(attribute='name') | list %}
+{%- endif %}
 {%- set keys = [] %}
 {%- for key in ['scenario', 'experiment', 'unit', 'band', 'month', 'calendar_month', 'property', 'layer'] %}
     {%- if key in present %}{% do keys.append(key) %}{% endif %}

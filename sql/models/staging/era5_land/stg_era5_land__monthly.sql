@@ -13,9 +13,11 @@
 -- product's own time stamp `date` (the day of a daily product, the month's first day of a
 -- monthly one) where the landed files carry it.
 -- Tagged `monthly`: in Dagster it is partitioned by month with the history mart, so a landed
--- month flows through both in one run (the view itself covers every month).
+-- month flows through both in one run (the view itself covers every month). A partition run
+-- also makes `stg_era5_land__monthly__run_window`, this SQL over the window's raw files only,
+-- which the history mart and the windowed tests read (macros/staging.sql: raw_staging_view).
 -- depends_on: {{ source('spatial_units', 'spatial_units') }}
-{{ config(tags=['monthly']) }}
+{{ config(tags=['monthly'], materialized='raw_staging_view', raw_source=['era5_land', 'era5_land_monthly']) }}
 {%- set landed = landed_columns('era5_land', 'era5_land_monthly') %}
 {%- set unit_key = 'unit' if 'unit' in landed else 'band' %}
 {%- set raw_key = raw_key_columns(
