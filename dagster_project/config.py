@@ -161,3 +161,22 @@ class ProjectionsConfig(Config):
     anchor_min_years: int = Field(
         default=10, ge=1, description="common whole years below which nothing is anchored (too noisy)"
     )
+
+
+# ml.thermal_core.FIT_ITERATIONS (not imported here: ml.thermal_core is not one of the light ml modules)
+CORE_FIT_ITERATIONS = 25
+
+
+class TileCoreConfig(Config):
+    """How grid mode fits the conduction core per cell (`ml.tiles`)."""
+
+    max_iterations: int = Field(
+        default=CORE_FIT_ITERATIONS, description="function evaluations of each cell's fit at most (0: initial values)"
+    )
+
+    @field_validator("max_iterations")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"max_iterations must be >= 0, got {value}")
+        return value

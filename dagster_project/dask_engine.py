@@ -28,6 +28,11 @@ class DaskResource(ConfigurableResource):
     n_workers: int = Field(default=0, ge=0, description="workers of the embedded cluster; 0: one per core")
     memory_limit: str = Field(default="auto", description="memory per embedded worker ('4GiB'; 'auto' splits RAM)")
     tile_retries: int = Field(default=tile_engine.DEFAULT_TILE_RETRIES, ge=0, description="retries of a failed tile")
+    serial: bool = Field(
+        default=False,
+        description="run the tiles in the step's own process, one after the other, with no cluster (tests, a "
+        "handful of cells); the same path to the lake, all or nothing",
+    )
 
     @property
     def address(self) -> str | None:
@@ -43,6 +48,9 @@ class DaskResource(ConfigurableResource):
     def map_tiles(
         self, kernel: tile_engine.TileKernel, tasks: Mapping[str, Any], targets: Mapping[str, Mapping[str, Path]]
     ) -> dict[str, list[Path]]:
-        """`tile_engine.map_tiles` on this resource's cluster: every tile lands, or none."""
+        """`tile_engine.map_tiles` on this resource's cluster (here, serially, with `serial`): every
+        tile lands, or none."""
+        if self.serial:
+            return tile_engine.map_tiles(kernel, tasks, targets, client=None)
         with self.client() as client:
             return tile_engine.map_tiles(kernel, tasks, targets, client=client, retries=self.tile_retries)

@@ -10,6 +10,7 @@ from dagster_project.assembly.jobs import partitioning_jobs
 from dagster_project.assembly.sensors import monthly_refresh_schedule, new_month_sensor
 from dagster_project.resources import build_resources
 from data_quality.checks import build_asset_checks
+from sources.registry import reanalysis_grid
 
 config = settings.from_environment()
 
@@ -18,9 +19,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)
     from assets import features, models, raw, staging, validation
 
-    all_assets = automation.apply(
-        load_assets_from_modules([raw, staging, features, models, validation]), config.retrain_cron
-    )
+    assets = load_assets_from_modules([raw, staging, features, models, validation])
+    # grid mode (the reanalysis delivers a grid's cells): the tile-partitioned assets and the maps
+    grid = reanalysis_grid(config.sources)
+    if grid is not None:
+        from assets.grid import grid_assets
+
+        assets = [*assets, *grid_assets(grid)]
+    all_assets = automation.apply(assets, config.retrain_cron)
 
 defs = Definitions(
     assets=all_assets,

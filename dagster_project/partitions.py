@@ -4,6 +4,8 @@ RCPs and architectures."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dagster import DynamicPartitionsDefinition, StaticPartitionsDefinition
@@ -59,6 +61,25 @@ def architecture_partitions() -> StaticPartitionsDefinition:
 
 architectures = architecture_partitions()
 
+# Grid mode's tiles (`sources.grid.Tile.key`, r<row>c<col>): static partitions whose keys are the
+# configured grid's tiles with land, so they exist only when the definitions are built for a grid.
+TILE_KEY = re.compile(r"r\d{2,}c\d{2,}")
+
+
+def tile_partitions(keys: Iterable[str]) -> StaticPartitionsDefinition:
+    """One partition per tile key of the grid, in the grid's order."""
+    keys = list(keys)
+    bad = [key for key in keys if not TILE_KEY.fullmatch(key)]
+    if not keys or bad:
+        raise ValueError(f"tile partitions need tile keys like r00c03; got {bad[:5] or 'none'}")
+    return StaticPartitionsDefinition(keys)
+
+
+def is_tile_partitions(partitions_def) -> bool:
+    return isinstance(partitions_def, StaticPartitionsDefinition) and all(
+        TILE_KEY.fullmatch(key) for key in partitions_def.get_partition_keys()
+    )
+
 
 @dataclass(frozen=True)
 class Partitioning:
@@ -97,11 +118,20 @@ PARTITIONINGS: dict[str, Partitioning] = {
         "model_training",
         "Retraining: one partition per architecture, each training its seeds on the training windows.",
     ),
+    # grid mode only: its definition is the configured grid's (`tile_partitions`), None here
+    "tile": Partitioning(
+        None,
+        "grid_tiles",
+        "Grid mode, per tile of the grid: the conduction core fitted per cell and its projections under each "
+        "RCP with the active layer; a range of tiles runs as one run on the dask cluster and lands all or nothing.",
+    ),
 }
 
 
 def partitioning_of(partitions_def) -> str:
     """The name in PARTITIONINGS of `partitions_def` (None for unpartitioned assets)."""
+    if is_tile_partitions(partitions_def):
+        return "tile"
     for name, partitioning in PARTITIONINGS.items():
         if partitioning.definition == partitions_def:
             return name

@@ -71,7 +71,7 @@ class WarehouseResource(ConfigurableResource):
         """
         views = {
             view: layout.view_source(view)
-            for view, output in lake.OUTPUT_VIEWS.items()
+            for view, output in {**lake.OUTPUT_VIEWS, **lake.GRID_OUTPUT_VIEWS}.items()
             if asset in output.owners.split()
         }
         try:

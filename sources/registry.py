@@ -37,6 +37,18 @@ def reanalysis_source(config: SourcesConfig, demo_settings) -> ReanalysisSource:
     return DemoReanalysisSource(demo_settings)
 
 
+def reanalysis_grid(config: SourcesConfig):
+    """The `sources.grid.Grid` whose land cells the configured reanalysis delivers (grid mode), or
+    None when its units are not the cells of a grid (bands, basins). Today: the demo's synthetic
+    grid (`reanalysis: {kind: demo, units: cell}`)."""
+    chosen = config.reanalysis
+    if chosen.kind == "demo" and chosen.units == "cell":
+        from sources.simulator.grid import synthetic_grid
+
+        return synthetic_grid().grid
+    return None
+
+
 def climate_model_source(config: SourcesConfig, demo_settings) -> ClimateModelSource:
     chosen = config.climate_model
     if chosen.kind == "esgf":

@@ -25,16 +25,22 @@ def keys_by_partitioning(assets: Iterable[AssetsDefinition]) -> dict[str, list[A
 
 
 def partitioning_jobs(assets: Iterable[AssetsDefinition]) -> list:
+    assets = list(assets)
+    # a partitioning whose definition depends on the configuration (grid mode's tiles): its assets'
+    tile_definitions = {a.partitions_def for a in assets if partitioning_of(a.partitions_def) == "tile"}
+    if len(tile_definitions) > 1:
+        raise ValueError("the tile-partitioned assets must share one grid's tile partitions")
     jobs = []
     for name, keys in keys_by_partitioning(assets).items():
         if not keys:
             continue
         partitioning = PARTITIONINGS[name]
+        definition = next(iter(tile_definitions)) if name == "tile" else partitioning.definition
         jobs.append(
             define_asset_job(
                 partitioning.job,
                 selection=AssetSelection.assets(*keys),
-                partitions_def=partitioning.definition,
+                partitions_def=definition,
                 description=partitioning.description,
                 tags={"permafrost/partitioning": name},
             )

@@ -115,6 +115,28 @@ OUTPUT_VIEWS: dict[Table, OutputView] = {
     ),
 }
 
+# Grid mode's views (schema `maps`), defined only where its assets exist (the band demo has none of
+# them): one row per cell, as OUTPUT_VIEWS; the maps asset (re)defines them all.
+GRID_OUTPUT_VIEWS: dict[Table, OutputView] = {
+    Table("maps", "cell_maps"): OutputView(
+        "grid_maps",
+        "per scenario and grid cell: tile, latitude, longitude, soil temperature 2024-2043 and 2081-2100 and "
+        "their difference per layer, active-layer thickness per period, talik shares, becomes_talik",
+        lambda layout: layout.grid_maps().cells,
+    ),
+    Table("maps", "cell_active_layer"): OutputView(
+        "tile_projections grid_maps",
+        "active-layer thickness per scenario, grid cell and year, with its flag and whether the deepest layer "
+        "refroze (talik)",
+        lambda layout: layout.tile_projections("*").active_layer,
+    ),
+    Table("maps", "cell_soil_temperature"): OutputView(
+        "tile_projections grid_maps",
+        "monthly soil temperature 2024-2100 per scenario, grid cell and layer (the conduction core)",
+        lambda layout: layout.tile_projections("*").soil_temperature,
+    ),
+}
+
 # Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
 RAW_SCHEMA = "raw"
 ERA5_LAND = "era5_land_monthly"
@@ -157,6 +179,33 @@ class SpatialHoldoutFiles:
 @dataclass(frozen=True)
 class ValidationFiles:
     scores: LakePath
+    cells: LakePath
+
+
+@dataclass(frozen=True)
+class TileCoreFiles:
+    """One tile's core fit (`ml.tiles`): parameters per cell, history run per cell and month."""
+
+    parameters: LakePath
+    history: LakePath
+
+
+@dataclass(frozen=True)
+class TileProjectionFiles:
+    """One tile's projections (`ml.tile_projection`): soil temperature, active layer, map summary."""
+
+    soil_temperature: LakePath
+    active_layer: LakePath
+    summary: LakePath
+
+    def targets(self) -> dict[str, LakePath]:
+        """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
+        return {"soil_temperature": self.soil_temperature, "active_layer": self.active_layer, "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class GridMapFiles:
+    netcdf: LakePath
     cells: LakePath
 
 
@@ -260,6 +309,23 @@ class LakeLayout:
         folder = self.root / "validation"
         return ValidationFiles(folder / "perfect_model_validation.parquet", folder / "perfect_model_cells.parquet")
 
+    # grid mode: one file per tile and output (`tile` "*": every tile's, for a view), then the maps
+    def tile_core(self, tile: str) -> TileCoreFiles:
+        folder = self.root / "grid" / "core"
+        return TileCoreFiles(folder / "parameters" / f"{tile}.parquet", folder / "history" / f"{tile}.parquet")
+
+    def tile_projections(self, tile: str) -> TileProjectionFiles:
+        folder = self.root / "grid" / "projections"
+        return TileProjectionFiles(
+            folder / "soil_temperature" / f"{tile}.parquet",
+            folder / "active_layer" / f"{tile}.parquet",
+            folder / "summary" / f"{tile}.parquet",
+        )
+
+    def grid_maps(self) -> GridMapFiles:
+        folder = self.root / "maps"
+        return GridMapFiles(folder / "grid_maps.nc", folder / "cell_maps.parquet")
+
     def figure(self, name: str) -> LakePath:
         return self.root / "figures" / f"{name}.png"
 
@@ -269,9 +335,10 @@ class LakeLayout:
 
     def view_source(self, view: Table) -> str:
         """What the output view `view` reads (a file, or a glob over a folder)."""
-        if view not in OUTPUT_VIEWS:
+        views = {**OUTPUT_VIEWS, **GRID_OUTPUT_VIEWS}
+        if view not in views:
             raise KeyError(f"{view} is not an output view of the lake")
-        return str(OUTPUT_VIEWS[view].files(self))
+        return str(views[view].files(self))
 
     def default_warehouse(self) -> Path:
         if is_object_root(self.root):
@@ -324,6 +391,13 @@ class LakeLayout:
                 self.validation().cells,
                 self.figure("perfect_model_validation"),
             ],
+            "tile_core": lambda: [self.tile_core(partition).parameters, self.tile_core(partition).history],
+            "tile_projections": lambda: list(self.tile_projections(partition).targets().values()),
+            "grid_maps": lambda: [
+                self.grid_maps().netcdf,
+                self.grid_maps().cells,
+                *(self.figure(f"grid_map_{name}") for name in names),
+            ],
         }
         if asset not in by_asset:
             raise KeyError(f"the lake layout does not know asset {asset!r}")
@@ -351,3 +425,8 @@ class LakeLayout:
             "feature_importance",
             "perfect_model_validation",
         )
+
+    @classmethod
+    def grid_assets(cls) -> tuple[str, ...]:
+        """Grid mode's assets that write into the lake (present only in grid mode)."""
+        return ("tile_core", "tile_projections", "grid_maps")

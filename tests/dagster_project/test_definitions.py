@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -113,3 +114,33 @@ def test_the_models_check_reports_without_blocking(lake_env):
     [key] = [k for k in graph.asset_check_keys if k.name == "models_beat_best_baseline"]
     assert key.asset_key == dg.AssetKey("model_evaluation")
     assert not graph.get_check_spec(key).blocking
+
+
+def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
+    from dagster_project.definitions import defs
+
+    grid_assets = {"tile_core", "tile_projections", "grid_maps"}
+    band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("reanalysis:\n  kind: demo\n  units: cell\n")
+    probe = (
+        "import json, sys\n"
+        "import dagster as dg\n"
+        "from dagster_project.definitions import defs\n"
+        "dg.Definitions.validate_loadable(defs)\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "tiles = graph.get(dg.AssetKey('tile_core')).partitions_def.get_partition_keys()\n"
+        "job = defs.resolve_job_def('grid_tiles')\n"
+        "print(json.dumps({'tiles': tiles, 'job_tiles': job.partitions_def.get_partition_keys(),"
+        " 'job_assets': sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),"
+        " 'maps_parents': sorted(k.to_user_string() for k in graph.get(dg.AssetKey('grid_maps')).parent_keys),"
+        f" 'heavy': [m for m in {(*HEAVY_MODULES, 'xarray', 'distributed', 'matplotlib')!r} if m in sys.modules]}}))\n"
+    )
+    environ = {**os.environ, "PERMAFROST_SOURCES": str(sources)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environ)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report["tiles"]) == 20 and report["tiles"][0] == "r00c00" and report["job_tiles"] == report["tiles"]
+    assert report["job_assets"] == ["tile_core", "tile_projections"]
+    assert report["maps_parents"] == ["tile_projections"]
+    assert report["heavy"] == []

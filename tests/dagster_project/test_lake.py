@@ -396,6 +396,25 @@ def test_every_output_view_reads_a_path_of_the_layout_and_an_asset_that_writes_i
         layout.view_source(lake.Table("marts", "fct_band_month_features"))
 
 
+def test_grid_modes_assets_write_their_own_paths_and_its_views_read_them(tmp_path):
+    layout = lake.LakeLayout(tmp_path)
+    tiles = ("r00c00", "r00c01", "r03c04")
+    writers: dict = {}
+    for name in lake.LakeLayout.grid_assets():
+        for tile in tiles if name != "grid_maps" else (None,):
+            for path in layout.outputs(name, tile, names=("rcp26", "rcp85")):
+                writers.setdefault(str(path), set()).add(name)
+    assert all(len(names) == 1 for names in writers.values())
+    assert len(writers) == 2 * 3 + 3 * 3 + 2 + 2
+    band = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
+    assert not band & set(writers)
+    assert not set(lake.GRID_OUTPUT_VIEWS) & set(lake.OUTPUT_VIEWS)
+    for view, (owners, description, _) in lake.GRID_OUTPUT_VIEWS.items():
+        assert description and set(owners.split()) <= set(lake.LakeLayout.grid_assets()) and "grid_maps" in owners
+        source = layout.view_source(view)
+        assert any(Path(path).match(source) for path in writers) if "*" in source else source in writers, view
+
+
 def _outputs_of(layout: lake.LakeLayout, asset: str) -> list[Path]:
     partition = {"era5_land_monthly": "2001-01-01", "cmip5_monthly": "rcp45", "trained_models": "gru"}.get(asset)
     partition = partition or ("rcp45" if asset in ("cmip5_bias_corrected", "scenario_windows") else None)
