@@ -28,13 +28,7 @@ from dagster import (
     asset,
 )
 
-from dagster_project.config import (
-    HyperparameterSearchConfig,
-    ProjectionsConfig,
-    SpatialHoldoutConfig,
-    TrainingRunConfig,
-    to_source,
-)
+from dagster_project.config import HyperparameterSearchConfig, SpatialHoldoutConfig, TrainingRunConfig, to_source
 from dagster_project.lake import HISTORY_MART, SCENARIO_MART, UNITS_DIMENSION
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import architectures
@@ -521,24 +515,16 @@ def _search_summary(searches: dict) -> pl.DataFrame:
     description="Monthly soil temperature per RCP, spatial unit (with its band) and layer for every network member "
     "(each on its own bias-correction draw), the core alone and the distributed-lag ridge, with the ensemble mean "
     "and its 5-95% range: the hindcast on each scenario's own forcing from 2001 (or the climate model's first "
-    "months), then the projection 2024-2100, each member anchored on the reanalysis over their common years "
-    "(config `anchor`). Parquet and CF-1.8 netCDF (a `unit` dimension, CF discrete sampling "
+    "months), then the projection 2024-2100. Parquet and CF-1.8 netCDF (a `unit` dimension, CF discrete sampling "
     "geometry, for units that are not bands); one figure per RCP with the history, per band (units: area-weighted).",
 )
 def soil_temperature_projections(
-    context: AssetExecutionContext, config: ProjectionsConfig, lake: LakeResource, warehouse: WarehouseResource
+    context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
     from ml.distributed_lag import fit_on_history
     from ml.ensemble import load_architecture
     from ml.figures import projection_figure
-    from ml.projections import (
-        Anchoring,
-        anchor_to_reanalysis,
-        late_century_difference,
-        scenario_projections,
-        to_cf_netcdf,
-        with_ensemble,
-    )
+    from ml.projections import late_century_difference, scenario_projections, to_cf_netcdf, with_ensemble
     from ml.scenario_members import ScenarioMembers
     from ml.unit_arrays import history_grid
     from ml.windows import WindowSet
@@ -553,16 +539,9 @@ def soil_temperature_projections(
         members = ScenarioMembers.load(lake.layout.scenario_members(scenario))
         paper_windows = WindowSet.load(lake.layout.scenario_windows(scenario)) if paper_design else None
         frames.append(scenario_projections(scenario, members, trained, ridge, units, paper_windows))
-    observed = history_frame.select("unit", "band", "month", *catalog.TARGETS)
-    projections = pl.concat(frames)
-    if config.anchor:
-        projections, anchoring = anchor_to_reanalysis(projections, observed, config.anchor_min_years)
-        if anchoring.years is None:
-            context.log.warning(f"projections: {anchoring.reason}")
-    else:
-        anchoring = Anchoring(None, "not anchored (config anchor: false)", {})
-    projections = with_ensemble(projections)
+    projections = with_ensemble(pl.concat(frames))
     parquet, netcdf = lake.layout.projections("parquet"), lake.layout.projections("nc")
+    observed = history_frame.select("unit", "band", "month", *catalog.TARGETS)
     with lake.batch() as batch:
         batch.parquet(parquet, projections)
         batch.file(netcdf, lambda tmp: to_cf_netcdf(projections, tmp, units))
@@ -586,8 +565,6 @@ def soil_temperature_projections(
     return MaterializeResult(
         metadata={
             "rows": projections.height,
-            # each member's hindcast shifted onto the reanalysis over their common years (K removed)
-            "anchoring": MetadataValue.json(anchoring.to_dict()),
             # members per model, e.g. "gru 5, thermal_core 1" (a JSON list of member numbers was
             # taller than the rest of the page)
             "members": ", ".join(

@@ -150,19 +150,6 @@ class SpatialHoldoutConfig(Config):
         return value
 
 
-class ProjectionsConfig(Config):
-    """How the projections meet the reanalysis (ml.projections.anchor_to_reanalysis)."""
-
-    anchor: bool = Field(
-        default=True,
-        description="shift each member so its hindcast matches the reanalysis over their common whole years "
-        "(one constant per member, unit and layer, pooled over the scenarios)",
-    )
-    anchor_min_years: int = Field(
-        default=10, ge=1, description="common whole years below which nothing is anchored (too noisy)"
-    )
-
-
 # ml.thermal_core.FIT_ITERATIONS (not imported here: ml.thermal_core is not one of the light ml modules)
 CORE_FIT_ITERATIONS = 25
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -437,80 +436,6 @@ def to_cf_netcdf(projections: pl.DataFrame, path: Path | str, units: Units | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset.to_netcdf(path, mode="w", format="NETCDF4", engine="netcdf4", encoding=encoding)
     return path
-
-
-ANCHOR_MIN_YEARS = 10  # whole years of hindcast beside the reanalysis below which nothing is anchored
-
-
-@dataclass(frozen=True)
-class Anchoring:
-    """What ``anchor_to_reanalysis`` did: ``years`` (first, last) of the overlap it used (None:
-    not anchored, ``reason`` says why) and per model the mean and the largest absolute offset
-    removed (K, over members, units and layers)."""
-
-    years: tuple[int, int] | None
-    reason: str
-    offsets: dict[str, dict[str, float]]
-
-    def to_dict(self) -> dict:
-        return {"years": list(self.years) if self.years else None, "reason": self.reason, "offsets": self.offsets}
-
-
-def anchor_to_reanalysis(
-    projections: pl.DataFrame, observed: pl.DataFrame, min_years: int = ANCHOR_MIN_YEARS
-) -> tuple[pl.DataFrame, Anchoring]:
-    """Member rows (no ensemble rows) shifted so each member's hindcast matches the reanalysis
-    over their common whole years before the projection: per model, member, unit and layer, the
-    mean of hindcast minus ``observed`` (unit, month, t_soil_k) over those years and every
-    scenario is subtracted from every month of every scenario of that member.
-
-    Why: the soil driven by bias-corrected drivers is not the soil of the reanalysis even where
-    each driver's distribution is (quantile mapping corrects variables one by one, not their
-    joint timing); on the demo that offset is most of the error of the projected level and a
-    step at 2024 where the reanalysis meets the projection. One constant per member, unit and
-    layer, pooled over the scenarios: the change between periods and the scenarios' order are
-    untouched. With fewer than ``min_years`` common years (a climate-model table that starts in
-    2021) nothing is anchored: a few years of two weather realisations would move the level by
-    their noise."""
-    _check_columns(projections, (*KEYS, *catalog.TARGETS))
-    if (projections["model"] == ENSEMBLE_MODEL).any():
-        raise ValueError("anchor the member rows, before with_ensemble")
-    first_projected = catalog.PROJECTION_FIRST_MONTH
-    hindcast = projections.filter(pl.col("month") < first_projected)
-    months_of = {
-        name: frame.select(pl.col("month").unique()).with_columns(pl.col("month").dt.year().alias("year"))
-        for name, frame in (("hindcast", hindcast), ("observed", observed))
-    }
-    common = months_of["hindcast"].join(months_of["observed"], on=["month", "year"])
-    whole = common.group_by("year").len().filter(pl.col("len") == 12)["year"].sort().to_list()
-    if len(whole) < min_years:
-        reason = f"{len(whole)} whole year(s) of hindcast beside the reanalysis, fewer than {min_years}: not anchored"
-        return projections, Anchoring(None, reason, {})
-    overlap = hindcast.filter(pl.col("month").dt.year().is_in(whole)).join(
-        observed.select("unit", "month", *catalog.TARGETS), on=["unit", "month"], suffix="_observed"
-    )
-    member_keys = ["model", "member", "unit"]
-    offsets = overlap.group_by(member_keys).agg(
-        (pl.col(c) - pl.col(f"{c}_observed")).mean().alias(f"{c}_offset") for c in catalog.TARGETS
-    )
-    anchored = (
-        projections.with_row_index("_row")
-        .join(offsets, on=member_keys, how="left")
-        .with_columns(pl.col(c) - pl.col(f"{c}_offset").fill_null(0.0) for c in catalog.TARGETS)
-        .sort("_row")
-        .select(projections.columns)
-    )
-    summary = {
-        model: {
-            "mean_offset": round(float(np.nanmean(values)), 4),
-            "largest_offset": round(float(np.nanmax(np.abs(values))), 4),
-        }
-        for model, values in (
-            (m, frame.select(f"{c}_offset" for c in catalog.TARGETS).to_numpy())
-            for (m,), frame in offsets.partition_by("model", as_dict=True, maintain_order=True).items()
-        )
-    }
-    return anchored, Anchoring((whole[0], whole[-1]), f"anchored on {whole[0]}-{whole[-1]}", summary)
 
 
 def late_century_difference(
