@@ -268,21 +268,32 @@ def structure_offsets(
     water_clim: np.ndarray,
     days: np.ndarray,
     inputs: ModelInputs,
+    history_last: np.datetime64 | None = None,
 ) -> np.ndarray:
     """(D, T, U, 4) float32: per draw, its structure's (``member_structure``) core run on the
     draw's drivers minus ``base`` (the default core's run of the draws, (D, T, U, 4)), less the
     mean of that difference over the training years (``catalog.HISTORY_START`` to
     ``TRAIN_LAST_TARGET_MONTH``) per unit, calendar month and layer; zero for the default's draws.
+    Where the members do not reach back to the training years (a climate-model table from 2021)
+    the mean is taken over their months up to ``history_last``, the reanalysis' last month.
     ``cores`` maps a structure's name to its fitted core."""
     missing = [name for name in structures if name not in cores]
     if missing:
         raise ValueError(f"no fitted core of structure(s) {missing}, only {list(cores)}: re-materialize thermal_core")
     calendar = months.astype(np.int64) % 12
-    training = (months >= catalog.month64(catalog.HISTORY_START)) & (
-        months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
-    )
-    if not all((training & (calendar == m)).any() for m in range(12)):
-        raise ValueError(f"the members' months {months[0]}..{months[-1]} do not cover the training years")
+
+    def every_calendar_month(rows: np.ndarray) -> bool:
+        return all((rows & (calendar == m)).any() for m in range(12))
+
+    first = catalog.month64(catalog.HISTORY_START)
+    training = (months >= first) & (months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH))
+    if not every_calendar_month(training) and history_last is not None:
+        training = months <= history_last  # the members' months beside the reanalysis
+    if not every_calendar_month(training):
+        raise ValueError(
+            f"the members' months {months[0]}..{months[-1]} hold no whole year of the history "
+            f"({first}..{history_last}) to debias the structures' offsets on"
+        )
     offsets = np.zeros(base.shape, dtype=np.float32)
     for name in dict.fromkeys(structures):
         draws = [d for d in range(len(drivers)) if member_structure(d, structures) == name]
@@ -438,7 +449,7 @@ def build_members(
         structure_named(name)
     fitted = {DEFAULT_STRUCTURE_NAME: core, **(variants or {})}
     offsets = structure_offsets(
-        fitted, structures, drivers, cores, corrected.names, corrected.months, water, days, inputs
+        fitted, structures, drivers, cores, corrected.names, corrected.months, water, days, inputs, history.months[-1]
     )
     return ScenarioMembers(
         corrected.months,

@@ -269,3 +269,25 @@ def test_members_saved_before_structures_load_as_the_default(tmp_path):
     )
     old = ScenarioMembers.load(tmp_path / "old.npz")
     assert old.structure == ("default", "default") and old.offsets.shape == core.shape and not old.offsets.any()
+
+
+def test_offsets_of_members_from_2021_are_debiased_beside_the_reanalysis():
+    from ml.scenario_members import structure_offsets
+    from ml.thermal_core import CoreStructure
+
+    # a climate-model table from 2021 (the real GFDL tables): no training year among the members
+    scenario = grid("2021-01", 10 * 12, 4, names=DRIVERS)
+    core = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES})
+    thick = ThermalCore({n: np.full(6, PARAMETERS[n][0]) for n in NAMES}, structure=CoreStructure(bottom="thick"))
+    drivers = scenario.values[None, None].repeat(2, axis=0)[:, 0].astype(np.float32)
+    water = np.full((12, 4, 6), 0.3)
+    days = np.full(len(scenario.months), 30.4)
+    base = member_cores(core, drivers, DRIVERS, scenario.calendar_month, water, days, INPUTS)
+    cores, names = {"default": core, "thick_column": thick}, ["default", "thick_column"]
+    args = (cores, names, drivers, base, DRIVERS, scenario.months, water, days, INPUTS)
+    with pytest.raises(ValueError, match="no whole year of the history"):
+        structure_offsets(*args)
+    offsets = structure_offsets(*args, history_last=np.datetime64("2023-03"))
+    beside = scenario.months <= np.datetime64("2023-03")
+    january = beside & (scenario.calendar_month == 0)
+    assert np.abs(offsets[1][january].mean(axis=0)).max() < 1e-5 and np.abs(offsets[1][~beside]).max() > 0.0
