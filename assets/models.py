@@ -110,7 +110,8 @@ def trained_model_folders(context: AssetExecutionContext) -> dict[str, Path]:
     description="The calibrated 1-D heat-conduction core (ml.thermal_core): air temperature with a thawing "
     "n-factor through a degree-day snowpack into a soil column with latent heat (its terms a CoreStructure), ten "
     "parameters per spatial unit fitted by least squares to the 2001-2018 layer temperatures; its run over the "
-    "whole history. It carries the response to the forcing that projections need.",
+    "whole history. It carries the response to the forcing that projections need. The ensemble's other core "
+    "structures (a 30 m thick column, power-law freezing) are fitted alike for the structural members.",
 )
 def thermal_core(context: AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource) -> MaterializeResult:
     from ml.metrics import rmse
