@@ -24,7 +24,6 @@ from dagster_project.definitions import defs
 from dagster_project.resources import build_resources
 
 REPO = Path(__file__).resolve().parents[2]
-SQL_TARGET = REPO / "sql" / "target"
 
 
 def _environment(root: Path, latest: str) -> dict[str, str]:
@@ -125,7 +124,8 @@ def test_a_reanalysis_backfill_killed_mid_write_is_finished_by_a_plain_rerun(tmp
         return f"{len(staged)} temporaries" if staged else None
 
     _kill_when(command, env, temporaries_appear)
-    assert any(lake.is_temporary(p) for p in folder.iterdir())  # killed with its writes in flight
+    # killed with its writes in flight (the temporary seen may have been renamed since)
+    assert _instance_state(env)[0] == ["STARTED"]
 
     out = _rerun(command, env)
     assert "recovered run" in out  # the killed run, marked failed by the rerun's start
@@ -172,14 +172,14 @@ def history_built(tmp_path):
 def test_a_dbt_build_of_the_history_mart_killed_mid_write_is_finished_by_a_plain_rerun(tmp_path, history_built):
     config = history_built
     env = _environment(tmp_path, latest="2002-12")
+    # dagster-dbt writes each invocation's log into a folder of its own under $DBT_TARGET_PATH:
+    # this test's own folder, where tests running beside it in sql/target cannot be mistaken for it
+    runs_target = tmp_path / "dbt_runs"
+    env["DBT_TARGET_PATH"] = str(runs_target)
     command = _demo("key:fct_band_month_features")  # replaces the window 2001-01..2002-12
-    started = time.time()
 
     def mart_build_starts():
-        # dagster-dbt writes each invocation's log into its own folder under sql/target
-        for log in SQL_TARGET.glob("dbt_monthly_models-*/dbt.log"):
-            if log.stat().st_mtime < started:
-                continue
+        for log in runs_target.glob("dbt_monthly_models-*/dbt.log"):
             text = log.read_text(errors="replace")
             if "START sql incremental model marts.fct_band_month_features" in text:
                 return text
@@ -187,6 +187,7 @@ def test_a_dbt_build_of_the_history_mart_killed_mid_write_is_finished_by_a_plain
 
     log = _kill_when(command, env, mart_build_starts)
     assert "OK created sql incremental model marts.fct_band_month_features" not in log  # killed mid-build
+    assert _instance_state(env)[0] == ["STARTED"]
 
     out = _rerun(command, env)
     assert "recovered run" in out and "duckdb_warehouse" in out  # the dead run's pool slot was freed
