@@ -88,6 +88,8 @@ FIT_STEP = 1e-3  # forward-difference step of the Jacobian in log-parameter spac
 FIT_TOLERANCE = 1e-4  # relative change of the cost at which a fit stops
 PRIOR_WEIGHT = 0.05  # K of RMSE equivalent per prior standard deviation of a log-parameter
 BOUND_TOLERANCE = 0.01  # a fitted parameter within 1% of a bound "hits" it
+LOCKSTEP_DAMPING = 1e-3  # fit_lockstep's initial damping, relative to the diagonal of JᵀJ
+LOCKSTEP_GTOL = 1e-8  # fit_lockstep stops a unit whose projected gradient is below this (scipy's gtol)
 
 # name: (initial value, lower bound, upper bound); fitted in log space. The prior is centred on
 # the initial value with a quarter of the log-width between the bounds as its standard deviation.
@@ -590,8 +592,10 @@ class ThermalCore:
         its own trust region and its own stopping, so a unit's parameters do not depend on which
         units it is fitted with (a map's cells do not show the tiles they were fitted in). ``fit``
         over many units at once is several times faster per unit, but stops when the JOINT cost
-        stalls, which leaves some units short of their own optimum. ``iterations``: the most any
-        unit took; ``train_rmse``: over all."""
+        stalls, which leaves some units short of their own optimum. ``fit_lockstep`` keeps this
+        independence at about ``fit``'s cost per unit (grid mode uses it); this one is scipy's
+        trust region, one unit after another. ``iterations``: the most any unit took;
+        ``train_rmse``: over all."""
         t_start = options.pop("t_start", None)
         fits = [
             ThermalCore(structure=self.structure).fit(
@@ -607,6 +611,139 @@ class ThermalCore:
         self.at_bounds = {n: np.concatenate([f.at_bounds[n] for f in fits]) for n in fits[0].at_bounds}
         self.train_rmse = float(np.sqrt(np.mean([f.train_rmse**2 for f in fits])))
         self.iterations = max(f.iterations for f in fits)
+        return self
+
+    def fit_lockstep(
+        self,
+        inputs: CoreInputs,
+        observed: np.ndarray,
+        rows: np.ndarray,
+        t_start: np.ndarray | None = None,
+        max_iterations: int = FIT_ITERATIONS,
+    ) -> ThermalCore:
+        """Every unit fitted as its OWN least-squares problem, all units iterated side by side:
+        the independence of ``fit_each`` at about the cost per unit of ``fit``.
+
+        Why beside them: ``fit_each`` (scipy per unit) pays ``simulate``'s per-month overhead once
+        per unit, about 6 s of CPU per grid cell; ``fit`` shares it among the units but stops
+        when the JOINT cost stalls, so a unit's parameters depend on its companions. Here each
+        unit has the residuals, log-parameter space, bounds, initial point and forward-difference
+        Jacobian of ``fit`` (step FIT_STEP, taken downwards where upwards would leave the bounds),
+        and its own damped Gauss-Newton (Levenberg-Marquardt) iteration: its own damping (Moré's
+        scaling by the largest diagonal of JᵀJ seen; Nielsen's update), its own accept/reject
+        (the cost must fall) and its own stopping (scipy's rules at FIT_TOLERANCE: a cost change
+        below ftol x cost with a gain ratio above 0.25, a step below xtol x (xtol + |x|), or a
+        projected gradient below LOCKSTEP_GTOL). Bounds: a parameter at a bound whose gradient
+        points outwards is held there for the step (the others solve the reduced system), then
+        the candidate is clipped into the bounds. Per iteration, ONE ``simulate`` runs every unit
+        still moving at its candidate and at the candidate shifted along each fitted parameter
+        (1 + P columns per unit), so an accepted candidate comes with its Jacobian; a unit that
+        has stopped is no longer simulated. ``simulate``'s columns do not interact and every
+        decision is per unit, so a unit's result does not depend on which units are fitted with
+        it (to the last bit, for the structures whose freezing is not "power_law": that one's
+        Newton iteration stops on the worst column's gap).
+
+        ``max_iterations``: evaluations per unit at most, the first at the initial point (as
+        ``fit``'s function evaluations; 0 keeps the initial parameters). ``iterations``: the most
+        any unit took; ``train_rmse``: over all units, as ``fit``.
+        """
+        structure = self.structure
+        names = structure.fitted
+        n_units, n_params = observed.shape[2], len(names)
+        target = np.asarray(observed, dtype=float)[rows]  # (R, 4, B)
+        bad = np.argwhere(~np.isfinite(target))
+        if len(bad):
+            month, layer, unit = bad[0]
+            raise ValueError(
+                f"observed soil temperature: {len(bad)} non-finite value(s) in the fitted months, the first at "
+                f"fitted month {month}, layer {layer}, unit {unit}"
+            )
+        n_values = target.shape[0] * target.shape[1]
+        initial = np.array([PARAMETERS[n][0] for n in names])
+        lower = np.log([PARAMETERS[n][1] for n in names] / initial)
+        upper = np.log([PARAMETERS[n][2] for n in names] / initial)
+        prior_scale = structure.prior_weight / ((upper - lower) / 4.0)  # (P,)
+        fixed = {n: np.full(n_units, PARAMETERS[n][0]) for n in structure.parameters() if n not in names}
+        prior_block = np.diag(prior_scale)
+        eye = np.eye(n_params)
+
+        def evaluate(units: np.ndarray, theta: np.ndarray, slopes: bool) -> tuple[np.ndarray, np.ndarray | None]:
+            """Scaled layer errors (U, R * 4) of the units at theta (U, P), and their
+            forward-difference slopes (U, R * 4, P) if ``slopes``: one simulation."""
+            step = np.where(theta + FIT_STEP > upper, -FIT_STEP, FIT_STEP)  # stay inside the bounds
+            stacked = [theta] + ([theta + eye[p] * step[:, [p]] for p in range(n_params)] if slopes else [])
+            copies = len(stacked)
+            columns = np.concatenate(stacked, axis=0).T  # (P, U * copies): column u + U * copy
+            params = {n: initial[k] * np.exp(columns[k]) for k, n in enumerate(names)}  # the others: initial
+            start = None if t_start is None else np.tile(np.asarray(t_start, dtype=float)[units], copies)
+            sim = simulate(params, inputs.columns(units).tile(copies), start, structure=structure)[rows]
+            r = (sim - np.tile(target[:, :, units], (1, 1, copies))).reshape(n_values, copies, len(units))
+            # unit-major and contiguous: every per-unit sum runs in the same order whatever U is
+            r = np.ascontiguousarray(np.transpose(r, (2, 1, 0))) / np.sqrt(n_values)  # (U, copies, R * 4)
+            if not slopes:
+                return r[:, 0].copy(), None
+            jac = np.ascontiguousarray(np.transpose((r[:, 1:] - r[:, :1]) / step[:, :, None], (0, 2, 1)))
+            return r[:, 0].copy(), jac
+
+        def linearise(theta, errors, slopes):  # residuals (U, M), cost (U,), JᵀJ (U, P, P), gradient (U, P)
+            residual = np.concatenate([errors, prior_scale * theta], axis=1)
+            jac = np.concatenate([slopes, np.broadcast_to(prior_block, (len(theta), n_params, n_params))], axis=1)
+            normal = np.matmul(np.transpose(jac, (0, 2, 1)), jac)
+            gradient = np.matmul(np.transpose(jac, (0, 2, 1)), residual[:, :, None])[..., 0]
+            return 0.5 * (residual**2).sum(axis=1), normal, gradient
+
+        x = np.zeros((n_units, n_params))
+        every = np.arange(n_units)
+        evaluations = np.zeros(n_units, dtype=int)
+        if max_iterations <= 0:  # the initial parameters, e.g. to compare a fit with its start
+            errors, _ = evaluate(every, x, slopes=False)
+        else:
+            errors, slopes = evaluate(every, x, slopes=True)
+            evaluations += 1
+            cost, normal, gradient = linearise(x, errors, slopes)
+            scale = np.einsum("upp->up", normal).copy()  # Moré: the largest diagonal of JᵀJ so far
+            damping, growth = np.full(n_units, LOCKSTEP_DAMPING), np.full(n_units, 2.0)
+            moving = evaluations < max_iterations
+            while moving.any():
+                u = np.flatnonzero(moving)
+                xu, g, a = x[u], gradient[u], normal[u]
+                held = ((xu <= lower) & (g > 0)) | ((xu >= upper) & (g < 0))  # at a bound, pushed outwards
+                free = ~held
+                projected = np.where(free, g, 0.0)
+                system = a + damping[u, None, None] * (scale[u][:, :, None] * eye)
+                system = np.where(free[:, :, None] & free[:, None, :], system, eye)  # held: a zero step
+                delta = np.linalg.solve(system, -projected[:, :, None])[..., 0]
+                candidate = np.clip(xu + delta, lower, upper)
+                delta = candidate - xu
+                predicted = -((g * delta).sum(axis=1) + 0.5 * (delta[:, None, :] @ a @ delta[:, :, None])[:, 0, 0])
+                new_errors, new_slopes = evaluate(u, candidate, slopes=True)
+                evaluations[u] += 1
+                new_cost, new_normal, new_gradient = linearise(candidate, new_errors, new_slopes)
+                actual = cost[u] - new_cost
+                ratio = np.where(predicted > 0, actual / np.where(predicted > 0, predicted, 1.0), 0.0)
+                accept = actual > 0
+                stop = (actual < FIT_TOLERANCE * cost[u]) & (ratio > 0.25)  # scipy's ftol
+                stop |= np.linalg.norm(delta, axis=1) < FIT_TOLERANCE * (
+                    FIT_TOLERANCE + np.linalg.norm(xu, axis=1)
+                )  # scipy's xtol
+                stop |= ~np.isfinite(new_cost)
+                factor = np.maximum(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+                damping[u] = np.where(accept, damping[u] * factor, damping[u] * growth[u])
+                growth[u] = np.where(accept, 2.0, growth[u] * 2.0)
+                taken = u[accept]
+                x[taken], errors[taken], cost[taken] = candidate[accept], new_errors[accept], new_cost[accept]
+                normal[taken], gradient[taken] = new_normal[accept], new_gradient[accept]
+                scale[taken] = np.maximum(scale[taken], np.einsum("upp->up", new_normal[accept]))
+                after = x[u]
+                at_rest = ((after <= lower) & (gradient[u] > 0)) | ((after >= upper) & (gradient[u] < 0))
+                stop |= np.linalg.norm(np.where(at_rest, 0.0, gradient[u]), axis=1) < LOCKSTEP_GTOL
+                moving[u] = ~stop & (evaluations[u] < max_iterations)
+        theta = x.T
+        near = np.minimum(theta - lower[:, None], upper[:, None] - theta) < np.log1p(BOUND_TOLERANCE)
+        self.params = {n: initial[k] * np.exp(theta[k]) for k, n in enumerate(names)} | fixed
+        self.at_bounds = {n: near[k] for k, n in enumerate(names)}
+        self.train_rmse = float(np.sqrt((errors**2).sum(axis=1).mean()))
+        self.iterations = int(evaluations.max())
         return self
 
     def predict(self, inputs: CoreInputs, t_start: np.ndarray | None = None) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 A kernel is a plain function of one tile's arrays (time, cell, variable), coarse on purpose: all
 variables of the tile and its whole time axis in one task (fine-grained dask graphs were slower
-than numpy here). Each cell of a tile is fitted on its own
-(``ThermalCore.fit_each``), so a cell's parameters do not depend on the tile it was cut into.
+than numpy here). Each cell of a tile is fitted as its own least-squares problem, all the tile's
+cells iterated side by side in one simulation per iteration (``ThermalCore.fit_lockstep``), so a
+cell's parameters do not depend on the tile it was cut into, at a fraction of the cost of fitting
+the cells one after another (``ThermalCore.fit_each``).
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ def fit_tile_core(
 
     As for the bands (``ml.scenario_members.fit_history_core``): skin and air temperature and
     snowfall drive it, each layer's water is the training climatology, the column starts at the
-    first year's mean observed soil temperature of the cell.
+    first year's mean observed soil temperature of the cell. Each cell is its own fit
+    (``ThermalCore.fit_lockstep``): its parameters do not depend on the other cells of the tile.
+    ``iterations``: the most any cell of the tile took.
     """
     grid = series.grid(CORE_VARIABLES)
     last = catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH) if train_last is None else catalog.month64(train_last)
@@ -132,7 +136,7 @@ def fit_tile_core(
         grid, water_climatology(grid, train), days_in_month(grid.months, "standard"), CORE_MODEL_INPUTS
     )
     t_start = observed[:12].mean(axis=(0, 1))
-    core = ThermalCore().fit_each(inputs, observed, train, t_start=t_start, max_iterations=max_iterations)
+    core = ThermalCore().fit_lockstep(inputs, observed, train, t_start=t_start, max_iterations=max_iterations)
     run = core.predict(inputs, t_start=t_start)  # (T, layer, cell)
     train_rmse = np.sqrt(((run - observed)[train] ** 2).mean(axis=(0, 1)))
     return TileCoreFit(
