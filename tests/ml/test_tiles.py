@@ -51,7 +51,7 @@ def test_the_fit_improves_on_the_initial_parameters(series, fitted):
 
 
 def test_a_cells_fit_does_not_depend_on_how_the_grid_is_tiled(series, fitted):
-    """Each cell is fitted on its own (``ThermalCore.fit_each``): the same cells cut into two tiles
+    """Each cell is fitted on its own (``ThermalCore.fit_lockstep``): the same cells cut into two tiles
     give the same runs (to 0.01 K), so a map does not show the tile edges. (One joint fit of the
     six cells differs from the halves' by up to 1.8 K: it stops when the joint cost stalls.)"""
     halves = [
