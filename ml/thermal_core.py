@@ -478,6 +478,28 @@ def simulate(
     return out
 
 
+def _fit_problem(structure: CoreStructure, observed: np.ndarray, rows: np.ndarray) -> tuple:
+    """What ``fit`` and ``fit_lockstep`` share: the fitted months' targets (R, 4, B), refused
+    if any is not finite; the initial values and the log-space bounds and prior scale of
+    ``structure.fitted`` (x = log(parameter / initial value): the prior's centre is 0 and the
+    tolerances on x do not depend on a parameter's unit); the unfitted parameters, fixed."""
+    names = structure.fitted
+    target = np.asarray(observed, dtype=float)[rows]  # (R, 4, B)
+    bad = np.argwhere(~np.isfinite(target))
+    if len(bad):
+        month, layer, unit = bad[0]
+        raise ValueError(
+            f"observed soil temperature: {len(bad)} non-finite value(s) in the fitted months, the first at "
+            f"fitted month {month}, layer {layer}, unit {unit}"
+        )
+    initial = np.array([PARAMETERS[n][0] for n in names])
+    lower = np.log([PARAMETERS[n][1] for n in names] / initial)
+    upper = np.log([PARAMETERS[n][2] for n in names] / initial)
+    prior_scale = structure.prior_weight / ((upper - lower) / 4.0)  # (P,)
+    fixed = {n: np.full(target.shape[2], PARAMETERS[n][0]) for n in structure.parameters() if n not in names}
+    return target, initial, lower, upper, prior_scale, fixed
+
+
 @dataclass
 class ThermalCore:
     """Per-unit parameters of the conduction core of one ``structure``: ``fit``, then
@@ -509,22 +531,8 @@ class ThermalCore:
         structure = self.structure
         names = structure.fitted
         n_units, n_params = observed.shape[2], len(names)
-        target = np.asarray(observed, dtype=float)[rows]  # (R, 4, B)
-        bad = np.argwhere(~np.isfinite(target))
-        if len(bad):
-            month, layer, unit = bad[0]
-            raise ValueError(
-                f"observed soil temperature: {len(bad)} non-finite value(s) in the fitted months, the first at "
-                f"fitted month {month}, layer {layer}, unit {unit}"
-            )
+        target, initial, lower, upper, prior_scale, fixed = _fit_problem(structure, observed, rows)
         n_values = target.shape[0] * target.shape[1]
-        # x = log(parameter / initial value): the prior's centre is 0 and the tolerances on x
-        # do not depend on a parameter's unit
-        initial = np.array([PARAMETERS[n][0] for n in names])
-        lower = np.log([PARAMETERS[n][1] for n in names] / initial)
-        upper = np.log([PARAMETERS[n][2] for n in names] / initial)
-        prior_scale = structure.prior_weight / ((upper - lower) / 4.0)  # (P,)
-        fixed = {n: np.full(n_units, PARAMETERS[n][0]) for n in structure.parameters() if n not in names}
         tiled = {1: inputs, n_params: inputs.tile(n_params)}
 
         def errors(theta: np.ndarray) -> np.ndarray:  # (S, P, B) -> (S, B, R * 4), scaled
@@ -650,20 +658,8 @@ class ThermalCore:
         structure = self.structure
         names = structure.fitted
         n_units, n_params = observed.shape[2], len(names)
-        target = np.asarray(observed, dtype=float)[rows]  # (R, 4, B)
-        bad = np.argwhere(~np.isfinite(target))
-        if len(bad):
-            month, layer, unit = bad[0]
-            raise ValueError(
-                f"observed soil temperature: {len(bad)} non-finite value(s) in the fitted months, the first at "
-                f"fitted month {month}, layer {layer}, unit {unit}"
-            )
+        target, initial, lower, upper, prior_scale, fixed = _fit_problem(structure, observed, rows)
         n_values = target.shape[0] * target.shape[1]
-        initial = np.array([PARAMETERS[n][0] for n in names])
-        lower = np.log([PARAMETERS[n][1] for n in names] / initial)
-        upper = np.log([PARAMETERS[n][2] for n in names] / initial)
-        prior_scale = structure.prior_weight / ((upper - lower) / 4.0)  # (P,)
-        fixed = {n: np.full(n_units, PARAMETERS[n][0]) for n in structure.parameters() if n not in names}
         prior_block = np.diag(prior_scale)
         eye = np.eye(n_params)
 
