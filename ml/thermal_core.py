@@ -588,11 +588,17 @@ class ThermalCore:
         theta = x.reshape(n_units, n_params).T
         if "x" not in last or not np.array_equal(last["x"], x):
             residuals(x)
+        return self._settle(theta, initial, lower, upper, fixed, last["errors"], evaluations)
+
+    def _settle(self, theta, initial, lower, upper, fixed, errors, iterations) -> ThermalCore:
+        """Keep a fit's result: log-space ``theta`` (P, B) as parameters, the units within
+        BOUND_TOLERANCE of a bound, the RMSE over the units' scaled ``errors`` (B, R * 4)."""
+        names = self.structure.fitted
         near = np.minimum(theta - lower[:, None], upper[:, None] - theta) < np.log1p(BOUND_TOLERANCE)
         self.params = {n: initial[k] * np.exp(theta[k]) for k, n in enumerate(names)} | fixed
         self.at_bounds = {n: near[k] for k, n in enumerate(names)}
-        self.train_rmse = float(np.sqrt((last["errors"] ** 2).sum(axis=1).mean()))
-        self.iterations = evaluations
+        self.train_rmse = float(np.sqrt((errors**2).sum(axis=1).mean()))
+        self.iterations = iterations
         return self
 
     def fit_each(self, inputs: CoreInputs, observed: np.ndarray, rows: np.ndarray, **options: Any) -> ThermalCore:
@@ -735,12 +741,7 @@ class ThermalCore:
                 stop |= np.linalg.norm(np.where(at_rest, 0.0, gradient[u]), axis=1) < LOCKSTEP_GTOL
                 moving[u] = ~stop & (evaluations[u] < max_iterations)
         theta = x.T
-        near = np.minimum(theta - lower[:, None], upper[:, None] - theta) < np.log1p(BOUND_TOLERANCE)
-        self.params = {n: initial[k] * np.exp(theta[k]) for k, n in enumerate(names)} | fixed
-        self.at_bounds = {n: near[k] for k, n in enumerate(names)}
-        self.train_rmse = float(np.sqrt((errors**2).sum(axis=1).mean()))
-        self.iterations = int(evaluations.max())
-        return self
+        return self._settle(theta, initial, lower, upper, fixed, errors, int(evaluations.max()))
 
     def predict(self, inputs: CoreInputs, t_start: np.ndarray | None = None) -> np.ndarray:
         """(T, 4, B) degC; ``inputs`` may hold k copies of the units side by side (``tile``)."""
