@@ -5,8 +5,9 @@
 
 {#
   Materialization `lake_parquet`: the model's rows as Parquet in the lake,
-  `<lake>/marts/<model>/<partition_column>=<value>/*.parquet` (hive partitions), and in the
-  warehouse a view over those files, its columns in the model's order.
+  `<lake>/marts/<model>/<col>=<value>/.../*.parquet` (hive partitions on the config's
+  `partition_by` columns, in order), and in the warehouse a view over those files, its columns in
+  the model's order.
 
   All or nothing, as the lake's other writes: DuckDB writes the files into a fresh temporary
   folder beside the target (`.<model>.<host>-<pid>.<uuid>.tmp`, which no `*.parquet` glob reads),
@@ -14,12 +15,49 @@
   aside, then removed). The file system work is done by the functions the profile's plugin
   registers (dagster_project/lake/dbt_plugin.py). A model with no rows (grid mode's marts on the
   band demo) leaves an empty folder and a view of its typed columns with no row.
-  Config: `partition_column` (required), `order_by` (rows within each file, optional).
+
+  A run with a month window (a monthly partition run, calendar.sql: run_window) on a model whose
+  folder already holds this layout writes only the partitions of the window: the model selects
+  the rows of the window's years (`where {{ lake_window_years('month') }}`, the last partition
+  column being the year) and only those partition folders are replaced, together; the others are
+  not touched, so a new month costs the same whatever the history's length. Without a window, or
+  on a first run, the whole folder is written.
+  Config: `partition_by` (required, a list), `order_by` (rows within each file, optional).
 #}
+{% macro lake_location(relation) -%}
+    {{ lake_root() ~ '/marts/' ~ relation.identifier }}
+{%- endmacro %}
+
+{# Whether this run of a `lake_parquet` model writes only its window's partitions (see above). #}
+{% macro lake_parquet_partial() -%}
+    {%- set start, end = run_window() -%}
+    {%- if start == '' or not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set depth = config.require('partition_by') | length -%}
+    {%- set held = run_query("select lake_partitions_at('" ~ lake_location(this) ~ "', " ~ depth ~ ")") -%}
+    {{ return(held.columns[0].values()[0]) }}
+{%- endmacro %}
+
+{#
+  In a `lake_parquet` model: the rows of the run window's years when the run writes only its
+  window's partitions (`lake_parquet_partial`), every row otherwise.
+#}
+{% macro lake_window_years(column) -%}
+    {%- if lake_parquet_partial() -%}
+        {%- set start, end = run_window() -%}
+        {%- set last_year = (end[:4] | int) - (1 if end[5:7] == '01' else 0) -%}
+        year({{ column }}) between {{ start[:4] | int }} and {{ last_year }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
 {% materialization lake_parquet, adapter='duckdb' %}
-    {%- set partition_column = config.require('partition_column') -%}
+    {%- set partition_by = config.require('partition_by') -%}
     {%- set order_by = config.get('order_by') -%}
-    {%- set location = lake_root() ~ '/marts/' ~ this.identifier -%}
+    {%- set location = lake_location(this) -%}
+    {%- set partial = lake_parquet_partial() -%}
     {%- set target_relation = this.incorporate(type='view') -%}
     {%- set existing_relation = load_cached_relation(this) -%}
     {%- set rows_relation = make_intermediate_relation(this.incorporate(type='table'), suffix='__dbt_rows') -%}
@@ -38,19 +76,24 @@
     {% if n_rows > 0 %}
         {% call statement('write_files') -%}
             copy (select * from {{ rows_relation }}{% if order_by %} order by {{ order_by }}{% endif %})
-            to '{{ temporary }}' (format parquet, partition_by ({{ partition_column }}), overwrite_or_ignore true)
+            to '{{ temporary }}' (format parquet, partition_by ({{ partition_by | join(', ') }}), overwrite_or_ignore true)
         {%- endcall %}
     {% endif %}
-    {%- do run_query("select lake_replace_folder('" ~ temporary ~ "', '" ~ location ~ "')") -%}
+    {% if partial %}
+        {%- set replaced = run_query("select lake_replace_partitions('" ~ temporary ~ "', '" ~ location ~ "', " ~ (partition_by | length) ~ ")").columns[0].values()[0] -%}
+        {{ log(this.identifier ~ ': ' ~ replaced ~ ' partition folder(s) of the run window rewritten, the others kept', info=true) }}
+    {% else %}
+        {%- do run_query("select lake_replace_folder('" ~ temporary ~ "', '" ~ location ~ "')") -%}
+    {% endif %}
 
     {% if existing_relation is not none and existing_relation.type != 'view' %}
         {{ drop_relation_if_exists(existing_relation) }}
     {% endif %}
     {% call statement('main') -%}
         create or replace view {{ target_relation }} as
-        {%- if n_rows > 0 %}
+        {%- if n_rows > 0 or partial %}
         select {% for column in columns %}cast({{ adapter.quote(column.name) }} as {{ column.data_type }}) as {{ adapter.quote(column.name) }}{{ ', ' if not loop.last }}{% endfor %}
-        from read_parquet('{{ location }}/*/*.parquet', hive_partitioning = true)
+        from read_parquet('{{ location }}/{% for _ in partition_by %}*/{% endfor %}*.parquet', hive_partitioning = true)
         {%- else %}
         select {% for column in columns %}cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }}{{ ', ' if not loop.last }}{% endfor %}
         where false

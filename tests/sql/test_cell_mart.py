@@ -1,8 +1,10 @@
 """Grid mode's dbt marts on a small lake of the demo's cells (3 months): the cell mart as Parquet
-partitioned by tile whose tiles mosaic back to the grid, (cell, month) unique, and the band
-rollup equal to `Grid.band_rollup` of the same cells; a partition run's tests see its window."""
+partitioned by tile and year whose tiles mosaic back to the grid, (cell, month) unique, and the
+band rollup equal to `Grid.band_rollup` of the same cells; a partition run's tests see its window,
+and it rewrites only its window's years of the cell mart."""
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -68,8 +70,9 @@ def test_the_cell_mart_is_parquet_by_tile_and_its_tiles_mosaic_to_the_grid(grid_
     assert not [path for path in folder.parent.iterdir() if path.name.endswith(".tmp")]  # no temporary left
     parts = {}
     for tile in grid.tiles:
-        rows = pl.read_parquet(folder / f"tile={tile.key}" / "*.parquet", hive_partitioning=False)
-        assert "tile" not in rows.columns  # the partition names it
+        assert [p.name for p in (folder / f"tile={tile.key}").iterdir()] == ["year=2001"]
+        rows = pl.read_parquet(folder / f"tile={tile.key}" / "year=2001" / "*.parquet", hive_partitioning=False)
+        assert "tile" not in rows.columns and "year" not in rows.columns  # the partitions name them
         parts[tile.key] = rows.filter(pl.col("month") == dt.date(2001, 2, 1))["unit"].sort().to_numpy()
     np.testing.assert_array_equal(grid.mosaic(parts), grid.cells)
 
@@ -118,3 +121,51 @@ def test_a_partition_runs_tests_see_its_months_only(grid_lake):
     assert "Done. PASS=" in run.stdout and "WARN=0" in run.stdout  # March's tests do not see January
     whole = run_dbt(["build", *select], config.lake_root, config.warehouse_path, root)
     assert "WARN 1 fct_cell_month_features__one_row_per_cell_month" in " ".join(whole.stdout.split())
+
+
+def test_a_partition_run_rewrites_only_its_years_of_the_cell_mart(grid_lake, tmp_path):
+    """On a copy of the lake, with a year 2000 added to the cell mart's files (2001's rows a year
+    earlier): a run of March 2001 rewrites every tile's 2001 folder and leaves 2000's as they were;
+    the view then holds both years."""
+    config, build, root = grid_lake
+    assert build.returncode == 0, build.stdout[-3000:]
+    lake = tmp_path / "data"
+    shutil.copytree(config.lake_root, lake)
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(config.warehouse_path, warehouse)
+    folder = lake / "marts" / "fct_cell_month_features"
+    tiles = sorted(folder.iterdir())
+    for tile in tiles:
+        # (unique: another test of this module may have duplicated a January row)
+        rows = pl.read_parquet(tile / "year=2001" / "*.parquet", hive_partitioning=False).unique()
+        earlier = rows.with_columns(pl.col("month").dt.offset_by("-1y"))
+        (tile / "year=2000").mkdir()
+        earlier.write_parquet(tile / "year=2000" / "data_0.parquet")
+    before = {path: path.stat().st_mtime_ns for path in folder.rglob("*.parquet")}
+    # the history mart's March changes, so the rewritten 2001 folders must show it
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create or replace table marts.fct_band_month_features as "
+            "select distinct * from marts.fct_band_month_features"
+        )
+        con.execute("update marts.fct_band_month_features set t_air = t_air + 100 where month = '2001-03-01'")
+    window = {"min_month": "2001-03-01", "max_month": "2001-04-01"}
+    run = run_dbt(
+        ["run", "--select", "fct_cell_month_features", "--vars", str(window)], lake, warehouse, tmp_path / "dbt"
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert f"{len(tiles)} partition folder(s) of the run window rewritten" in run.stdout
+    after = {path: path.stat().st_mtime_ns for path in folder.rglob("*.parquet")}
+    kept = {p for p in before if p.parent.name == "year=2000"}
+    assert kept and all(after.get(p) == before[p] for p in kept)  # 2000's files untouched
+    assert all("year=2001" not in str(p) or p not in before or after[p] != before[p] for p in after)
+    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary left
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        mart = pl.from_arrow(con.sql("select unit, month, year, t_air from marts.fct_cell_month_features").arrow())
+        history = pl.from_arrow(con.sql("select unit, month, t_air from marts.fct_band_month_features").arrow())
+    assert mart.select("unit", "month").is_unique().all()
+    assert mart["year"].unique().sort().to_list() == [2000, 2001]
+    march = mart.filter(pl.col("month") == dt.date(2001, 3, 1)).sort("unit")
+    expected = history.filter(pl.col("month") == dt.date(2001, 3, 1)).sort("unit")
+    np.testing.assert_allclose(march["t_air"].to_numpy(), expected["t_air"].to_numpy())
+    assert march["t_air"].min() > 50  # the rewritten March carries the change

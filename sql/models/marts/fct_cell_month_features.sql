@@ -1,15 +1,17 @@
 -- Grid mode's cell mart: the history mart's rows (one per cell and month, every column) with the
--- cell's `tile`, written as Parquet partitioned by tile (<lake>/marts/fct_cell_month_features/
--- tile=<key>/) and seen in the warehouse as a view over those files (materialization
--- `lake_parquet`, macros/lake.sql: written to a temporary folder, renamed into place).
+-- cell's `tile`, written as Parquet partitioned by tile and year (<lake>/marts/
+-- fct_cell_month_features/tile=<key>/year=<yyyy>/) and seen in the warehouse as a view over those
+-- files (materialization `lake_parquet`, macros/lake.sql: written to a temporary folder, renamed
+-- into place).
 -- Grid mode is read from the landed spatial units (macros/units.sql: grid_mode); elsewhere (the
 -- band demo, basins) the mart has its columns and no row, and writes no file.
--- Rewritten whole by every run: a monthly partition run rewrites every tile's file.
+-- A monthly partition run rewrites only its window's years (every tile's folder of those years);
+-- a run without a window, or the first, writes every folder.
 -- depends_on: {{ source('spatial_units', 'spatial_units') }}
 {{
     config(
         materialized='lake_parquet',
-        partition_column='tile',
+        partition_by=['tile', 'year'],
         order_by='unit, month',
         tags=['monthly'],
     )
@@ -19,6 +21,7 @@
 
 with history as (
     select * from {{ ref('fct_band_month_features') }}
+    where {{ lake_window_years('month') }}
 ),
 
 cells as (
