@@ -45,18 +45,31 @@ class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse file: views over the lake for users, tables built by dbt.
 
     Every connection waits up to `lock_wait_seconds` for another process's lock on the file,
-    then fails naming that process (`lake.WarehouseLockedError`).
+    then fails naming that process (`lake.WarehouseLockedError`). With `lake_root` on an object
+    store (`s3://...`), every connection registers the lake's fsspec file system, so the views
+    over the lake's files read them without DuckDB's httpfs extension (as dbt's connection does,
+    `dagster_project/lake/dbt_plugin.py`).
     """
 
     path: str
     lock_wait_seconds: float = lake.DEFAULT_LOCK_WAIT_SECONDS
+    lake_root: str = ""
 
     @property
     def file(self) -> Path:
         return Path(self.path).expanduser().resolve()
 
+    @property
+    def filesystem(self):
+        """The lake's fsspec file system where the lake is on an object store, else None."""
+        if not self.lake_root or not lake.is_object_root(root := lake.lake_root(self.lake_root)):
+            return None
+        return root.fs
+
     def connect(self, read_only: bool = False):
-        return lake.connect(self.file, read_only=read_only, wait_seconds=self.lock_wait_seconds)
+        return lake.connect(
+            self.file, read_only=read_only, wait_seconds=self.lock_wait_seconds, filesystem=self.filesystem
+        )
 
     def wait_until_writable(self) -> None:
         lake.wait_until_writable(self.file, self.lock_wait_seconds)
@@ -75,7 +88,7 @@ class WarehouseResource(ConfigurableResource):
             if asset in output.owners.split()
         }
         try:
-            lake.refresh_parquet_views(self.file, views, self.lock_wait_seconds)
+            lake.refresh_parquet_views(self.file, views, self.lock_wait_seconds, self.filesystem)
         except lake.WarehouseLockedError as error:
             if log is not None:
                 log.warning(f"warehouse views {', '.join(map(str, views))} not (re)defined: {error}")
@@ -83,7 +96,7 @@ class WarehouseResource(ConfigurableResource):
         return {"warehouse_views": ", ".join(map(str, views))}
 
     def read_only(self):
-        return lake.read_only(self.file, self.lock_wait_seconds)
+        return lake.read_only(self.file, self.lock_wait_seconds, self.filesystem)
 
     def read_table(self, table: lake.Table) -> pl.DataFrame:
         """A whole warehouse table as a polars frame, read through a read-only connection."""
@@ -156,7 +169,9 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
         "dbt": ProjectDbtCliResource(project_dir=dbt.dbt_project(), dbt_executable=dbt.dbt_executable()),
         "lake": LakeResource(root=str(settings.lake_root)),
         "warehouse": WarehouseResource(
-            path=str(settings.warehouse_path), lock_wait_seconds=settings.warehouse_lock_wait_seconds
+            path=str(settings.warehouse_path),
+            lock_wait_seconds=settings.warehouse_lock_wait_seconds,
+            lake_root=str(settings.lake_root),
         ),
         "sources": sources_resource(settings),
         "dask": DaskResource(scheduler_address=settings.dask_address.strip()),

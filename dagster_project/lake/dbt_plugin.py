@@ -2,7 +2,7 @@
 
 DuckDB's `COPY ... (PARTITION_BY ...)` writes a folder of Parquet files but cannot rename one,
 and dbt's Jinja cannot touch the file system. The profile (`sql/profiles.yml`, `plugins`) loads
-this module, whose `Plugin` registers two SQL functions on dbt's DuckDB connection, so the
+this module, whose `Plugin` registers these SQL functions on dbt's DuckDB connection, so the
 `lake_parquet` materialization (`sql/macros/lake.sql`) writes a model's folder the way
 `AtomicBatch.folder` does:
 
@@ -19,27 +19,70 @@ this module, whose `Plugin` registers two SQL functions on dbt's DuckDB connecti
   old ones removed); the number of partitions replaced.
 
 A failed or killed write leaves only its temporary, which no `*.parquet` glob reads.
+
+A lake on an object store (`PERMAFROST_LAKE_ROOT=s3://bucket/prefix`, `lake.lake_root`): there is no
+rename there. The temporary is then a local folder (DuckDB writes the files on this machine) and
+the replacing functions upload it as one object-store batch (`object_store.ObjectStoreBatch`:
+staged under `<root>/.batches/`, committed by its manifest, then copied onto the targets; a
+partition folder is replaced whole). A writer killed before the manifest lands nothing. The
+plugin also registers the lake's fsspec file system on dbt's connection, so the sources' globs,
+`read_parquet` and the marts' views read `s3://` without DuckDB's `httpfs` extension (which is
+not bundled with the Python package and cannot be installed offline); a connection outside dbt
+that reads those views needs the same `con.register_filesystem(fs)`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from dagster_project.lake.batches import clean_stale_temporaries, is_temporary, temporary_sibling
+from dagster_project.lake.batches import clean_stale_temporaries, is_temporary, new_batch, temporary_sibling, writer_tag
+from dagster_project.lake.layout import is_object_root, lake_root
+
+# The lake root, as the profile's `lake_root()` macro reads it (sql/macros/lake.sql).
+ENV_LAKE_ROOT = "PERMAFROST_LAKE_ROOT"
+
+
+def _is_object(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
 
 
 def _local(path: str) -> Path:
-    if "://" in path:
-        raise ValueError(f"{path}: dbt writes its Parquet folders to a local lake only (an object store has no rename)")
+    if _is_object(path):
+        raise ValueError(f"{path}: an object-store path where a local folder was expected")
     return Path(path)
 
 
+def _object_root(target: str):
+    """The object-store lake root (`PERMAFROST_LAKE_ROOT`) that `target` lies under."""
+    configured = os.environ.get(ENV_LAKE_ROOT, "")
+    root = lake_root(configured) if configured else None
+    if root is None or not is_object_root(root) or not target.startswith(f"{str(root).rstrip('/')}/"):
+        raise ValueError(f"{target}: not under the object-store lake root {ENV_LAKE_ROOT}={configured!r}")
+    return root
+
+
+def _upload(root, folders: dict[str, Path]) -> None:
+    """Each local folder (value) in place of its target folder (key, under `root`), as one batch."""
+    batch = new_batch(root)
+    try:
+        for target, local in folders.items():
+            batch.folder(target, lambda tmp, local=local: shutil.copytree(local, tmp, dirs_exist_ok=True))
+        batch.commit()
+    finally:
+        batch.discard()
+
+
 def temporary_folder(target: str) -> str:
-    """An empty temporary folder beside `target`, named by this process (the parent is created)."""
+    """An empty temporary folder beside `target`, named by this process (the parent is created);
+    for a target on an object store, a local one in the system's temporary folder."""
+    if _is_object(target):
+        _object_root(target)
+        return tempfile.mkdtemp(prefix=f".{target.rstrip('/').rsplit('/', 1)[-1]}.{writer_tag()}.", suffix=".tmp")
     target_path = _local(target)
     target_path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(target_path.parent)
@@ -50,6 +93,12 @@ def temporary_folder(target: str) -> str:
 
 def replace_folder(temporary: str, target: str) -> str:
     """Put the folder `temporary` in place of `target`; the old `target` is removed afterwards."""
+    if _is_object(target):
+        try:
+            _upload(_object_root(target), {target: _local(temporary)})
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+        return target
     temporary_path, target_path = _local(temporary), _local(target)
     if not temporary_path.is_dir():
         raise FileNotFoundError(f"{temporary}: no such temporary folder to put in place of {target}")
@@ -70,6 +119,10 @@ def replace_folder(temporary: str, target: str) -> str:
 
 def partitions_at(target: str, depth: int) -> bool:
     """Whether the folder `target` holds Parquet files, every one of them `depth` folders down."""
+    if _is_object(target):
+        fs, base = _object_root(target).fs, target.split("://", 1)[1].rstrip("/")
+        keys = [key for key in fs.find(base) if key.endswith(".parquet")] if fs.exists(base) else []
+        return {key[len(base) + 1 :].count("/") for key in keys} == {depth}
     target_path = _local(target)
     if not target_path.is_dir():
         return False
@@ -94,12 +147,20 @@ def replace_partitions(temporary: str, target: str, depth: int) -> int:
     `*`), the new one renamed in; if a rename fails, the partitions already swapped are swapped
     back. The temporary, old folders included, is removed at the end. Returns the number of
     partitions replaced."""
-    temporary_path, target_path = _local(temporary), _local(target)
+    temporary_path = _local(temporary)
     if not temporary_path.is_dir():
         raise FileNotFoundError(f"{temporary}: no such temporary folder to put into {target}")
     partitions = sorted(path.relative_to(temporary_path) for path in temporary_path.glob("/".join(["*"] * depth)))
     if any(not (temporary_path / p).is_dir() or "=" not in p.parts[-1] for p in partitions):
         raise ValueError(f"{temporary}: expected only hive partition folders {depth} level(s) down, got {partitions}")
+    if _is_object(target):  # one batch: every partition lands, or none
+        try:
+            root, base = _object_root(target), target.rstrip("/")
+            _upload(root, {f"{base}/{p.as_posix()}": temporary_path / p for p in partitions})
+        finally:
+            shutil.rmtree(temporary_path, ignore_errors=True)
+        return len(partitions)
+    target_path = _local(target)
     retired = temporary_path / ".retired"  # not a partition folder: the glob above never lists it
     swapped: list[tuple[Path, Path, Path | None]] = []  # (new, in place at, old one kept at)
     try:
@@ -135,5 +196,8 @@ class Plugin(BasePlugin):
     """Registers the `lake_*` functions above on dbt's DuckDB connection."""
 
     def configure_connection(self, conn) -> None:
+        configured = os.environ.get(ENV_LAKE_ROOT, "")
+        if configured and is_object_root(root := lake_root(configured)):
+            conn.register_filesystem(root.fs)  # s3:// through fsspec: sources, COPY, the views
         for name, function, parameters, returns in _FUNCTIONS:
             conn.create_function(name, function, parameters, returns, side_effects=True)

@@ -100,16 +100,22 @@ def lock_retrying(
 
 @contextmanager
 def connect(
-    warehouse_path: Path, read_only: bool = False, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    warehouse_path: Path,
+    read_only: bool = False,
+    wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    filesystem: object | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection to the warehouse, waiting up to `wait_seconds` for another process's
     lock (DuckDB allows one writer, or any number of readers, per file), then failing with
-    `WarehouseLockedError` naming the process that holds it."""
+    `WarehouseLockedError` naming the process that holds it. `filesystem`: an fsspec file system
+    registered on the connection (a lake on an object store: its views read `s3://` through it)."""
     warehouse_path = Path(warehouse_path)
     if not read_only:
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     con = lock_retrying(warehouse_path, wait_seconds)(duckdb.connect, str(warehouse_path), read_only=read_only)
     try:
+        if filesystem is not None:
+            con.register_filesystem(filesystem)
         yield con
     finally:
         con.close()
@@ -124,10 +130,14 @@ def wait_until_writable(warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK
 
 
 def refresh_parquet_views(
-    warehouse_path: Path, views: Mapping[Table, str], wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    warehouse_path: Path,
+    views: Mapping[Table, str],
+    wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    filesystem: object | None = None,
 ) -> None:
-    """(Re)create each view over the Parquet files its glob (absolute) matches, in one connection."""
-    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds) as con:
+    """(Re)create each view over the Parquet files its glob (absolute) matches, in one connection
+    (`filesystem`: as `connect`)."""
+    with connect(warehouse_path, read_only=False, wait_seconds=wait_seconds, filesystem=filesystem) as con:
         for table, parquet_glob in views.items():
             con.execute(f"create schema if not exists {_quote_identifier(table.schema)}")
             con.execute(
@@ -138,13 +148,14 @@ def refresh_parquet_views(
 
 @contextmanager
 def read_only(
-    warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    warehouse_path: Path, wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS, filesystem: object | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only DuckDB connection; fails clearly if the warehouse was never built."""
+    """A read-only DuckDB connection; fails clearly if the warehouse was never built
+    (`filesystem`: as `connect`)."""
     warehouse_path = Path(warehouse_path)
     if not warehouse_path.exists():
         raise FileNotFoundError(
             f"warehouse {warehouse_path} does not exist yet: materialize the dbt models (or run `make demo`) first"
         )
-    with connect(warehouse_path, read_only=True, wait_seconds=wait_seconds) as con:
+    with connect(warehouse_path, read_only=True, wait_seconds=wait_seconds, filesystem=filesystem) as con:
         yield con

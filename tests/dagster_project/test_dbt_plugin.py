@@ -89,5 +89,5 @@ def test_a_temporary_that_is_not_partitions_is_refused(mart):
     (temporary / "loose" / "file").mkdir()
     with pytest.raises(ValueError, match="hive partition folders"):
         dbt_plugin.replace_partitions(str(temporary), str(mart), 2)
-    with pytest.raises(ValueError, match="local lake only"):
+    with pytest.raises(ValueError, match="object-store path where a local folder"):
         dbt_plugin.replace_partitions("s3://bucket/tmp", "s3://bucket/marts/x", 2)

@@ -2,9 +2,7 @@
 land whole or not at all, under a writer killed before its manifest or while publishing."""
 
 import datetime as dt
-import logging
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,45 +16,6 @@ from paused_writers import release
 
 from dagster_project import lake
 from dagster_project.lake.object_store import ObjectLake
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory):
-    """moto's S3 server on 127.0.0.1 (a free port) for the session; dummy credentials in this
-    process's environment (and its children's) only while it runs, no AWS configuration read."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    no_file = tmp_path_factory.mktemp("aws") / "none"
-    try:
-        with pytest.MonkeyPatch.context() as env:
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-                env.delenv(name, raising=False)
-            env.setenv("AWS_ACCESS_KEY_ID", "testing")
-            env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-            env.setenv("AWS_CONFIG_FILE", str(no_file))
-            env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_file))
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_root(s3_endpoint):
-    """A lake root in a bucket of its own."""
-    from upath import UPath
-
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    root = UPath(f"s3://{bucket}/lake", client_kwargs={"endpoint_url": s3_endpoint})
-    root.fs.mkdir(bucket)
-    return root
 
 
 def _frame(writer: str) -> pl.DataFrame:
@@ -301,3 +260,30 @@ def test_local_and_object_roots(tmp_path):
         lake.write_partitions_atomic({layout.active_layer(): _frame("x")})  # no root given: a local batch
     with pytest.raises(ValueError, match="is not under the lake root s3://bucket/lake"):
         lake.write_partitions_atomic({lake.LakeLayout("s3://bucket/other").active_layer(): _frame("x")}, layout.root)
+
+
+def test_the_warehouse_reads_views_over_the_lake_on_an_object_store(s3_endpoint, monkeypatch, tmp_path):
+    """`WarehouseResource` with an `s3://` lake root registers the lake's file system on its
+    connections: it defines a view over objects and reads it; without the root it cannot."""
+    import s3fs
+
+    from dagster_project.resources import LakeResource, WarehouseResource
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    resource = LakeResource(root=f"s3://{bucket}/lake")
+    layout = resource.layout
+    layout.root.fs.mkdir(bucket)
+    with resource.batch() as batch:
+        batch.parquet(layout.active_layer(), _frame("alt"))
+    warehouse = WarehouseResource(path=str(tmp_path / "wh.duckdb"), lock_wait_seconds=5, lake_root=resource.root)
+    metadata = warehouse.refresh_output_views(layout, "active_layer_thickness")
+    view = lake.Table("projections", "active_layer_thickness")
+    assert metadata == {"warehouse_views": str(view)}
+    query = f'select writer from "{view.schema}"."{view.name}"'
+    with warehouse.read_only() as con:
+        assert {row[0] for row in con.sql(query).fetchall()} == {"alt"}
+    blind = WarehouseResource(path=str(tmp_path / "wh.duckdb"), lock_wait_seconds=5)
+    with blind.read_only() as con, pytest.raises(duckdb.Error):
+        con.sql(query).fetchall()  # no file system for s3:// (and no httpfs offline)

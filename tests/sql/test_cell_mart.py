@@ -5,6 +5,7 @@ and it rewrites only its window's years of the cell mart."""
 
 import datetime as dt
 import shutil
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -169,3 +170,50 @@ def test_a_partition_run_rewrites_only_its_years_of_the_cell_mart(grid_lake, tmp
     expected = history.filter(pl.col("month") == dt.date(2001, 3, 1)).sort("unit")
     np.testing.assert_allclose(march["t_air"].to_numpy(), expected["t_air"].to_numpy())
     assert march["t_air"].min() > 50  # the rewritten March carries the change
+
+
+def test_the_cell_mart_on_an_object_store(grid_lake, s3_endpoint, tmp_path, monkeypatch):
+    """The lake's raw files in a bucket of a real local S3 (moto's server on loopback) and
+    `PERMAFROST_LAKE_ROOT=s3://...`: dbt reads the sources through the file system the plugin
+    registers, the cell mart's tile/year folders land as objects through one batch (no staging
+    left behind), its view reads them, and a window run replaces only its year's objects."""
+    from upath import UPath
+
+    config, build, _ = grid_lake
+    assert build.returncode == 0, build.stdout[-3000:]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # for s3fs here and in dbt's process
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    root = UPath(f"s3://{bucket}/lake")
+    fs = root.fs
+    fs.mkdir(bucket)
+    fs.put(str(Path(config.lake_root) / "raw"), f"{bucket}/lake/raw", recursive=True)
+    warehouse = tmp_path / "warehouse.duckdb"
+    run = run_dbt(["build", "--select", "+fct_cell_month_features"], str(root), warehouse, tmp_path / "dbt")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "ERROR=0" in run.stdout
+    mart = f"{bucket}/lake/marts/fct_cell_month_features"
+    objects = sorted(key[len(mart) + 1 :] for key in fs.find(mart))
+    local = Path(config.lake_root) / "marts" / "fct_cell_month_features"
+    assert objects == sorted(p.relative_to(local).as_posix() for p in local.rglob("*.parquet"))
+    assert not fs.exists(f"{bucket}/lake/.batches") or not fs.find(f"{bucket}/lake/.batches")
+    history = _read(config, "select * from marts.fct_band_month_features")
+
+    def view(sql: str) -> pl.DataFrame:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            con.register_filesystem(fs)  # a connection outside dbt needs the lake's file system
+            return pl.from_arrow(con.sql(sql).arrow())
+
+    cells = view("select * from marts.fct_cell_month_features")
+    assert cells.height == history.unique(["unit", "month"]).height
+    assert cells.select("unit", "month").is_unique().all()
+
+    before = fs.find(mart)
+    window = {"min_month": "2001-03-01", "max_month": "2001-04-01"}
+    again = run_dbt(
+        ["run", "--select", "fct_cell_month_features", "--vars", str(window)], str(root), warehouse, tmp_path / "dbt"
+    )
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "partition folder(s) of the run window rewritten" in again.stdout
+    fs.invalidate_cache()
+    assert sorted(fs.find(mart)) == sorted(before)  # the same objects: 2001's replaced, no other
+    assert view("select count(*) as n from marts.fct_cell_month_features")["n"][0] == cells.height
