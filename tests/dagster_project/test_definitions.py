@@ -116,14 +116,13 @@ def test_the_models_check_reports_without_blocking(lake_env):
     assert not graph.get_check_spec(key).blocking
 
 
-def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
+def test_grid_assets_exist_only_in_grid_mode(lake_env):
     from dagster_project.definitions import defs
 
     grid_assets = {"tile_core", "tile_projections", "grid_maps"}
     band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
-    sources = tmp_path / "sources.yaml"
-    sources.write_text("reanalysis:\n  kind: demo\n  units: cell\n")
+    sources = os.path.join(os.path.dirname(__file__), "..", "..", "sources", "demo_grid.yaml")  # what `make grid` runs
     probe = (
         "import json, sys\n"
         "import dagster as dg\n"
