@@ -135,6 +135,7 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
         "print(json.dumps({'tiles': tiles, 'job_tiles': job.partitions_def.get_partition_keys(),"
         " 'job_assets': sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),"
         " 'maps_parents': sorted(k.to_user_string() for k in graph.get(dg.AssetKey('grid_maps')).parent_keys),"
+        " 'scenarios_condition': graph.get(dg.AssetKey('tile_scenarios')).automation_condition.label,"
         f" 'heavy': [m for m in {(*HEAVY_MODULES, 'xarray', 'distributed', 'matplotlib')!r} if m in sys.modules]}}))\n"
     )
     environ = {**os.environ, "PERMAFROST_SOURCES": str(sources)}
@@ -143,4 +144,5 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
     assert len(report["tiles"]) == 20 and report["tiles"][0] == "r00c00" and report["job_tiles"] == report["tiles"]
     assert report["job_assets"] == ["tile_core", "tile_projections", "tile_scenarios"]
     assert report["maps_parents"] == ["tile_projections"]
+    assert report["scenarios_condition"].startswith("on the retraining cadence")  # a bias correction, as the bands'
     assert report["heavy"] == []
