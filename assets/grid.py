@@ -8,10 +8,12 @@ puts a range of tiles in one run, which maps its tiles onto the dask cluster (`d
 
 * `tile_core`: the conduction core fitted per cell of each tile on its reanalysis (`ml.tiles`),
   its parameters and its run over the history.
-* `tile_projections`: the fitted core under each RCP's bias-corrected drivers (the rows of
-  `cmip5_bias_corrected` for the tile's cells: each cell's nearest band's scenario mapped onto the
-  cell's own reanalysis), the active-layer thickness per cell and year, and the maps' per-cell
-  summary (`ml.tile_projection`).
+* `tile_scenarios`: each RCP's band scenarios (the scenario mart) regridded onto the tile's cells
+  (`ml.regrid`: linear in latitude between band centroids, clamped at the edges) and quantile-mapped
+  onto each cell's own reanalysis by the band path's correction (`ml.tile_scenarios`).
+* `tile_projections`: the fitted core under each RCP's regridded, bias-corrected drivers
+  (`tile_scenarios`), the active-layer thickness per cell and year, and the maps' per-cell summary
+  (`ml.tile_projection`).
 * `grid_maps`: every tile's summary mosaicked onto the grid (`sources.grid.Grid.mosaic`): a CF-1.8
   netCDF (lat, lon, time), a Parquet table per scenario and cell (warehouse view
   `maps.cell_maps`, with `maps.cell_active_layer` and `maps.cell_soil_temperature` over the tiles'
@@ -31,15 +33,16 @@ from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
+    AssetKey,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from dagster_project.config import TileCoreConfig
+from dagster_project.config import TileCoreConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
-from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, Table
+from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, SCENARIO_MART, Table
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import tile_partitions
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -48,6 +51,7 @@ from sources.grid import Grid
 
 GRID = "grid"
 TILE_CORE = "tile_core"
+TILE_SCENARIOS = "tile_scenarios"
 TILE_PROJECTIONS = "tile_projections"
 GRID_MAPS = "grid_maps"
 
@@ -104,27 +108,33 @@ def scenario_calendars(warehouse: WarehouseResource, scenarios: Sequence[str]) -
     return {s: c[0] for s, c in calendars.items()}
 
 
-def read_tile_scenarios(lake: LakeResource, grid: Grid, tiles: Sequence[str], calendars: dict[str, str]):
-    """Per tile and scenario, the bias-corrected drivers of the tile's cells
-    (``ml.tile_projection.ScenarioDrivers``) from each scenario's ``cmip5_bias_corrected`` file."""
-    from ml.tile_projection import SCENARIO_DRIVERS, ScenarioDrivers
-    from ml.unit_arrays import unit_grid
-
-    cells = {key: grid.tile(key).cells for key in tiles}
-    wanted = np.concatenate(list(cells.values())).astype(np.int64).tolist()
-    out: dict[str, dict] = {key: {} for key in tiles}
-    for scenario, calendar in calendars.items():
-        path = lake.layout.bias_corrected(scenario)
-        frame = (
-            pl.scan_parquet(path)
-            .filter(pl.col("unit").cast(pl.Int64).is_in(wanted))
-            .select("unit", "month", *SCENARIO_DRIVERS)
-            .collect()
+def read_band_scenarios(warehouse: WarehouseResource, names: Sequence[str]) -> pl.DataFrame:
+    """Every RCP's band scenarios (the scenario mart: one row per scenario, band and month, the
+    historical run spliced before the RCP), columns scenario, band, month, ``names``."""
+    columns = ", ".join(f'"{name}"' for name in names)
+    with warehouse.read_only() as con:
+        return pl.from_arrow(
+            con.sql(
+                f'select scenario, band, month, {columns} from "{SCENARIO_MART.schema}"."{SCENARIO_MART.name}" '
+                "where scenario in (select unnest(?)) order by scenario, band, month",
+                params=[list(catalog.RCP_EXPERIMENTS)],
+            ).to_arrow_table()
         )
-        for key, ids in cells.items():
-            rows = frame.filter(pl.col("unit").cast(pl.Int64).is_in(ids.tolist()))
-            series = unit_grid(rows, SCENARIO_DRIVERS, f"{path}, tile {key}", ids)
-            out[key][scenario] = ScenarioDrivers(series.months, series.values.astype(np.float32), calendar)
+
+
+def read_tile_scenarios(lake: LakeResource, grid: Grid, tiles: Sequence[str], calendars: dict[str, str]):
+    """Per tile and scenario, the regridded, bias-corrected drivers of the tile's cells
+    (``ml.tile_projection.ScenarioDrivers``) from the tile's ``tile_scenarios`` file."""
+    from ml.tile_projection import SCENARIO_DRIVERS
+    from ml.tile_scenarios import scenario_drivers
+
+    out = {}
+    for key in tiles:
+        path = lake.layout.tile_scenarios(key).drivers
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: tile {key} has no scenarios yet: materialize tile_scenarios for it first")
+        frame = pl.read_parquet(path, columns=["scenario", "cell", "month", *SCENARIO_DRIVERS])
+        out[key] = scenario_drivers(frame, grid.tile(key).cells, calendars, str(path))
     return out
 
 
@@ -213,20 +223,86 @@ def grid_assets(grid: Grid) -> list:
         )
 
     @asset(
+        name=TILE_SCENARIOS,
+        group_name=GRID,
+        partitions_def=tiles,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[
+            AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
+            AssetKey(SCENARIO_MART.name),
+        ],
+        pool=WAREHOUSE_POOL,
+        kinds={"parquet", "dask", "xsdba"},
+        description="Per tile: every RCP's band scenarios regridded onto the cells (linear in latitude between band "
+        "centroids, xarray interp, clamped at the edges) and quantile-mapped onto each cell's own reanalysis (the "
+        "band path's correction, 2001-2023 overlap); one dask task per tile, every tile of the run lands or none.",
+    )
+    def tile_scenarios(
+        context: AssetExecutionContext,
+        config: TileScenariosConfig,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+        dask: DaskResource,
+    ) -> MaterializeResult:
+        from ml.regrid import METHOD
+        from ml.tile_scenarios import REFERENCE_VARIABLES, SCENARIO_VARIABLES, TileScenarioTask, tile_scenario_frames
+
+        keys = list(context.partition_keys)
+        history = read_tile_reanalysis(warehouse, grid, keys, REFERENCE_VARIABLES)
+        bands = read_band_scenarios(warehouse, SCENARIO_VARIABLES)
+        if bands.is_empty():
+            raise ValueError(f"{SCENARIO_MART} holds no RCP rows: build the scenario mart (dbt) first")
+        tasks = {
+            key: TileScenarioTask(
+                history[key],
+                grid.cell_lat[grid.positions(grid.tile(key).cells)],
+                bands,
+                config.method,
+                config.n_quantiles,
+            )
+            for key in keys
+        }
+        targets = {key: lake.layout.tile_scenarios(key).targets() for key in keys}
+        started = time.perf_counter()
+        dask.map_tiles(tile_scenario_frames, tasks, targets)
+        seconds = time.perf_counter() - started
+        diagnostics = pl.concat(pl.read_parquet(targets[key]["diagnostics"]) for key in keys)
+        overview = (
+            diagnostics.group_by("scenario", "variable", "physical_unit")
+            .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
+            .sort("scenario", "variable")
+        )
+        notes = sorted({n for n in diagnostics["warnings"].drop_nulls().to_list()})
+        return MaterializeResult(
+            metadata={
+                **_timing(keys, sum(tasks[key].history.cells.size for key in keys), seconds, dask),
+                "regridding": f"{METHOD} in latitude between the centroids of bands {sorted(set(bands['band']))} "
+                "(xarray interp), clamped at the outermost (no extrapolation)",
+                "method": config.method,
+                "corrected_variables": MetadataValue.json(list(SCENARIO_VARIABLES)),
+                "overlap": ", ".join(sorted(set(diagnostics["overlap"]))),
+                # mean |model - reanalysis| quantile over the overlap before and after, over the cells
+                "quantile_mapping_diagnostics": MetadataValue.md(markdown_table(overview, float_precision=4)),
+                "warnings": MetadataValue.json(notes[:10]),
+                "path": MetadataValue.path(str(lake.layout.tile_scenarios("*").drivers.parent.parent)),
+            }
+        )
+
+    @asset(
         name=TILE_PROJECTIONS,
         group_name=GRID,
         partitions_def=tiles,
         backfill_policy=BackfillPolicy.single_run(),
         deps=[
             AssetDep(TILE_CORE),
+            AssetDep(TILE_SCENARIOS),
             AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
-            AssetDep("cmip5_bias_corrected", partition_mapping=AllPartitionMapping()),
             AssetDep(CMIP5, partition_mapping=AllPartitionMapping()),  # the scenarios' calendars
         ],
         pool=WAREHOUSE_POOL,
         kinds={"parquet", "dask"},
-        description="Per tile: each cell's fitted core under every RCP's bias-corrected drivers (its row of "
-        "cmip5_bias_corrected: its nearest band's scenario mapped onto its reanalysis), 2024-2100; active-layer "
+        description="Per tile: each cell's fitted core under every RCP's drivers (tile_scenarios: the scenario "
+        "regridded onto the cell and mapped onto its reanalysis), 2024-2100; active-layer "
         "thickness per cell and year with talik years; the maps' summary per cell (2081-2100 minus 2024-2043).",
     )
     def tile_projections(
@@ -344,4 +420,4 @@ def grid_assets(grid: Grid) -> list:
             }
         )
 
-    return [tile_core, tile_projections, grid_maps]
+    return [tile_core, tile_scenarios, tile_projections, grid_maps]

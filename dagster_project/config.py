@@ -154,6 +154,22 @@ class SpatialHoldoutConfig(Config):
 CORE_FIT_ITERATIONS = 25
 
 
+class TileScenariosConfig(Config):
+    """How grid mode maps each cell's regridded scenario onto its reanalysis (`ml.tile_scenarios`):
+    the band path's quantile mapping (`BiasCorrectionConfig`), with the same defaults."""
+
+    # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
+    method: Literal["qdm", "eqm"] = "qdm"
+    n_quantiles: int = 50
+
+    @field_validator("n_quantiles")
+    @classmethod
+    def _at_least_one_quantile(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"n_quantiles must be a positive number of quantiles, got {value}")
+        return value
+
+
 class TileCoreConfig(Config):
     """How grid mode fits the conduction core per cell (`ml.tiles`)."""
 

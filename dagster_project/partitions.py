@@ -122,8 +122,9 @@ PARTITIONINGS: dict[str, Partitioning] = {
     "tile": Partitioning(
         None,
         "grid_tiles",
-        "Grid mode, per tile of the grid: the conduction core fitted per cell and its projections under each "
-        "RCP with the active layer; a range of tiles runs as one run on the dask cluster and lands all or nothing.",
+        "Grid mode, per tile of the grid: the conduction core fitted per cell, the scenarios regridded onto the "
+        "cells and bias-corrected per cell, and the projections under each RCP with the active layer; a range "
+        "of tiles runs as one run on the dask cluster and lands all or nothing.",
     ),
 }
 

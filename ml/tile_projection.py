@@ -3,9 +3,9 @@
 year, and what a map shows per cell (late-century warming per layer, active layer, taliks).
 
 Plain functions of one tile's arrays (no Dagster), coarse as ``ml.tiles``'s: every scenario and
-every month of the tile in one task. A cell takes the drivers of its own row of the bias-corrected
-scenario (``cmip5_bias_corrected``: its nearest band's series mapped onto the cell's reanalysis,
-as for basins); its soil water is the training climatology of its reanalysis, as for the bands
+every month of the tile in one task. A cell takes its own bias-corrected drivers (``tile_scenarios``,
+``ml.tile_scenarios``: the scenario regridded onto the cell and mapped onto the cell's reanalysis);
+its soil water is the training climatology of its reanalysis, as for the bands
 (``ml.scenario_members``), so scenario soil water does not reach the core.
 
 A **talik** year of a cell: the deepest layer's monthly mean (1.00-2.89 m) stays above 0 degC the

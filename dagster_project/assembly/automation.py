@@ -3,7 +3,8 @@
 - A published month is requested by the new-month sensor (or the monthly schedule); the
   month's staging rows and its rows of the history mart follow at once (`follows_upstream`).
 - Everything that learns from the whole history (the reanalysis' soil-water climatology,
-  bias correction, the conduction core, training windows) refreshes on the retraining cadence (`on_cadence`,
+  bias correction, grid mode's per-tile bias correction `tile_scenarios`, the conduction core,
+  training windows) refreshes on the retraining cadence (`on_cadence`,
   yearly by default, `PERMAFROST_RETRAIN_CRON`), not on every month; models, evaluation and
   projections follow those.
 - Static extracts and the CMIP5 experiments change only when a user re-lands them; the dbt
@@ -31,7 +32,13 @@ AUTOMATION_SENSOR = "automation_sensor"
 # Assets that learn from the whole history: they refresh on the cadence, not on every month.
 ON_CADENCE: frozenset[AssetKey] = frozenset(
     AssetKey(name)
-    for name in ("int_era5_land_soil_water_shares", "cmip5_bias_corrected", "thermal_core", "training_windows")
+    for name in (
+        "int_era5_land_soil_water_shares",
+        "cmip5_bias_corrected",
+        "thermal_core",
+        "training_windows",
+        "tile_scenarios",  # grid mode's bias correction, per tile
+    )
 )
 # Assets a person or a sensor lands: no condition of their own.
 LANDED_BY_REQUEST_GROUP = "raw"

@@ -191,6 +191,19 @@ class TileCoreFiles:
 
 
 @dataclass(frozen=True)
+class TileScenarioFiles:
+    """One tile's scenarios (`ml.tile_scenarios`): every RCP's drivers regridded onto its cells and
+    bias-corrected per cell, and the correction's diagnostics."""
+
+    drivers: LakePath
+    diagnostics: LakePath
+
+    def targets(self) -> dict[str, LakePath]:
+        """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
+        return {"drivers": self.drivers, "diagnostics": self.diagnostics}
+
+
+@dataclass(frozen=True)
 class TileProjectionFiles:
     """One tile's projections (`ml.tile_projection`): soil temperature, active layer, map summary."""
 
@@ -314,6 +327,10 @@ class LakeLayout:
         folder = self.root / "grid" / "core"
         return TileCoreFiles(folder / "parameters" / f"{tile}.parquet", folder / "history" / f"{tile}.parquet")
 
+    def tile_scenarios(self, tile: str) -> TileScenarioFiles:
+        folder = self.root / "grid" / "scenarios"
+        return TileScenarioFiles(folder / "drivers" / f"{tile}.parquet", folder / "diagnostics" / f"{tile}.parquet")
+
     def tile_projections(self, tile: str) -> TileProjectionFiles:
         folder = self.root / "grid" / "projections"
         return TileProjectionFiles(
@@ -392,6 +409,7 @@ class LakeLayout:
                 self.figure("perfect_model_validation"),
             ],
             "tile_core": lambda: [self.tile_core(partition).parameters, self.tile_core(partition).history],
+            "tile_scenarios": lambda: list(self.tile_scenarios(partition).targets().values()),
             "tile_projections": lambda: list(self.tile_projections(partition).targets().values()),
             "grid_maps": lambda: [
                 self.grid_maps().netcdf,
@@ -429,4 +447,4 @@ class LakeLayout:
     @classmethod
     def grid_assets(cls) -> tuple[str, ...]:
         """Grid mode's assets that write into the lake (present only in grid mode)."""
-        return ("tile_core", "tile_projections", "grid_maps")
+        return ("tile_core", "tile_scenarios", "tile_projections", "grid_maps")

@@ -119,7 +119,7 @@ def test_the_models_check_reports_without_blocking(lake_env):
 def test_grid_assets_exist_only_in_grid_mode(lake_env):
     from dagster_project.definitions import defs
 
-    grid_assets = {"tile_core", "tile_projections", "grid_maps"}
+    grid_assets = {"tile_core", "tile_scenarios", "tile_projections", "grid_maps"}
     band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
     sources = os.path.join(os.path.dirname(__file__), "..", "..", "sources", "demo_grid.yaml")  # what `make grid` runs
@@ -134,12 +134,14 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
         "print(json.dumps({'tiles': tiles, 'job_tiles': job.partitions_def.get_partition_keys(),"
         " 'job_assets': sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),"
         " 'maps_parents': sorted(k.to_user_string() for k in graph.get(dg.AssetKey('grid_maps')).parent_keys),"
+        " 'scenarios_condition': graph.get(dg.AssetKey('tile_scenarios')).automation_condition.label,"
         f" 'heavy': [m for m in {(*HEAVY_MODULES, 'xarray', 'distributed', 'matplotlib')!r} if m in sys.modules]}}))\n"
     )
     environ = {**os.environ, "PERMAFROST_SOURCES": str(sources)}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environ)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["tiles"]) == 20 and report["tiles"][0] == "r00c00" and report["job_tiles"] == report["tiles"]
-    assert report["job_assets"] == ["tile_core", "tile_projections"]
+    assert report["job_assets"] == ["tile_core", "tile_projections", "tile_scenarios"]
     assert report["maps_parents"] == ["tile_projections"]
+    assert report["scenarios_condition"].startswith("on the retraining cadence")  # a bias correction, as the bands'
     assert report["heavy"] == []

@@ -405,7 +405,7 @@ def test_grid_modes_assets_write_their_own_paths_and_its_views_read_them(tmp_pat
             for path in layout.outputs(name, tile, names=("rcp26", "rcp85")):
                 writers.setdefault(str(path), set()).add(name)
     assert all(len(names) == 1 for names in writers.values())
-    assert len(writers) == 2 * 3 + 3 * 3 + 2 + 2
+    assert len(writers) == 2 * 3 + 2 * 3 + 3 * 3 + 2 + 2  # per tile: core, scenarios, projections; the maps
     band = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
     assert not band & set(writers)
     assert not set(lake.GRID_OUTPUT_VIEWS) & set(lake.OUTPUT_VIEWS)
