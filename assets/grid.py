@@ -40,6 +40,7 @@ from dagster import (
 from dagster_project.config import TileCoreConfig
 from dagster_project.dask_engine import DaskResource
 from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, Table
+from dagster_project.lake.cells import tile_rows
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import tile_partitions
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -54,26 +55,15 @@ GRID_MAPS = "grid_maps"
 
 def read_tile_reanalysis(warehouse: WarehouseResource, grid: Grid, tiles: Sequence[str], names: Sequence[str]):
     """Each tile's monthly reanalysis ``names`` (canonical names and units) as an
-    ``ml.tiles.TileSeries``, from the history mart's rows of the tiles' cells. The one place that
-    knows where grid mode's cells live: a cell mart partitioned by tile can replace the query."""
+    ``ml.tiles.TileSeries``, from the tiles' rows (``dagster_project.lake.cells.tile_rows``: the cell
+    mart's partitions of the tiles, else the history mart)."""
     from ml.tiles import TileSeries
     from ml.unit_arrays import unit_grid
 
-    cells = {key: grid.tile(key).cells for key in tiles}
-    wanted = np.concatenate(list(cells.values())).astype(np.int64).tolist()
-    columns = ", ".join(f'"{name}"' for name in names)
-    with warehouse.read_only() as con:
-        frame = pl.from_arrow(
-            con.sql(
-                f'select unit, month, {columns} from "{HISTORY_MART.schema}"."{HISTORY_MART.name}" '
-                "where unit in (select unnest(?)) order by unit, month",
-                params=[wanted],
-            ).to_arrow_table()
-        )
     by_tile = {}
-    for key, ids in cells.items():
-        rows = frame.filter(pl.col("unit").is_in(ids.tolist()))
-        series = unit_grid(rows, names, f"history mart, tile {key}", ids)
+    for key, rows in tile_rows(warehouse, grid, tiles, names).items():
+        ids = grid.tile(key).cells
+        series = unit_grid(rows, names, f"cells of tile {key}", ids)
         by_tile[key] = TileSeries(key, ids, series.months, series.values.astype(np.float32), tuple(names))
     return by_tile
 
