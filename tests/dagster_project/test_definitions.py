@@ -119,7 +119,7 @@ def test_the_models_check_reports_without_blocking(lake_env):
 def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
     from dagster_project.definitions import defs
 
-    grid_assets = {"tile_core", "tile_projections", "grid_maps"}
+    grid_assets = {"tile_core", "tile_projections", "grid_maps", "tile_training_shards", "cell_network"}
     band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
     sources = tmp_path / "sources.yaml"
@@ -141,6 +141,6 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env, tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environ)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["tiles"]) == 20 and report["tiles"][0] == "r00c00" and report["job_tiles"] == report["tiles"]
-    assert report["job_assets"] == ["tile_core", "tile_projections"]
+    assert report["job_assets"] == ["tile_core", "tile_network_history", "tile_projections", "tile_training_shards"]
     assert report["maps_parents"] == ["tile_projections"]
     assert report["heavy"] == []
