@@ -57,7 +57,7 @@ real: env
 GRID_SOURCES := $(CURDIR)/sources/demo_grid.yaml
 GRID_LAKE := $(CURDIR)/data/grid_demo
 GRID_DAGSTER_HOME := $(CURDIR)/.dagster_home_grid
-GRID_SELECT ?= +key:grid_maps
+GRID_SELECT ?= +key:grid_maps or +key:tile_network_history
 grid: env
 	@$(MAKE) --no-print-directory install-dagster-yaml DAGSTER_HOME=$(GRID_DAGSTER_HOME)
 	DAGSTER_HOME=$(GRID_DAGSTER_HOME) PERMAFROST_SOURCES=$(GRID_SOURCES) PERMAFROST_LAKE_ROOT=$(GRID_LAKE) \

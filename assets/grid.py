@@ -19,8 +19,9 @@ puts a range of tiles in one run, which maps its tiles onto the dask cluster (`d
   `maps.cell_maps`, with `maps.cell_active_layer` and `maps.cell_soil_temperature` over the tiles'
   files) and one PNG of maps per RCP.
 
-The tiles' reanalysis is read from the history mart (`read_tile_reanalysis`, one function, so it
-can switch to a cell mart partitioned by tile) on the step's side and shipped to the workers.
+The tiles' reanalysis is read from the cell mart's partitions of the run's tiles
+(`read_tile_reanalysis` over `dagster_project.lake.cells.tile_rows`; the history mart where no cell
+mart is built) on the step's side and shipped to the workers.
 """
 
 import functools
@@ -42,7 +43,8 @@ from dagster import (
 
 from dagster_project.config import TileCoreConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
-from dagster_project.lake import CMIP5, HISTORY_MART, RAW_SCHEMA, SCENARIO_MART, Table
+from dagster_project.lake import CMIP5, RAW_SCHEMA, SCENARIO_MART, Table
+from dagster_project.lake.cells import CELL_MART, tile_rows
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import tile_partitions
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -58,26 +60,15 @@ GRID_MAPS = "grid_maps"
 
 def read_tile_reanalysis(warehouse: WarehouseResource, grid: Grid, tiles: Sequence[str], names: Sequence[str]):
     """Each tile's monthly reanalysis ``names`` (canonical names and units) as an
-    ``ml.tiles.TileSeries``, from the history mart's rows of the tiles' cells. The one place that
-    knows where grid mode's cells live: a cell mart partitioned by tile can replace the query."""
+    ``ml.tiles.TileSeries``, from the tiles' rows (``dagster_project.lake.cells.tile_rows``: the cell
+    mart's partitions of the tiles, else the history mart)."""
     from ml.tiles import TileSeries
     from ml.unit_arrays import unit_grid
 
-    cells = {key: grid.tile(key).cells for key in tiles}
-    wanted = np.concatenate(list(cells.values())).astype(np.int64).tolist()
-    columns = ", ".join(f'"{name}"' for name in names)
-    with warehouse.read_only() as con:
-        frame = pl.from_arrow(
-            con.sql(
-                f'select unit, month, {columns} from "{HISTORY_MART.schema}"."{HISTORY_MART.name}" '
-                "where unit in (select unnest(?)) order by unit, month",
-                params=[wanted],
-            ).to_arrow_table()
-        )
     by_tile = {}
-    for key, ids in cells.items():
-        rows = frame.filter(pl.col("unit").is_in(ids.tolist()))
-        series = unit_grid(rows, names, f"history mart, tile {key}", ids)
+    for key, rows in tile_rows(warehouse, grid, tiles, names).items():
+        ids = grid.tile(key).cells
+        series = unit_grid(rows, names, f"cells of tile {key}", ids)
         by_tile[key] = TileSeries(key, ids, series.months, series.values.astype(np.float32), tuple(names))
     return by_tile
 
@@ -182,7 +173,7 @@ def grid_assets(grid: Grid) -> list:
         group_name=GRID,
         partitions_def=tiles,
         backfill_policy=BackfillPolicy.single_run(),
-        deps=[AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping())],
+        deps=[AssetDep(CELL_MART.name, partition_mapping=AllPartitionMapping())],
         pool=WAREHOUSE_POOL,
         kinds={"parquet", "dask"},
         description="Per tile: the conduction core fitted for every land cell on its own (2001-2018) and run over "
@@ -228,7 +219,7 @@ def grid_assets(grid: Grid) -> list:
         partitions_def=tiles,
         backfill_policy=BackfillPolicy.single_run(),
         deps=[
-            AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
+            AssetDep(CELL_MART.name, partition_mapping=AllPartitionMapping()),
             AssetKey(SCENARIO_MART.name),
         ],
         pool=WAREHOUSE_POOL,
@@ -296,7 +287,7 @@ def grid_assets(grid: Grid) -> list:
         deps=[
             AssetDep(TILE_CORE),
             AssetDep(TILE_SCENARIOS),
-            AssetDep(HISTORY_MART.name, partition_mapping=AllPartitionMapping()),
+            AssetDep(CELL_MART.name, partition_mapping=AllPartitionMapping()),
             AssetDep(CMIP5, partition_mapping=AllPartitionMapping()),  # the scenarios' calendars
         ],
         pool=WAREHOUSE_POOL,

@@ -183,3 +183,27 @@ class TileCoreConfig(Config):
         if value < 0:
             raise ValueError(f"max_iterations must be >= 0, got {value}")
         return value
+
+
+class CellNetworkConfig(Config):
+    """How grid mode trains its one shared network over every cell (`ml.cell_training`)."""
+
+    architecture: str = Field(default="gru", description="one of ml.architecture_catalog's architectures")
+    epochs: int = Field(default=8, ge=1, description="passes over the training windows at most (early stopping)")
+    batch_size: int = Field(default=256, ge=1, description="windows per batch")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam's learning rate")
+    patience: int = Field(default=3, ge=1, description="epochs without a better validation loss before stopping")
+    shuffle_buffer: int = Field(default=8192, ge=0, description="windows shuffled together (tf.data buffer)")
+    validation_months: int = Field(
+        default=24, ge=0, description="the last training target months that early stopping watches"
+    )
+    seed: int = Field(default=0, description="Keras' random seed")
+    units: int = Field(default=32, ge=1, description="units per layer, where the architecture has `units`")
+    layers: int = Field(default=1, ge=1, description="stacked layers, where the architecture has `layers`")
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in architecture_catalog.ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {sorted(architecture_catalog.ARCHITECTURES)}, got {value!r}")
+        return value

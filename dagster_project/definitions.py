@@ -24,8 +24,9 @@ with warnings.catch_warnings():
     grid = reanalysis_grid(config.sources)
     if grid is not None:
         from assets.grid import grid_assets
+        from assets.grid_networks import grid_network_assets
 
-        assets = [*assets, *grid_assets(grid)]
+        assets = [*assets, *grid_assets(grid), *grid_network_assets(grid)]
     all_assets = automation.apply(assets, config.retrain_cron)
 
 defs = Definitions(

@@ -84,7 +84,7 @@ class WarehouseResource(ConfigurableResource):
         """
         views = {
             view: layout.view_source(view)
-            for view, output in {**lake.OUTPUT_VIEWS, **lake.GRID_OUTPUT_VIEWS}.items()
+            for view, output in {**lake.OUTPUT_VIEWS, **lake.GRID_OUTPUT_VIEWS, **lake.GRID_NETWORK_VIEWS}.items()
             if asset in output.owners.split()
         }
         try:

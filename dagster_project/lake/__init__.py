@@ -15,6 +15,7 @@ from dagster_project.lake.batches import (
 from dagster_project.lake.layout import (
     CMIP5,
     ERA5_LAND,
+    GRID_NETWORK_VIEWS,
     GRID_OUTPUT_VIEWS,
     HISTORY_MART,
     LITHOLOGY,
@@ -52,6 +53,7 @@ __all__ = [
     "CMIP5",
     "DEFAULT_LOCK_WAIT_SECONDS",
     "ERA5_LAND",
+    "GRID_NETWORK_VIEWS",
     "GRID_OUTPUT_VIEWS",
     "HISTORY_MART",
     "LITHOLOGY",

@@ -137,6 +137,16 @@ GRID_OUTPUT_VIEWS: dict[Table, OutputView] = {
     ),
 }
 
+# Grid mode's network views (schema `maps`), defined by the network's inference per tile.
+GRID_NETWORK_VIEWS: dict[Table, OutputView] = {
+    Table("maps", "cell_network_history"): OutputView(
+        "tile_network_history",
+        "the shared cell network's soil temperature per grid cell and month of the history (every window), "
+        "with the split (train, test) and the observed values",
+        lambda layout: layout.tile_network_history("*"),
+    ),
+}
+
 # Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
 RAW_SCHEMA = "raw"
 ERA5_LAND = "era5_land_monthly"
@@ -214,6 +224,18 @@ class TileProjectionFiles:
     def targets(self) -> dict[str, LakePath]:
         """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
         return {"soil_temperature": self.soil_temperature, "active_layer": self.active_layer, "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class TileShardFiles:
+    """One tile's training shard (`ml.cell_training`): rows per cell and month, training moments."""
+
+    rows: LakePath
+    moments: LakePath
+
+    def targets(self) -> dict[str, LakePath]:
+        """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
+        return {"rows": self.rows, "moments": self.moments}
 
 
 @dataclass(frozen=True)
@@ -339,6 +361,17 @@ class LakeLayout:
             folder / "summary" / f"{tile}.parquet",
         )
 
+    def tile_training_shards(self, tile: str) -> TileShardFiles:
+        folder = self.root / "grid" / "networks" / "shards"
+        return TileShardFiles(folder / "rows" / f"{tile}.parquet", folder / "moments" / f"{tile}.parquet")
+
+    def cell_network(self) -> LakePath:
+        """The shared network over the cells (`ml.cell_training.save_cell_network`'s folder)."""
+        return self.root / "grid" / "networks" / "model"
+
+    def tile_network_history(self, tile: str) -> LakePath:
+        return self.root / "grid" / "networks" / "history" / f"{tile}.parquet"
+
     def grid_maps(self) -> GridMapFiles:
         folder = self.root / "maps"
         return GridMapFiles(folder / "grid_maps.nc", folder / "cell_maps.parquet")
@@ -352,7 +385,7 @@ class LakeLayout:
 
     def view_source(self, view: Table) -> str:
         """What the output view `view` reads (a file, or a glob over a folder)."""
-        views = {**OUTPUT_VIEWS, **GRID_OUTPUT_VIEWS}
+        views = {**OUTPUT_VIEWS, **GRID_OUTPUT_VIEWS, **GRID_NETWORK_VIEWS}
         if view not in views:
             raise KeyError(f"{view} is not an output view of the lake")
         return str(views[view].files(self))
@@ -411,6 +444,9 @@ class LakeLayout:
             "tile_core": lambda: [self.tile_core(partition).parameters, self.tile_core(partition).history],
             "tile_scenarios": lambda: list(self.tile_scenarios(partition).targets().values()),
             "tile_projections": lambda: list(self.tile_projections(partition).targets().values()),
+            "tile_training_shards": lambda: list(self.tile_training_shards(partition).targets().values()),
+            "cell_network": lambda: [self.cell_network()],
+            "tile_network_history": lambda: [self.tile_network_history(partition)],
             "grid_maps": lambda: [
                 self.grid_maps().netcdf,
                 self.grid_maps().cells,
@@ -447,4 +483,9 @@ class LakeLayout:
     @classmethod
     def grid_assets(cls) -> tuple[str, ...]:
         """Grid mode's assets that write into the lake (present only in grid mode)."""
-        return ("tile_core", "tile_scenarios", "tile_projections", "grid_maps")
+        return ("tile_core", "tile_scenarios", "tile_projections", "grid_maps", *cls.grid_network_assets())
+
+    @classmethod
+    def grid_network_assets(cls) -> tuple[str, ...]:
+        """Grid mode's network assets (`assets.grid_networks`), a part of `grid_assets`."""
+        return ("tile_training_shards", "cell_network", "tile_network_history")

@@ -120,6 +120,7 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
     from dagster_project.definitions import defs
 
     grid_assets = {"tile_core", "tile_scenarios", "tile_projections", "grid_maps"}
+    grid_assets |= {"tile_training_shards", "cell_network", "tile_network_history"}
     band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
     sources = os.path.join(os.path.dirname(__file__), "..", "..", "sources", "demo_grid.yaml")  # what `make grid` runs
@@ -141,7 +142,13 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environ)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(report["tiles"]) == 20 and report["tiles"][0] == "r00c00" and report["job_tiles"] == report["tiles"]
-    assert report["job_assets"] == ["tile_core", "tile_projections", "tile_scenarios"]
+    assert report["job_assets"] == [
+        "tile_core",
+        "tile_network_history",
+        "tile_projections",
+        "tile_scenarios",
+        "tile_training_shards",
+    ]
     assert report["maps_parents"] == ["tile_projections"]
     assert report["scenarios_condition"].startswith("on the retraining cadence")  # a bias correction, as the bands'
     assert report["heavy"] == []

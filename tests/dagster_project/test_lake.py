@@ -401,11 +401,13 @@ def test_grid_modes_assets_write_their_own_paths_and_its_views_read_them(tmp_pat
     tiles = ("r00c00", "r00c01", "r03c04")
     writers: dict = {}
     for name in lake.LakeLayout.grid_assets():
-        for tile in tiles if name != "grid_maps" else (None,):
+        for tile in tiles if name not in ("grid_maps", "cell_network") else (None,):
             for path in layout.outputs(name, tile, names=("rcp26", "rcp85")):
                 writers.setdefault(str(path), set()).add(name)
     assert all(len(names) == 1 for names in writers.values())
-    assert len(writers) == 2 * 3 + 2 * 3 + 3 * 3 + 2 + 2  # per tile: core, scenarios, projections; the maps
+    # core 2 per tile, scenarios 2 per tile, projections 3 per tile, maps 2 + 2 figures; shards 2 per
+    # tile, the network's folder, its history 1 per tile
+    assert len(writers) == 2 * 3 + 2 * 3 + 3 * 3 + 2 + 2 + 2 * 3 + 1 + 3
     band = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
     assert not band & set(writers)
     assert not set(lake.GRID_OUTPUT_VIEWS) & set(lake.OUTPUT_VIEWS)
@@ -413,6 +415,11 @@ def test_grid_modes_assets_write_their_own_paths_and_its_views_read_them(tmp_pat
         assert description and set(owners.split()) <= set(lake.LakeLayout.grid_assets()) and "grid_maps" in owners
         source = layout.view_source(view)
         assert any(Path(path).match(source) for path in writers) if "*" in source else source in writers, view
+    assert not set(lake.GRID_NETWORK_VIEWS) & (set(lake.OUTPUT_VIEWS) | set(lake.GRID_OUTPUT_VIEWS))
+    for view, (owners, description, _) in lake.GRID_NETWORK_VIEWS.items():
+        assert description and set(owners.split()) <= set(lake.LakeLayout.grid_network_assets())
+        source = layout.view_source(view)
+        assert any(Path(path).match(source) for path in writers), view
 
 
 def _outputs_of(layout: lake.LakeLayout, asset: str) -> list[Path]:

@@ -40,3 +40,24 @@ def tile_series(tile, grid, first: str = "2001-01", last: str = "2023-12", seed:
     months = np.arange(np.datetime64(first, "M"), np.datetime64(last, "M") + 1)
     lat = grid.spec.lat[tile.cells // grid.spec.shape[1]]
     return TileSeries(tile.key, tile.cells, months, cell_series(tile.cells, lat, months, seed), CORE_VARIABLES)
+
+
+def network_series(cells, lat, months, seed: int = 0, noise: float = 1.0) -> np.ndarray:
+    """(T, cell, ml.cell_training.CELL_VARIABLES) float32: ``cell_series`` plus the other drivers
+    (seasonal, by latitude) and static features (by latitude), for the cell network's tests. The
+    soil's anomalies follow the surface's weather, so a network can learn them."""
+    from ml.cell_training import CELL_VARIABLES
+
+    core = cell_series(cells, lat, months, seed, noise)
+    values = {name: core[..., k] for k, name in enumerate(CORE_VARIABLES)}
+    lat = np.asarray(lat, dtype=float)
+    phase = 2 * np.pi * (months.astype(np.int64) % 12 - 0.5)[:, None] / 12
+    season = -np.cos(phase) * np.ones((1, len(cells)))
+    values["p_total"] = 0.04 + 0.02 * season + 0.001 * (lat - 59.0)
+    values["r_thermal"] = 6e8 + 3e8 * season - 1e7 * (lat - 59.0)
+    values["r_solar"] = 3e8 + 3e8 * season - 2e7 * (lat - 59.0)
+    values["q_latent"] = -5e7 - 4e7 * season
+    values["q_sensible"] = -2e7 - 2e7 * season + 1e6 * (values["t_surface"] - values["t_air"])
+    for k, name in enumerate(catalog.STATIC_FEATURES):
+        values[name] = np.broadcast_to(0.1 * k + 0.01 * (lat - 59.0), season.shape)
+    return np.stack([np.asarray(values[name], dtype=np.float64) for name in CELL_VARIABLES], axis=-1).astype(np.float32)
