@@ -47,16 +47,12 @@ TrainingRunConfig = config_class(
 )
 
 
-class BiasCorrectionConfig(Config):
-    """How CMIP5 is mapped onto the reanalysis."""
+class QuantileMappingConfig(Config):
+    """The quantile mapping of a climate model onto the reanalysis (`ml.bias_correction`)."""
 
     # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
     method: Literal["qdm", "eqm"] = "qdm"
     n_quantiles: int = 50
-    # "lagged": each layer's climatology plus its filtered response to the column's anomaly |
-    # "dirichlet": shares sampled per month, as the paper
-    soil_water_split: Literal["lagged", "dirichlet"] = "lagged"
-    soil_water_seed: int = catalog.DEFAULT_SEED  # the Dirichlet split's draws
 
     @field_validator("n_quantiles")
     @classmethod
@@ -64,6 +60,15 @@ class BiasCorrectionConfig(Config):
         if value < 1:
             raise ValueError(f"n_quantiles must be a positive number of quantiles, got {value}")
         return value
+
+
+class BiasCorrectionConfig(QuantileMappingConfig):
+    """How CMIP5 is mapped onto the reanalysis (per band, basin or cell: `cmip5_bias_corrected`)."""
+
+    # "lagged": each layer's climatology plus its filtered response to the column's anomaly |
+    # "dirichlet": shares sampled per month, as the paper
+    soil_water_split: Literal["lagged", "dirichlet"] = "lagged"
+    soil_water_seed: int = catalog.DEFAULT_SEED  # the Dirichlet split's draws
 
 
 class ScenarioWindowsConfig(Config):
@@ -154,20 +159,9 @@ class SpatialHoldoutConfig(Config):
 CORE_FIT_ITERATIONS = 25
 
 
-class TileScenariosConfig(Config):
+class TileScenariosConfig(QuantileMappingConfig):
     """How grid mode maps each cell's regridded scenario onto its reanalysis (`ml.tile_scenarios`):
-    the band path's quantile mapping (`BiasCorrectionConfig`), with the same defaults."""
-
-    # "qdm": quantile delta mapping (keeps the change signal) | "eqm": empirical, as the paper
-    method: Literal["qdm", "eqm"] = "qdm"
-    n_quantiles: int = 50
-
-    @field_validator("n_quantiles")
-    @classmethod
-    def _at_least_one_quantile(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"n_quantiles must be a positive number of quantiles, got {value}")
-        return value
+    the band path's quantile mapping, with the same defaults."""
 
 
 class TileCoreConfig(Config):
