@@ -3,10 +3,10 @@
 - A published month is requested by the new-month sensor (or the monthly schedule); the
   month's staging rows and its rows of the history mart follow at once (`follows_upstream`).
 - Everything that learns from the whole history (the reanalysis' soil-water climatology,
-  bias correction, grid mode's per-tile bias correction `tile_scenarios`, the conduction core,
-  training windows) refreshes on the retraining cadence (`on_cadence`,
-  yearly by default, `PERMAFROST_RETRAIN_CRON`), not on every month; models, evaluation and
-  projections follow those.
+  bias correction, grid mode's per-tile bias correction `tile_scenarios`, the conduction core
+  (per band and per cell, `tile_core`), training windows, grid mode's `cell_network`) refreshes
+  on the retraining cadence (`on_cadence`, yearly by default, `PERMAFROST_RETRAIN_CRON`), not on
+  every month; models, evaluation and projections (per band and per tile) follow those.
 - Static extracts and the CMIP5 experiments change only when a user re-lands them; the dbt
   models over them follow.
 
@@ -38,6 +38,8 @@ ON_CADENCE: frozenset[AssetKey] = frozenset(
         "thermal_core",
         "training_windows",
         "tile_scenarios",  # grid mode's bias correction, per tile
+        "tile_core",  # grid mode's conduction core, fitted per cell (minutes per tile)
+        "cell_network",  # grid mode's shared network over the cells
     )
 )
 # Assets a person or a sensor lands: no condition of their own.

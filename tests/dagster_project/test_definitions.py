@@ -135,7 +135,8 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
         "print(json.dumps({'tiles': tiles, 'job_tiles': job.partitions_def.get_partition_keys(),"
         " 'job_assets': sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),"
         " 'maps_parents': sorted(k.to_user_string() for k in graph.get(dg.AssetKey('grid_maps')).parent_keys),"
-        " 'scenarios_condition': graph.get(dg.AssetKey('tile_scenarios')).automation_condition.label,"
+        " 'conditions': {k: graph.get(dg.AssetKey(k)).automation_condition.label"
+        " for k in ('tile_scenarios', 'tile_core', 'cell_network', 'tile_projections')},"
         f" 'heavy': [m for m in {(*HEAVY_MODULES, 'xarray', 'distributed', 'matplotlib')!r} if m in sys.modules]}}))\n"
     )
     environ = {**os.environ, "PERMAFROST_SOURCES": str(sources)}
@@ -150,5 +151,8 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
         "tile_training_shards",
     ]
     assert report["maps_parents"] == ["tile_projections"]
-    assert report["scenarios_condition"].startswith("on the retraining cadence")  # a bias correction, as the bands'
+    conditions = report["conditions"]  # what learns from the whole history waits for the cadence, not each month
+    for key in ("tile_scenarios", "tile_core", "cell_network"):
+        assert conditions[key].startswith("on the retraining cadence"), key
+    assert not conditions["tile_projections"].startswith("on the retraining cadence")
     assert report["heavy"] == []
