@@ -43,7 +43,7 @@ from dagster import (
 
 from dagster_project.config import TileCoreConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
-from dagster_project.lake import CMIP5, RAW_SCHEMA, SCENARIO_MART, Table
+from dagster_project.lake import CMIP5, RAW_SCHEMA, SCENARIO_MART, Table, read_parquet
 from dagster_project.lake.cells import CELL_MART, tile_rows
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import tile_partitions
@@ -76,7 +76,7 @@ def read_tile_reanalysis(warehouse: WarehouseResource, grid: Grid, tiles: Sequen
 def read_tile_parameters(lake: LakeResource, tile) -> dict[str, np.ndarray]:
     """The core's parameters of a tile's cells (``tile_core``), in the tile's cell order."""
     path = lake.layout.tile_core(tile.key).parameters
-    frame = pl.read_parquet(path).sort("cell")
+    frame = read_parquet(path).sort("cell")
     if not np.array_equal(frame["cell"].to_numpy(), tile.cells):
         raise ValueError(f"{path}: its cells are not tile {tile.key}'s {tile.cells.size}: re-materialize tile_core")
     fitted = [c for c in frame.columns if c not in ("tile", "cell", "train_rmse", "iterations")]
@@ -124,7 +124,7 @@ def read_tile_scenarios(lake: LakeResource, grid: Grid, tiles: Sequence[str], ca
         path = lake.layout.tile_scenarios(key).drivers
         if not path.exists():
             raise FileNotFoundError(f"{path}: tile {key} has no scenarios yet: materialize tile_scenarios for it first")
-        frame = pl.read_parquet(path, columns=["scenario", "cell", "month", *SCENARIO_DRIVERS])
+        frame = read_parquet(path, columns=["scenario", "cell", "month", *SCENARIO_DRIVERS])
         out[key] = scenario_drivers(frame, grid.tile(key).cells, calendars, str(path))
     return out
 
@@ -195,9 +195,14 @@ def grid_assets(grid: Grid) -> list:
             for key in keys
         }
         started = time.perf_counter()
-        dask.map_tiles(functools.partial(tile_core_frames, max_iterations=config.max_iterations), tasks, targets)
+        dask.map_tiles(
+            functools.partial(tile_core_frames, max_iterations=config.max_iterations),
+            tasks,
+            targets,
+            root=lake.layout.root,
+        )
         seconds = time.perf_counter() - started
-        fits = pl.concat(pl.read_parquet(targets[key]["parameters"]) for key in keys)
+        fits = pl.concat(read_parquet(targets[key]["parameters"]) for key in keys)
         per_tile = fits.group_by("tile", maintain_order=True).agg(
             pl.len().alias("cells"),
             pl.col("train_rmse").median().alias("median_train_rmse_K"),
@@ -255,9 +260,9 @@ def grid_assets(grid: Grid) -> list:
         }
         targets = {key: lake.layout.tile_scenarios(key).targets() for key in keys}
         started = time.perf_counter()
-        dask.map_tiles(tile_scenario_frames, tasks, targets)
+        dask.map_tiles(tile_scenario_frames, tasks, targets, root=lake.layout.root)
         seconds = time.perf_counter() - started
-        diagnostics = pl.concat(pl.read_parquet(targets[key]["diagnostics"]) for key in keys)
+        diagnostics = pl.concat(read_parquet(targets[key]["diagnostics"]) for key in keys)
         overview = (
             diagnostics.group_by("scenario", "variable", "physical_unit")
             .agg(pl.col("mad_before", "mad_after", "reference_iqr").mean())
@@ -312,9 +317,9 @@ def grid_assets(grid: Grid) -> list:
         }
         targets = {key: lake.layout.tile_projections(key).targets() for key in keys}
         started = time.perf_counter()
-        dask.map_tiles(tile_projection_frames, tasks, targets)
+        dask.map_tiles(tile_projection_frames, tasks, targets, root=lake.layout.root)
         seconds = time.perf_counter() - started
-        summary = pl.concat(pl.read_parquet(targets[key]["summary"]) for key in keys)
+        summary = pl.concat(read_parquet(targets[key]["summary"]) for key in keys)
         overview = (
             summary.group_by("scenario")
             .agg(
@@ -353,7 +358,7 @@ def grid_assets(grid: Grid) -> list:
                 f"{len(missing)} of {len(grid.tiles)} tile(s) have no projections yet ({', '.join(missing[:6])}): "
                 "materialize tile_projections for every tile first"
             )
-        summary = pl.concat(pl.read_parquet(lake.layout.tile_projections(t.key).summary) for t in grid.tiles)
+        summary = pl.concat(read_parquet(lake.layout.tile_projections(t.key).summary) for t in grid.tiles)
         scenarios = [s for s in catalog.RCP_EXPERIMENTS if s in set(summary["scenario"])]
         n_layers = len(catalog.TARGETS)
 

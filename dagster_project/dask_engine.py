@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -46,11 +45,15 @@ class DaskResource(ConfigurableResource):
             yield client
 
     def map_tiles(
-        self, kernel: tile_engine.TileKernel, tasks: Mapping[str, Any], targets: Mapping[str, Mapping[str, Path]]
-    ) -> dict[str, list[Path]]:
+        self,
+        kernel: tile_engine.TileKernel,
+        tasks: Mapping[str, Any],
+        targets: Mapping[str, Mapping[str, Any]],
+        root=None,
+    ) -> dict[str, list[Any]]:
         """`tile_engine.map_tiles` on this resource's cluster (here, serially, with `serial`): every
-        tile lands, or none."""
+        tile lands, or none. `root`: the lake root, needed when it is on an object store."""
         if self.serial:
-            return tile_engine.map_tiles(kernel, tasks, targets, client=None)
+            return tile_engine.map_tiles(kernel, tasks, targets, client=None, root=root)
         with self.client() as client:
-            return tile_engine.map_tiles(kernel, tasks, targets, client=client, retries=self.tile_retries)
+            return tile_engine.map_tiles(kernel, tasks, targets, client=client, retries=self.tile_retries, root=root)

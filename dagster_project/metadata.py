@@ -2,10 +2,11 @@
 
 import base64
 import io
-from pathlib import Path
 
 import polars as pl
 from dagster import MetadataValue
+
+from dagster_project.lake import open_binary
 
 
 def markdown_table(frame: pl.DataFrame, float_precision: int | None = None) -> str:
@@ -27,12 +28,12 @@ def markdown_table(frame: pl.DataFrame, float_precision: int | None = None) -> s
 UI_FIGURE_MAX_WIDTH_PX = 1000
 
 
-def png_markdown(path: Path, title: str, max_width: int = UI_FIGURE_MAX_WIDTH_PX) -> MetadataValue:
+def png_markdown(path, title: str, max_width: int = UI_FIGURE_MAX_WIDTH_PX) -> MetadataValue:
     """A PNG inlined in markdown metadata, so the Dagster UI shows the figure itself (behind
     "[Show Markdown]": the UI renders markdown inline only under 1,000 characters)."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with open_binary(path) as file, Image.open(file) as image:
         if image.width > max_width:
             image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
         buffer = io.BytesIO()

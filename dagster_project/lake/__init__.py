@@ -12,6 +12,7 @@ from dagster_project.lake.batches import (
     write_file_atomic,
     write_partitions_atomic,
 )
+from dagster_project.lake.files import local_copy, open_binary, read_parquet
 from dagster_project.lake.layout import (
     CMIP5,
     ERA5_LAND,
@@ -85,6 +86,9 @@ __all__ = [
     "is_stale_temporary",
     "is_temporary",
     "lake_root",
+    "local_copy",
+    "open_binary",
+    "read_parquet",
     "lock_error_message",
     "lock_holder",
     "read_only",

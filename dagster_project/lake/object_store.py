@@ -181,17 +181,30 @@ class ObjectStoreBatch(Batch):
         self.completed += self.lake.complete_committed(batches)
         self.cleaned += self.lake.remove_abandoned(batches)
 
-    def _stage(self, target: UPath | str) -> tuple[str, Path]:
+    def _register(self, target: UPath | str) -> str:
         relative = self.lake.relative(target)
         if relative in self._targets:
             raise ValueError(f"{target} is written twice in one batch")
         if not self._looked:
             self._look()
             self._looked = True
+        self._targets[relative] = target
+        return relative
+
+    def _stage(self, target: UPath | str) -> tuple[str, Path]:
+        relative = self._register(target)
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="permafrost-batch-"))
-        self._targets[relative] = target
         return relative, temporary_sibling(self._scratch / Path(relative).name)
+
+    def reserve(self, target: UPath | str) -> str:
+        """The staging key a writer elsewhere (a dask worker, `tile_engine.map_tiles`) uploads
+        `target`'s file to, listed in the manifest as a file. From here the batch owns the key:
+        a discard removes it, uploaded or not; commit only once every reserved key is uploaded."""
+        relative = self._register(target)
+        self._uploaded = True  # a worker may have uploaded part of it by the time the batch is discarded
+        self._entries.append({"target": relative, "kind": "file"})
+        return f"{self.prefix}/{relative}{STAGED_SUFFIX}"
 
     def _upload(self, local: Path, key: str) -> None:
         self._uploaded = True

@@ -322,3 +322,58 @@ def test_the_maps_refuse_a_grid_with_a_tile_not_projected(flow, tmp_path):
                 "dask": DaskResource(serial=True),
             },
         )
+
+
+def test_the_grid_runs_on_a_lake_on_an_object_store(flow, s3_root, s3_endpoint, tmp_path, monkeypatch):
+    """The tile assets and the maps with the lake root in a bucket (moto's S3 server): the workers of
+    a 2-worker LocalCluster upload their tiles to the run's staging prefix, the run commits them by a
+    manifest, and everything lands equal to the local lake's, read back through fsspec."""
+    import xarray as xr
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # for s3fs here and in the workers it starts
+    root = str(s3_root)
+    warehouse = tmp_path / "warehouse.duckdb"  # the warehouse stays a local DuckDB file
+    _write_inputs(tmp_path, warehouse)
+    resources = {
+        "lake": LakeResource(root=root),
+        "warehouse": WarehouseResource(path=str(warehouse), lake_root=root),
+    }
+    every_tile = {"dagster/asset_partition_range_start": "r00c00", "dagster/asset_partition_range_end": "r01c00"}
+    assets = grid_assets(GRID)
+    instance = DagsterInstance.ephemeral()
+    tiles = materialize(
+        assets,
+        selection=TILE_ASSETS,
+        resources={**resources, "dask": DaskResource(n_workers=2)},
+        instance=instance,
+        tags=every_tile,
+        run_config=CONFIG,
+    )
+    assert tiles.success
+    maps = materialize(
+        assets, selection=["grid_maps"], resources={**resources, "dask": DaskResource(serial=True)}, instance=instance
+    )
+    assert maps.success
+    objects = sorted(key[len(s3_root.path) + 1 :] for key in s3_root.fs.find(s3_root.path))
+    assert not [key for key in objects if key.startswith(".batches/") or key.endswith(".tmp")]  # all published
+    local = flow["layout"]
+    on_s3 = lake.LakeLayout(s3_root)
+    for tile in GRID.tiles:
+        for files in ("tile_core", "tile_scenarios", "tile_projections"):
+            expected = dataclasses.asdict(getattr(local, files)(tile.key))
+            for output, target in dataclasses.asdict(getattr(on_s3, files)(tile.key)).items():
+                assert target.path[len(s3_root.path) + 1 :] in objects
+                stored = lake.read_parquet(target)
+                assert stored.equals(pl.read_parquet(expected[output])), (files, tile.key, output)
+    netcdf = on_s3.grid_maps().netcdf
+    with (
+        lake.local_copy(netcdf) as path,
+        xr.open_dataset(path) as ds,
+        xr.open_dataset(local.grid_maps().netcdf) as expected,
+    ):
+        xr.testing.assert_equal(ds.load(), expected.load())  # all but the attributes (history: when written)
+        assert ds.attrs.keys() == expected.attrs.keys()
+    metadata = maps.asset_materializations_for_node("grid_maps")[0].metadata
+    assert metadata["figure_rcp85"].value.startswith("![rcp85 maps](data:image/png;base64,")
+    with resources["warehouse"].read_only() as con:  # the views read the bucket through fsspec
+        assert con.execute("select count(*), count(distinct cell) from maps.cell_maps").fetchone() == (4 * 7, 7)

@@ -215,3 +215,34 @@ def test_no_address_starts_an_embedded_cluster_and_closes_it():
     while processes.is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not processes.is_alive(pid)
+
+
+def test_on_an_object_store_a_run_lands_by_its_manifest_or_not_at_all(s3_root, tmp_path):
+    """Targets in a bucket (moto's S3 server): each tile's file is uploaded to the run's staging
+    prefix, and lands only when every tile succeeded; a failed run leaves neither its staged
+    uploads nor a change."""
+    targets = {tile: {"values": s3_root / "out" / f"{tile}.parquet"} for tile in TILES}
+
+    def run(value: int, **per_tile):
+        tasks, _ = value_run(tmp_path, value, **per_tile)
+        return tile_engine.map_tiles(values_kernel, tasks, targets, root=s3_root)
+
+    def objects() -> dict[str, int]:
+        keys = sorted(s3_root.fs.find(s3_root.path))
+        assert all(key.startswith(f"{s3_root.path}/out/") for key in keys), keys  # no staging left
+        return {
+            key.rsplit("/", 1)[1]: lake.read_parquet(s3_root / "out" / key.rsplit("/", 1)[1])["value"].item()
+            for key in keys
+        }
+
+    assert run(1) == {tile: [targets[tile]["values"]] for tile in TILES}
+    assert objects() == {f"{tile}.parquet": 1 for tile in TILES}
+    with pytest.raises(tile_engine.TileRunError, match="tile r00c01: RuntimeError: no data for tile r00c01"):
+        run(2, fail="r00c01")
+    assert (tmp_path / "r00c00-2.attempts").exists()  # r00c00 ran and uploaded to the staging...
+    assert objects() == {f"{tile}.parquet": 1 for tile in TILES}  # ...which went with the failed run
+    with pytest.raises(ValueError, match="need the lake's object-store root"):
+        tile_engine.map_tiles(values_kernel, value_run(tmp_path, 3)[0], targets)
+    mixed = {**targets, "r00c02": {"values": tmp_path / "out" / "r00c02.parquet"}}
+    with pytest.raises(ValueError, match="mix local paths and object-store paths"):
+        tile_engine.map_tiles(values_kernel, value_run(tmp_path, 3)[0], mixed, root=s3_root)
