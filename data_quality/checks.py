@@ -11,7 +11,6 @@ where none has), as dbt does.
 import datetime as dt
 from collections.abc import Iterator
 
-import duckdb
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
@@ -61,7 +60,7 @@ SCENARIO_CHECKS = scenario_suite(canonical_ranges())
 def landed_units(lake: LakeResource) -> SpatialUnits:
     """The spatial units the raw asset `spatial_units` landed, or the six bands where none has."""
     path = lake.layout.raw_table(lake_module.SPATIAL_UNITS)
-    return SpatialUnits.from_table(pl.read_parquet(path), str(path)) if path.exists() else band_units()
+    return SpatialUnits.from_table(lake_module.read_parquet(path), str(path)) if path.exists() else band_units()
 
 
 @multi_asset_check(
@@ -100,9 +99,9 @@ def months_not_in_mart(landed: set[dt.date], in_mart: set[dt.date]) -> list[dt.d
 )
 def holds_every_landed_month(lake: LakeResource, warehouse: WarehouseResource) -> AssetCheckResult:
     glob = lake.layout.raw_glob(lake_module.ERA5_LAND)
-    with duckdb.connect() as con:
-        landed = {row[0] for row in con.execute(f"select distinct month from read_parquet('{glob}')").fetchall()}
+    # the warehouse's connection: it reads a lake on an object store through the lake's file system
     with warehouse.read_only() as con:
+        landed = {row[0] for row in con.execute(f"select distinct month from read_parquet('{glob}')").fetchall()}
         in_mart = {row[0] for row in con.execute(f"select distinct month from {lake_module.HISTORY_MART}").fetchall()}
     missing = months_not_in_mart(landed, in_mart)
     return AssetCheckResult(

@@ -43,7 +43,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance
 
 from dagster_project import settings
 from dagster_project.assembly import jobs
-from dagster_project.lake import OUTPUT_VIEWS, LakeLayout
+from dagster_project.lake import OUTPUT_VIEWS, LakeLayout, is_object_root
 from dagster_project.launcher import recovery
 from dagster_project.launcher.findings import describe_failure
 from dagster_project.launcher.progress import Output, PlainProgress, Progress, for_stdout, say
@@ -152,10 +152,18 @@ def made_summary(config: settings.Settings, made: set[AssetKey], log: Path | Non
     return lines
 
 
-def demo_log(lake_root: Path, now: dt.datetime | None = None) -> Path:
-    """A new log file for one `make demo`, under `<lake>/logs/`."""
+def demo_log(lake_root, now: dt.datetime | None = None, warehouse: Path | None = None) -> Path:
+    """A new log file for one `make demo`, under `<lake>/logs/`; with the lake on an object store,
+    under `logs/` beside the (local) warehouse file: a log is appended to line by line, which an
+    object cannot be."""
     now = now or dt.datetime.now()
-    folder = Path(LakeLayout(lake_root).logs())
+    layout = LakeLayout(lake_root)
+    if is_object_root(layout.root):
+        if warehouse is None:
+            raise ValueError(f"the lake {lake_root} is on an object store: the log needs the local warehouse's folder")
+        folder = Path(warehouse).parent / "logs"
+    else:
+        folder = Path(layout.logs())
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"demo-{now:%Y%m%d-%H%M%S}.log"
 
@@ -244,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "their upstream assets count as done",
     )
     args = parser.parse_args(argv)
-    log = demo_log(settings.from_environment().lake_root)
+    config = settings.from_environment()
+    log = demo_log(config.lake_root, warehouse=config.warehouse_path)
     started = time.perf_counter()
     with _instance() as instance, for_stdout() as progress:
         progress.say(f"the runs' output goes to {log}")

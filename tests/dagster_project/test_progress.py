@@ -4,6 +4,7 @@ summary of what was made and where."""
 import io
 import re
 
+import pytest
 from dagster import AssetKey
 from rich.console import Console
 
@@ -66,3 +67,11 @@ def test_the_summary_names_the_outputs_made_the_log_and_the_ui(tmp_path):
         for view, output in OUTPUT_VIEWS.items()
         if str(view) == "evaluation.model_evaluation"
     ]
+
+
+def test_with_the_lake_on_an_object_store_the_log_lies_beside_the_warehouse(tmp_path):
+    warehouse = tmp_path / "local" / "warehouse.duckdb"
+    log = demo_log("s3://a-bucket/lake", warehouse=warehouse)  # no request: the log is local
+    assert log.parent == warehouse.parent / "logs" and log.parent.is_dir() and log.name.startswith("demo-")
+    with pytest.raises(ValueError, match="on an object store: the log needs the local warehouse's folder"):
+        demo_log("s3://a-bucket/lake")
