@@ -1,8 +1,8 @@
 """Grid mode's networks: one shared model over every cell, trained from per-tile shards.
 
 Built per grid (`grid_network_assets(grid)`) and registered by the definitions only in grid mode,
-beside `assets.grid`. The kernels are plain functions of `ml.cell_training`; the two per-tile
-assets map them over their tiles on the dask cluster (`dask` resource,
+beside `assets.grid`. The kernels are plain functions of `ml.cell_training` and
+`ml.cell_projection`; the three per-tile assets map them over their tiles on the dask cluster (`dask` resource,
 `dagster_project.tile_engine.map_tiles`: one task per tile, every tile of the run lands or none).
 
 * `tile_training_shards` (tiles): each tile's cells (`dagster_project.lake.cells.tile_rows`: the
@@ -90,7 +90,8 @@ def _hyperparameters(config: CellNetworkConfig) -> dict:
 
 
 def grid_network_assets(grid: Grid) -> list:
-    """The shards, the shared network and its inference per tile over ``grid`` (module docstring)."""
+    """The shards, the shared network, its inference and its projections per tile over ``grid``
+    (module docstring)."""
     tiles = tile_partitions(tile.key for tile in grid.tiles)
 
     @asset(
