@@ -158,13 +158,20 @@ def cell_climate(tile: CellTile) -> CellClimate:
 
 
 def project_cells(
-    tile: CellTile, inputs: Mapping[str, UnitGrid], network: CellNetwork, climate: CellClimate | None = None
+    tile: CellTile,
+    inputs: Mapping[str, UnitGrid],
+    network: CellNetwork,
+    climate: CellClimate | None = None,
+    first: np.datetime64 = FIRST,
+    last: np.datetime64 = LAST,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], pl.DataFrame]:
-    """Per scenario of ``inputs`` (``DRIVERS`` of the tile's cells, ``INPUT_FIRST``..``LAST`` at
-    least): (months ``FIRST``..``LAST``, soil temperature (T, cell, layer) degC float32), the
-    network's anomaly plus the cell's climatology; and per scenario and cell the shares of
-    2081-2100 months outside the training range (``RANGE_COLUMNS``)."""
+    """Per scenario of ``inputs`` (``DRIVERS`` of the tile's cells, the ``WINDOW - 1`` months
+    before ``first`` through ``last`` at least): (months ``first``..``last``, soil temperature
+    (T, cell, layer) degC float32), the network's anomaly plus the cell's climatology; and per
+    scenario and cell the shares of 2081-2100 months outside the training range
+    (``RANGE_COLUMNS``; NaN where ``first``..``last`` holds none of them)."""
     climate = climate or cell_climate(tile)
+    input_first = first - np.timedelta64(WINDOW - 1, "M")
     cells = np.asarray(tile.series.cells)
     x_mean, x_std = network.stats.of(DYNAMIC_INPUTS)
     s_mean, s_std = network.stats.of(STATICS)
@@ -176,11 +183,11 @@ def project_cells(
         if list(grid.names) != list(DRIVERS) or not np.array_equal(grid.units, cells):
             raise ValueError(f"{where}: expected {list(DRIVERS)} of cells {cells.tolist()}")
         months = np.asarray(grid.months, dtype="datetime64[M]")
-        keep = (months >= INPUT_FIRST) & (months <= LAST)
+        keep = (months >= input_first) & (months <= last)
         months = months[keep]
-        if len(months) == 0 or months[0] != INPUT_FIRST or months[-1] != LAST:
+        if len(months) == 0 or months[0] != input_first or months[-1] != last:
             span = f"{grid.months[0]}..{grid.months[-1]}" if len(grid.months) else "no month"
-            raise ValueError(f"{where}: cover {span}; windows predicting {FIRST}..{LAST} need {INPUT_FIRST}..{LAST}")
+            raise ValueError(f"{where}: cover {span}; windows predicting {first}..{last} need {input_first}..{last}")
         values = np.asarray(grid.values[keep], dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -208,13 +215,14 @@ def project_cells(
             months.astype("datetime64[Y]").astype(np.int64) + 1970 <= LATE_YEARS[1]
         )
         outside = (anomalies[late] < climate.anomaly_low) | (anomalies[late] > climate.anomaly_high)  # (T, cell, V)
+        nothing = np.full(len(cells), np.nan)
         ranges.append(
             pl.DataFrame(
                 {
                     "scenario": [scenario] * len(cells),
                     "cell": pl.Series("cell", cells, dtype=pl.Int64),
-                    RANGE_COLUMNS[0]: outside.any(axis=-1).mean(axis=0),
-                    RANGE_COLUMNS[1]: outside[..., DRIVERS.index("t_air")].mean(axis=0),
+                    RANGE_COLUMNS[0]: outside.any(axis=-1).mean(axis=0) if late.any() else nothing,
+                    RANGE_COLUMNS[1]: outside[..., DRIVERS.index("t_air")].mean(axis=0) if late.any() else nothing,
                 }
             )
         )

@@ -1,8 +1,9 @@
 """The cell network under the scenarios (`ml.cell_projection`) on a synthetic tile of 4 cells: a
 network that passes the target month's standardised air-temperature anomaly through to every layer
 shows that the windows end at their target month, that the cell's training climatology is added
-back and that every month 2024-01..2100-12 is projected; bad scenario input names the tile, the
-driver, the cell and the month."""
+back and that every month 2024-01..2100-12 is projected; a GRU given the history's own drivers
+predicts what the history's inference (`ml.cell_training.tile_predictions`) predicts; bad scenario
+input names the tile, the driver, the cell and the month."""
 
 import keras
 import numpy as np
@@ -121,6 +122,32 @@ def test_the_summary_warms_more_under_more_forcing_and_leaves_the_training_range
     np.testing.assert_allclose(checks["correlation_0"].to_numpy(), 1.0)
     np.testing.assert_allclose(checks["core_warming_0_K"], 2 * checks["network_warming_0_K"])
     assert checks["cells_outside_training_range_share"].to_list()[1] == 1.0
+
+
+def test_the_history_as_a_scenario_is_predicted_as_the_history_is(network):
+    from ml.architectures import InputSpec
+    from ml.training import build_for_precision
+
+    keras.utils.set_random_seed(3)
+    spec = InputSpec(n_features=len(ct.DYNAMIC_INPUTS), window=ct.WINDOW, n_units=1, unit_features=len(ct.STATICS))
+    gru = ct.CellNetwork(
+        build_for_precision("gru", spec, {"units": 4, "layers": 1, "dropout": 0.0}, "float32"),
+        network.stats,
+        ct.CellTrainingConfig(),
+    )
+    tile = _tile()
+    history = tile.series.grid(ct.DRIVERS)
+    first = HISTORY[ct.WINDOW - 1]
+    projected, ranges = cp.project_cells(tile, {"history": history}, gru, first=first, last=HISTORY[-1])
+    months, soil = projected["history"]
+    assert months[0] == first and months[-1] == HISTORY[-1] and ranges[cp.RANGE_COLUMNS[0]].is_nan().all()
+    predicted = ct.tile_predictions(tile, gru).sort("cell", "month")  # windows cut by the training's own code
+    expected = predicted.select(catalog.TARGETS).to_numpy().reshape(4, len(months), 4).transpose(1, 0, 2)
+    shard = ct.shard_frame(tile).filter(pl.col("month") >= first.astype("datetime64[D]").item()).sort("cell", "month")
+    climatology = shard.select(ct.CLIMATOLOGY).to_numpy().reshape(4, len(months), 4).transpose(1, 0, 2)
+    anomaly = expected - climatology  # the GRU's own part varies month to month: not a comparison of constants
+    assert (anomaly.std(axis=0) > 1e-3).all()
+    np.testing.assert_allclose(soil, expected, atol=1e-4)
 
 
 def test_bad_scenario_input_names_the_tile_driver_cell_and_month(network):
