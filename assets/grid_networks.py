@@ -1,8 +1,8 @@
 """Grid mode's networks: one shared model over every cell, trained from per-tile shards.
 
 Built per grid (`grid_network_assets(grid)`) and registered by the definitions only in grid mode,
-beside `assets.grid`. The kernels are plain functions of `ml.cell_training`; the two per-tile
-assets map them over their tiles on the dask cluster (`dask` resource,
+beside `assets.grid`. The kernels are plain functions of `ml.cell_training` and
+`ml.cell_projection`; the three per-tile assets map them over their tiles on the dask cluster (`dask` resource,
 `dagster_project.tile_engine.map_tiles`: one task per tile, every tile of the run lands or none).
 
 * `tile_training_shards` (tiles): each tile's cells (`dagster_project.lake.cells.tile_rows`: the
@@ -16,6 +16,11 @@ assets map them over their tiles on the dask cluster (`dask` resource,
   cells' monthly climatology in its metadata.
 * `tile_network_history` (tiles): the network's predictions per cell and month of the history,
   the windows built per tile on the workers (view `maps.cell_network_history`).
+* `tile_network_projections` (tiles): the network under each RCP, 2024-2100 per cell and month
+  (`ml.cell_projection`: every driver it reads regridded from the scenario mart and quantile-mapped
+  onto the cell's reanalysis, the column water split over the layers, as the band path does), and
+  per cell the maps' summary; metadata sets its warming beside the core's (`tile_projections`) for
+  the same cells (views `maps.cell_network_projections`, `maps.cell_network_soil_temperature`).
 """
 
 import time
@@ -25,14 +30,17 @@ from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
+    AssetKey,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from dagster_project.config import CellNetworkConfig
+from assets.grid import TILE_PROJECTIONS, read_band_scenarios
+from dagster_project.config import CellNetworkConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
+from dagster_project.lake import SCENARIO_MART
 from dagster_project.lake.cells import CELL_MART, tile_rows
 from dagster_project.metadata import markdown_table
 from dagster_project.partitions import tile_partitions
@@ -43,6 +51,7 @@ GRID = "grid"
 TILE_TRAINING_SHARDS = "tile_training_shards"
 CELL_NETWORK = "cell_network"
 TILE_NETWORK_HISTORY = "tile_network_history"
+TILE_NETWORK_PROJECTIONS = "tile_network_projections"
 
 
 def read_cell_tiles(warehouse: WarehouseResource, grid: Grid, keys) -> dict:
@@ -81,7 +90,8 @@ def _hyperparameters(config: CellNetworkConfig) -> dict:
 
 
 def grid_network_assets(grid: Grid) -> list:
-    """The shards, the shared network and its inference per tile over ``grid`` (module docstring)."""
+    """The shards, the shared network, its inference and its projections per tile over ``grid``
+    (module docstring)."""
     tiles = tile_partitions(tile.key for tile in grid.tiles)
 
     @asset(
@@ -239,4 +249,89 @@ def grid_network_assets(grid: Grid) -> list:
             }
         )
 
-    return [tile_training_shards, cell_network, tile_network_history]
+    @asset(
+        name=TILE_NETWORK_PROJECTIONS,
+        group_name=GRID,
+        partitions_def=tiles,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[
+            AssetDep(CELL_NETWORK),
+            AssetDep(TILE_PROJECTIONS),  # the core's summary of the same cells, set beside the network's
+            AssetDep(CELL_MART.name, partition_mapping=AllPartitionMapping()),
+            AssetKey(SCENARIO_MART.name),
+        ],
+        pool=WAREHOUSE_POOL,
+        kinds={"parquet", "dask", "xsdba"},
+        description="Per tile: the shared cell network under every RCP, 2024-2100 per cell and month, its inputs the "
+        "scenario mart's drivers and column water regridded onto the cells and quantile-mapped onto each cell's "
+        "reanalysis (as tile_scenarios does for the core), soil water split over the layers; the maps' summary per "
+        "cell beside the core's warming; one dask task per tile, every tile of the run lands or none.",
+    )
+    def tile_network_projections(
+        context: AssetExecutionContext,
+        config: TileScenariosConfig,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+        dask: DaskResource,
+    ) -> MaterializeResult:
+        from ml.cell_projection import (
+            BAND_VARIABLES,
+            FIRST,
+            LAST,
+            CellProjectionTask,
+            credibility,
+            rcps_ordered,
+            tile_network_projection_frames,
+        )
+        from ml.tile_projection import WARMING
+
+        keys = list(context.partition_keys)
+        folder = lake.layout.cell_network()
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder}: no cell network yet: materialize cell_network first")
+        bands = read_band_scenarios(warehouse, BAND_VARIABLES)
+        if bands.is_empty():
+            raise ValueError(f"{SCENARIO_MART} holds no RCP rows: build the scenario mart (dbt) first")
+        cell_tiles = read_cell_tiles(warehouse, grid, keys)
+        tasks = {
+            key: CellProjectionTask(tile, bands, str(folder), config.method, config.n_quantiles)
+            for key, tile in cell_tiles.items()
+        }
+        targets = {key: lake.layout.tile_network_projections(key).targets() for key in keys}
+        started = time.perf_counter()
+        dask.map_tiles(tile_network_projection_frames, tasks, targets)
+        seconds = time.perf_counter() - started
+        summary = pl.concat(pl.read_parquet(targets[key]["summary"]) for key in keys)
+        core_files = {key: lake.layout.tile_projections(key).summary for key in keys}
+        without_core = [key for key, path in core_files.items() if not path.exists()]
+        core_frames = [
+            pl.read_parquet(path, columns=["scenario", "cell", *WARMING])
+            for key, path in core_files.items()
+            if key not in without_core
+        ]
+        core = pl.concat(core_frames) if core_frames else summary.select("scenario", "cell", *WARMING).clear()
+        views = warehouse.refresh_output_views(lake.layout, TILE_NETWORK_PROJECTIONS, context.log)
+        return MaterializeResult(
+            metadata={
+                "tiles": len(keys),
+                "tiles_in_this_run": _tiles_text(keys),
+                "cells": summary["cell"].n_unique(),
+                "scenarios": ", ".join(sorted(set(summary["scenario"]))),
+                "months": f"{FIRST}..{LAST}",
+                "seconds": round(seconds, 2),
+                "engine": _engine(dask),
+                "method": config.method,
+                "inputs_under_scenarios": "every driver and the column water of the scenario mart, regridded onto "
+                "the cells and quantile-mapped onto each cell's reanalysis (2001-2023), the column water split over "
+                "the layers by the lagged split; anomalies from the cell's 2001-2018 climatology",
+                # per RCP: mean 2081-2100 minus 2024-2043 warming per layer of the network and of the core over the
+                # same cells, their correlation over the cells, and how often the inputs left the training range
+                "network_beside_core": MetadataValue.md(markdown_table(credibility(summary, core), float_precision=3)),
+                "rcps_ordered_2081_2100": MetadataValue.json(rcps_ordered(summary)),
+                "tiles_without_core_projections": MetadataValue.json(without_core),
+                "path": MetadataValue.path(str(lake.layout.tile_network_projections("*").summary.parent.parent)),
+                **views,
+            }
+        )
+
+    return [tile_training_shards, cell_network, tile_network_history, tile_network_projections]

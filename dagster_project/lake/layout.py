@@ -145,6 +145,18 @@ GRID_NETWORK_VIEWS: dict[Table, OutputView] = {
         "with the split (train, test) and the observed values",
         lambda layout: layout.tile_network_history("*"),
     ),
+    Table("maps", "cell_network_projections"): OutputView(
+        "tile_network_projections",
+        "per scenario and grid cell: the shared cell network's soil temperature 2024-2043 and 2081-2100 and their "
+        "difference per layer, active-layer thickness, talik shares, and how often its 2081-2100 inputs left the "
+        "cell's training range",
+        lambda layout: layout.tile_network_projections("*").summary,
+    ),
+    Table("maps", "cell_network_soil_temperature"): OutputView(
+        "tile_network_projections",
+        "monthly soil temperature 2024-2100 per scenario, grid cell and layer (the shared cell network)",
+        lambda layout: layout.tile_network_projections("*").soil_temperature,
+    ),
 }
 
 # Raw assets whose Parquet files the warehouse exposes as views `raw.<asset>`.
@@ -236,6 +248,18 @@ class TileShardFiles:
     def targets(self) -> dict[str, LakePath]:
         """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
         return {"rows": self.rows, "moments": self.moments}
+
+
+@dataclass(frozen=True)
+class TileNetworkProjectionFiles:
+    """One tile's network projections (`ml.cell_projection`): soil temperature, per-cell summary."""
+
+    soil_temperature: LakePath
+    summary: LakePath
+
+    def targets(self) -> dict[str, LakePath]:
+        """The kernel's output name -> where it lands (`tile_engine.map_tiles`'s targets)."""
+        return {"soil_temperature": self.soil_temperature, "summary": self.summary}
 
 
 @dataclass(frozen=True)
@@ -372,6 +396,12 @@ class LakeLayout:
     def tile_network_history(self, tile: str) -> LakePath:
         return self.root / "grid" / "networks" / "history" / f"{tile}.parquet"
 
+    def tile_network_projections(self, tile: str) -> TileNetworkProjectionFiles:
+        folder = self.root / "grid" / "networks" / "projections"
+        return TileNetworkProjectionFiles(
+            folder / "soil_temperature" / f"{tile}.parquet", folder / "summary" / f"{tile}.parquet"
+        )
+
     def grid_maps(self) -> GridMapFiles:
         folder = self.root / "maps"
         return GridMapFiles(folder / "grid_maps.nc", folder / "cell_maps.parquet")
@@ -447,6 +477,7 @@ class LakeLayout:
             "tile_training_shards": lambda: list(self.tile_training_shards(partition).targets().values()),
             "cell_network": lambda: [self.cell_network()],
             "tile_network_history": lambda: [self.tile_network_history(partition)],
+            "tile_network_projections": lambda: list(self.tile_network_projections(partition).targets().values()),
             "grid_maps": lambda: [
                 self.grid_maps().netcdf,
                 self.grid_maps().cells,
@@ -488,4 +519,4 @@ class LakeLayout:
     @classmethod
     def grid_network_assets(cls) -> tuple[str, ...]:
         """Grid mode's network assets (`assets.grid_networks`), a part of `grid_assets`."""
-        return ("tile_training_shards", "cell_network", "tile_network_history")
+        return ("tile_training_shards", "cell_network", "tile_network_history", "tile_network_projections")

@@ -120,7 +120,7 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
     from dagster_project.definitions import defs
 
     grid_assets = {"tile_core", "tile_scenarios", "tile_projections", "grid_maps"}
-    grid_assets |= {"tile_training_shards", "cell_network", "tile_network_history"}
+    grid_assets |= {"tile_training_shards", "cell_network", "tile_network_history", "tile_network_projections"}
     band_graph = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert not band_graph & grid_assets and "grid_tiles" not in {job.name for job in defs.jobs}
     sources = os.path.join(os.path.dirname(__file__), "..", "..", "sources", "demo_grid.yaml")  # what `make grid` runs
@@ -146,6 +146,7 @@ def test_grid_assets_exist_only_in_grid_mode(lake_env):
     assert report["job_assets"] == [
         "tile_core",
         "tile_network_history",
+        "tile_network_projections",
         "tile_projections",
         "tile_scenarios",
         "tile_training_shards",

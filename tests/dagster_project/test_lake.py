@@ -406,8 +406,8 @@ def test_grid_modes_assets_write_their_own_paths_and_its_views_read_them(tmp_pat
                 writers.setdefault(str(path), set()).add(name)
     assert all(len(names) == 1 for names in writers.values())
     # core 2 per tile, scenarios 2 per tile, projections 3 per tile, maps 2 + 2 figures; shards 2 per
-    # tile, the network's folder, its history 1 per tile
-    assert len(writers) == 2 * 3 + 2 * 3 + 3 * 3 + 2 + 2 + 2 * 3 + 1 + 3
+    # tile, the network's folder, its history 1 per tile, its projections 2 per tile
+    assert len(writers) == 2 * 3 + 2 * 3 + 3 * 3 + 2 + 2 + 2 * 3 + 1 + 3 + 2 * 3
     band = {str(path) for asset in lake.LakeLayout.assets() for path in _outputs_of(layout, asset)}
     assert not band & set(writers)
     assert not set(lake.GRID_OUTPUT_VIEWS) & set(lake.OUTPUT_VIEWS)
