@@ -44,7 +44,7 @@ from dagster import (
 from dagster_project.config import TileCoreConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
 from dagster_project.lake import CMIP5, RAW_SCHEMA, SCENARIO_MART, Table, read_parquet
-from dagster_project.lake.cells import CELL_MART, tile_rows
+from dagster_project.lake.cells import CELL_MART, read_band_scenarios, tile_rows
 from dagster_project.metadata import markdown_table, png_markdown
 from dagster_project.partitions import tile_partitions
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -97,20 +97,6 @@ def scenario_calendars(warehouse: WarehouseResource, scenarios: Sequence[str]) -
     if wrong:
         raise ValueError(f"raw CMIP5 rows state calendars {wrong}; expected exactly one per scenario")
     return {s: c[0] for s, c in calendars.items()}
-
-
-def read_band_scenarios(warehouse: WarehouseResource, names: Sequence[str]) -> pl.DataFrame:
-    """Every RCP's band scenarios (the scenario mart: one row per scenario, band and month, the
-    historical run spliced before the RCP), columns scenario, band, month, ``names``."""
-    columns = ", ".join(f'"{name}"' for name in names)
-    with warehouse.read_only() as con:
-        return pl.from_arrow(
-            con.sql(
-                f'select scenario, band, month, {columns} from "{SCENARIO_MART.schema}"."{SCENARIO_MART.name}" '
-                "where scenario in (select unnest(?)) order by scenario, band, month",
-                params=[list(catalog.RCP_EXPERIMENTS)],
-            ).to_arrow_table()
-        )
 
 
 def read_tile_scenarios(lake: LakeResource, grid: Grid, tiles: Sequence[str], calendars: dict[str, str]):

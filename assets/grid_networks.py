@@ -23,6 +23,7 @@ beside `assets.grid`. The kernels are plain functions of `ml.cell_training` and
   the same cells (views `maps.cell_network_projections`, `maps.cell_network_soil_temperature`).
 """
 
+import contextlib
 import time
 
 import polars as pl
@@ -37,11 +38,10 @@ from dagster import (
     asset,
 )
 
-from assets.grid import TILE_PROJECTIONS, read_band_scenarios
 from dagster_project.config import CellNetworkConfig, TileScenariosConfig
 from dagster_project.dask_engine import DaskResource
-from dagster_project.lake import SCENARIO_MART
-from dagster_project.lake.cells import CELL_MART, tile_rows
+from dagster_project.lake import SCENARIO_MART, local_copy, read_parquet
+from dagster_project.lake.cells import CELL_MART, read_band_scenarios, tile_rows
 from dagster_project.metadata import markdown_table
 from dagster_project.partitions import tile_partitions
 from dagster_project.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -51,6 +51,7 @@ GRID = "grid"
 TILE_TRAINING_SHARDS = "tile_training_shards"
 CELL_NETWORK = "cell_network"
 TILE_NETWORK_HISTORY = "tile_network_history"
+TILE_PROJECTIONS = "tile_projections"  # assets.grid's (an asset module imports no other)
 TILE_NETWORK_PROJECTIONS = "tile_network_projections"
 
 
@@ -115,7 +116,7 @@ def grid_network_assets(grid: Grid) -> list:
         tasks = read_cell_tiles(warehouse, grid, keys)
         targets = {key: lake.layout.tile_training_shards(key).targets() for key in keys}
         started = time.perf_counter()
-        dask.map_tiles(tile_shard_frames, tasks, targets)
+        dask.map_tiles(tile_shard_frames, tasks, targets, root=lake.layout.root)
         seconds = time.perf_counter() - started
         months = tasks[keys[0]].series.months
         cells = sum(len(task.series.cells) for task in tasks.values())
@@ -156,8 +157,7 @@ def grid_network_assets(grid: Grid) -> list:
                 f"{len(missing)} of {len(files)} tile(s) have no training shard yet ({', '.join(missing[:6])}): "
                 "materialize tile_training_shards for every tile first"
             )
-        paths = [f.rows for f in files.values()]
-        stats = pooled_stats(pl.concat(pl.read_parquet(f.moments) for f in files.values()))
+        stats = pooled_stats(pl.concat(read_parquet(f.moments) for f in files.values()))
         training = CellTrainingConfig(
             architecture=config.architecture,
             epochs=config.epochs,
@@ -170,8 +170,11 @@ def grid_network_assets(grid: Grid) -> list:
             hyperparameters=_hyperparameters(config),
         )
         started = time.perf_counter()
-        network = train_cell_network(paths, stats, training)
-        scores = held_out_scores(network, paths)
+        # tf.data reads local files: on an object-store lake, the shards are downloaded for the step
+        with contextlib.ExitStack() as shards:
+            paths = [shards.enter_context(local_copy(f.rows)) for f in files.values()]
+            network = train_cell_network(paths, stats, training)
+            scores = held_out_scores(network, paths)
         seconds = time.perf_counter() - started
         with lake.batch() as batch:
             folder = batch.folder(lake.layout.cell_network(), lambda tmp: save_cell_network(network, tmp))
@@ -221,9 +224,9 @@ def grid_network_assets(grid: Grid) -> list:
         tasks = {key: CellInferenceTask(tile, str(folder)) for key, tile in cell_tiles.items()}
         targets = {key: {"predictions": lake.layout.tile_network_history(key)} for key in keys}
         started = time.perf_counter()
-        dask.map_tiles(tile_network_frames, tasks, targets)
+        dask.map_tiles(tile_network_frames, tasks, targets, root=lake.layout.root)
         seconds = time.perf_counter() - started
-        predictions = pl.concat(pl.read_parquet(targets[key]["predictions"]) for key in keys)
+        predictions = pl.concat(read_parquet(targets[key]["predictions"]) for key in keys)
         layers = [c for c in predictions.columns if c.startswith("t_soil_")]
         errors = (
             predictions.group_by("split")
@@ -299,13 +302,13 @@ def grid_network_assets(grid: Grid) -> list:
         }
         targets = {key: lake.layout.tile_network_projections(key).targets() for key in keys}
         started = time.perf_counter()
-        dask.map_tiles(tile_network_projection_frames, tasks, targets)
+        dask.map_tiles(tile_network_projection_frames, tasks, targets, root=lake.layout.root)
         seconds = time.perf_counter() - started
-        summary = pl.concat(pl.read_parquet(targets[key]["summary"]) for key in keys)
+        summary = pl.concat(read_parquet(targets[key]["summary"]) for key in keys)
         core_files = {key: lake.layout.tile_projections(key).summary for key in keys}
         without_core = [key for key, path in core_files.items() if not path.exists()]
         core_frames = [
-            pl.read_parquet(path, columns=["scenario", "cell", *WARMING])
+            read_parquet(path, columns=["scenario", "cell", *WARMING])
             for key, path in core_files.items()
             if key not in without_core
         ]

@@ -50,8 +50,8 @@ from ml.cell_training import (
     WINDOW,
     CellNetwork,
     CellTile,
-    _cached_network,
     _climatology,
+    network_at,
     to_degc,
 )
 from ml.soil_water import SOIL_WATER_TOTAL
@@ -255,13 +255,7 @@ def network_frames(tile: CellTile, inputs: Mapping[str, UnitGrid], network: Cell
 def tile_network_projection_frames(task: CellProjectionTask) -> dict[str, pl.DataFrame]:
     """The kernel grid mode maps over tiles: the tile's scenario inputs built and the network
     (``task.network``, loaded once per worker and folder version) run under each RCP."""
-    from pathlib import Path
-
-    from ml.cell_training import MODEL_FILE
-
-    folder = Path(task.network)
-    stamp = (folder / MODEL_FILE).stat().st_mtime if (folder / MODEL_FILE).exists() else 0.0
-    return network_frames(task.tile, scenario_inputs(task), _cached_network(str(folder), stamp))
+    return network_frames(task.tile, scenario_inputs(task), network_at(task.network))
 
 
 # --- credibility against the core ------------------------------------------------------------

@@ -582,6 +582,42 @@ def _cached_network(folder: str, stamp: float) -> CellNetwork:
     return load_cell_network(folder)
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_remote_network(location: str, stamp: str) -> CellNetwork:
+    import tempfile
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(location)
+    with tempfile.TemporaryDirectory(prefix="cell-network-") as scratch:
+        for name in (MODEL_FILE, STATS_FILE, TRAINING_FILE):
+            if fs.exists(f"{path}/{name}"):  # what is missing, load_cell_network names
+                fs.get_file(f"{path}/{name}", f"{scratch}/{name}")
+        return load_cell_network(scratch)
+
+
+def network_at(location: str) -> CellNetwork:
+    """The network ``save_cell_network`` saved at ``location``: a local folder, or an fsspec URL
+    (``s3://...``: the lake on an object store, reached with the worker's own credentials and
+    endpoint, e.g. ``AWS_ENDPOINT_URL``). Loaded once per worker process and saved version (the
+    model file's modification time, or its object's ETag)."""
+    if "://" not in location:
+        folder = Path(location)
+        stamp = (folder / MODEL_FILE).stat().st_mtime if (folder / MODEL_FILE).exists() else 0.0
+        return _cached_network(str(folder), stamp)
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(location)
+    fs.invalidate_cache(path)
+    try:
+        info = fs.info(f"{path}/{MODEL_FILE}")
+    except FileNotFoundError:
+        message = f"cell network folder {location} lacks {MODEL_FILE}: materialize cell_network"
+        raise FileNotFoundError(message) from None
+    stamp = str(info.get("ETag") or info.get("LastModified") or info.get("mtime") or info.get("size"))
+    return _cached_remote_network(location, stamp)
+
+
 # --- inference per tile ------------------------------------------------------------------
 
 
@@ -621,6 +657,4 @@ def tile_predictions(tile: CellTile, network: CellNetwork) -> pl.DataFrame:
 def tile_network_frames(task: CellInferenceTask) -> dict[str, pl.DataFrame]:
     """The kernel grid mode maps over tiles: the tile's windows built and predicted on the worker
     with the network saved in ``task.network`` (loaded once per worker and folder version)."""
-    folder = Path(task.network)
-    stamp = (folder / MODEL_FILE).stat().st_mtime if (folder / MODEL_FILE).exists() else 0.0
-    return {"predictions": tile_predictions(task.tile, _cached_network(str(folder), stamp))}
+    return {"predictions": tile_predictions(task.tile, network_at(task.network))}

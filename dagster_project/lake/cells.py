@@ -1,6 +1,7 @@
 """Where grid mode's cells live: one tile's monthly rows, read from the cell mart when it has the
 tiles, else from the history mart. The one query grid mode's assets share (`tile_rows`); plain
-polars frames, so the infrastructure needs no ml module. No Dagster.
+polars frames, so the infrastructure needs no ml module; and the band scenarios grid mode regrids
+(`read_band_scenarios`). No Dagster.
 
 The cell mart `marts.fct_cell_month_features` is a view over Parquet partitioned by tile and year
 (`<lake>/marts/fct_cell_month_features/tile=<key>/year=<yyyy>/`): a filter on `tile` with literal
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from dagster_project.lake.layout import HISTORY_MART, Table
+from dagster_project.lake.layout import HISTORY_MART, SCENARIO_MART, Table
+from sources import catalog
 
 CELL_MART = Table("marts", "fct_cell_month_features")
 TILE_KEY = re.compile(r"r\d+c\d+")
@@ -79,3 +81,18 @@ def tile_rows(warehouse, grid, tiles: Sequence[str], names: Sequence[str]) -> di
             raise ValueError(f"{table}: no row for any cell of tile {key} ({ids.size} cells): run dbt build first")
         out[key] = rows.select("unit", "month", *names)
     return out
+
+
+def read_band_scenarios(warehouse, names: Sequence[str]) -> pl.DataFrame:
+    """Every RCP's band scenarios from the warehouse (a `WarehouseResource`): the scenario mart,
+    one row per scenario, band and month, the historical run spliced before the RCP; columns
+    scenario, band, month, ``names``."""
+    columns = ", ".join(f'"{name}"' for name in names)
+    with warehouse.read_only() as con:
+        return pl.from_arrow(
+            con.sql(
+                f'select scenario, band, month, {columns} from "{SCENARIO_MART.schema}"."{SCENARIO_MART.name}" '
+                "where scenario in (select unnest(?)) order by scenario, band, month",
+                params=[list(catalog.RCP_EXPERIMENTS)],
+            ).to_arrow_table()
+        )

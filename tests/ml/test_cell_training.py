@@ -186,3 +186,26 @@ def test_bad_input_names_the_file_variable_cell_and_month(shards, tmp_path):
     first = int(GRID.tile("r00c00").cells[0])
     with pytest.raises(ValueError, match=rf"gap.parquet: cell {first}: months jump from 2005-02 to 2005-04"):
         next(ct.cell_windows(ct.read_shard(path), shards["stats"], source=f"shard {path}"))
+
+
+def test_the_workers_load_the_network_from_a_lake_on_an_object_store(
+    network, shards, s3_root, s3_endpoint, monkeypatch
+):
+    """The network saved in a bucket (moto's S3 server) as the cell_network asset saves it (one
+    object-store batch); the kernel's tiles, their outputs uploaded to the bucket too, predict what
+    the network predicts from a local folder."""
+    from dagster_project import lake
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # a worker's own configuration: the URL carries none
+    with lake.atomic_batch(s3_root) as batch:
+        folder = batch.folder(s3_root / "grid/networks/cell_network", lambda tmp: ct.save_cell_network(network, tmp))
+    location = f"s3://{folder.path}"
+    key = sorted(shards["tiles"])[0]
+    tasks = {key: ct.CellInferenceTask(shards["tiles"][key], location)}
+    target = s3_root / "grid/networks/history" / f"{key}.parquet"
+    tile_engine.map_tiles(ct.tile_network_frames, tasks, {key: {"predictions": target}}, root=s3_root)
+    expected = ct.tile_predictions(shards["tiles"][key], network)
+    assert lake.read_parquet(target).equals(expected)
+    assert ct.network_at(location) is ct.network_at(location)  # loaded once per saved version
+    with pytest.raises(FileNotFoundError, match="lacks model.keras: materialize cell_network"):
+        ct.network_at(f"s3://{s3_root.path}/grid/networks/none")
