@@ -450,6 +450,7 @@ class EvaluationConfig:
     split_seed: int = SPLIT_SEED
     ridge_lags: int = RIDGE_LAGS
     neighbours: int = NEIGHBOURS
+    keep_networks: bool = False  # return the trained networks (memory: one model per run)
 
 
 @dataclass
@@ -462,6 +463,7 @@ class Evaluation:
     scores: pl.DataFrame
     runs: pl.DataFrame
     ridge: CellRidge
+    networks: dict[tuple[str, int], ct.CellNetwork] = field(default_factory=dict)  # config.keep_networks
 
     @property
     def summary(self) -> pl.DataFrame:
@@ -535,6 +537,7 @@ def evaluate_cells(
     references = {k: v for k, v in baselines.items() if k[2].endswith("climatology")}
     scores = score_rows(baselines, {"kind": "baseline", "architecture": None, "seed": None})
     runs = [{"model": "ridge", "seed": None, "seconds": ridge_seconds, "epochs_run": None, "best_epoch": None}]
+    networks = {}
     for architecture in config.architectures:
         for seed in config.seeds:
             training = replace(
@@ -544,9 +547,12 @@ def evaluate_cells(
                 hyperparameters=network_hyperparameters(architecture, config.units),
             )
             network = ct.train_cell_network(train_paths, stats, training)
+            if config.keep_networks:
+                networks[(architecture, seed)] = network
             errors: dict = {}
             for region, windows in regions.items():
-                predicted = [ct.predict_windows(network.model, [w]) * y_std + y_mean for w in windows]
+                every = ct.predict_windows(network.model, windows) * y_std + y_mean  # one call per region
+                predicted = np.split(every, np.cumsum([len(w) for w in windows])[:-1])
                 add(errors, region, architecture, [p - w.anomaly for p, w in zip(predicted, windows, strict=True)])
             run = {"kind": "network", "architecture": architecture, "seed": seed}
             scored = [r for r in score_rows(references | errors, run) if r["model"] == architecture]
@@ -563,4 +569,4 @@ def evaluate_cells(
             years = [r["ratio"] for r in scored if r["region"] == "years" and r["reference"] == "own"]
             log(f"{architecture} seed {seed}: {network.seconds:.1f} s, ratio (years) {np.round(years, 3).tolist()}")
     frame = pl.DataFrame(scores, schema_overrides={"architecture": pl.String, "seed": pl.Int64})
-    return Evaluation(split, stats, frame, pl.DataFrame(runs, schema_overrides={"seed": pl.Int64}), ridge)
+    return Evaluation(split, stats, frame, pl.DataFrame(runs, schema_overrides={"seed": pl.Int64}), ridge, networks)

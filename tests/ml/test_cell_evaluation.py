@@ -20,7 +20,7 @@ GRID = Grid(SPEC, np.ones((6, 6), dtype=bool))
 MONTHS = np.arange(np.datetime64("2001-01"), np.datetime64("2023-12") + 1)
 DEMO_KEYS = [f"r{r:02d}c{c:02d}" for r in range(4) for c in range(5)]  # the demo grid's 4 x 5 tiles
 TINY = ct.CellTrainingConfig(
-    epochs=1, batch_size=64, learning_rate=1e-2, patience=1, shuffle_buffer=256, validation_months=24
+    epochs=1, batch_size=256, learning_rate=1e-2, patience=1, shuffle_buffer=256, validation_months=24
 )
 
 
@@ -178,7 +178,13 @@ def test_the_summary_over_seeds_has_the_mean_sample_sd_and_range():
 
 def test_an_evaluation_scores_every_region_model_and_seed(shards):
     config = ce.EvaluationConfig(
-        architectures=("gru",), seeds=(0, 1), training=TINY, units=4, ridge_lags=2, neighbours=1
+        architectures=("gru",),
+        seeds=(0, 1),
+        training=TINY,
+        units=4,
+        ridge_lags=2,
+        neighbours=1,
+        keep_networks=True,
     )
     result = ce.evaluate_cells(shards["files"], config)
     assert result.split == shards["split"]
@@ -219,3 +225,12 @@ def test_an_evaluation_scores_every_region_model_and_seed(shards):
     gru = scores.filter((pl.col("model") == "gru") & (pl.col("region") == "years") & (pl.col("layer") == "t_soil_0"))
     assert sorted(gru["seed"].to_list()) == [0, 1] and gru["ratio"].n_unique() == 2  # the seeds differ
     assert result.runs["model"].to_list() == ["ridge", "gru", "gru"]
+    # the hold-out of years is the one ml.cell_training reports for the same network
+    network = result.networks[("gru", 1)]
+    assert network.stats is result.stats
+    held_out = ct.held_out_scores(network, [shards["files"][k][0] for k in result.split.train])
+    mine = scores.filter((pl.col("model") == "gru") & (pl.col("seed") == 1) & (pl.col("region") == "years"))
+    mine = mine.filter(pl.col("reference") == "own").sort("layer")
+    assert np.allclose(mine["rmse_K"], held_out["network_rmse_K"], rtol=1e-5)
+    assert np.allclose(mine["reference_rmse_K"], held_out["climatology_rmse_K"], rtol=1e-6)
+    assert (mine["windows"] == held_out["windows"]).all()
