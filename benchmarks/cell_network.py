@@ -12,8 +12,9 @@ The lake must hold grid mode's history mart first, e.g.
 
 With ``--evaluate`` it materializes nothing: it reads the lake's shards and runs
 ``ml.cell_evaluation.evaluate_cells`` (a spatial hold-out of tiles, every architecture x seed,
-the climatology, persistence and ridge baselines; tables of the RMSE ratio per layer, the seeds'
-mean ± sd [min-max]), e.g.
+the climatology, persistence and ridge baselines, and on the held-out tiles two climatologies
+that read none of their soil; tables of the RMSE ratio per layer, the seeds' mean ± sd
+[min-max]), e.g.
 
     .venv/bin/python benchmarks/cell_network.py --lake <lake> --evaluate --tiles 12 --epochs 3 \\
         --architectures gru,tcn,transformer --seeds 0,1,2 [--held-out-fraction 0.25] [--scores out.csv]
@@ -146,9 +147,15 @@ def print_tables(summary, architectures: Sequence[str], neighbours: int) -> None
         windows = summary.filter((pl.col("region") == region) & (pl.col("model") == "climatology"))["windows"][0]
         print(f"\n{region}: {text} ({windows} windows); ratio to the cells' own climatology")
         print(ce.summary_table(summary, region, "own", models))
-        if region != "years":
-            print(f"\n{region}: ratio to a climatology borrowed from the {neighbours} nearest training cells")
-            print(ce.summary_table(summary, region, "borrowed", ["borrowed_climatology", "ridge", *architectures]))
+        if region == "years":
+            continue
+        for reference, what in (
+            ("borrowed", f"borrowed from the {neighbours} nearest training cells"),
+            ("regressed", "regressed on the statics and the drivers' climatology over the training cells"),
+        ):
+            print(f"\n{region}: ratio to a climatology {what}")
+            models = [f"{reference}_climatology", "ridge", *architectures]
+            print(ce.summary_table(summary, region, reference, models))
 
 
 def tables_from_scores(paths: Sequence[str], neighbours: int) -> None:

@@ -15,11 +15,14 @@ the shard files with statistics pooled from that subset's moments.
 * The reference of every ratio is each cell's monthly climatology of its own soil temperature
   over 2001-2018, which the shard stores and the targets are anomalies from. For a held-out cell
   that reads its OBSERVED soil temperature: information a truly unseen cell would not have. So
-  the held-out tiles are also scored without it (reference ``borrowed``): every model's
-  absolute prediction is its predicted anomaly plus the mean climatology of the ``neighbours``
-  nearest training-tile cells, against the observed soil temperature, beside that borrowed
-  climatology alone. The networks' inputs hold no soil temperature (drivers, soil water, their
-  anomalies from the cell's own DRIVER climatology, which an unseen cell does have, and statics).
+  the held-out tiles are also scored without it (``REFERENCES``): every model's absolute
+  prediction is its predicted anomaly plus a climatology that reads none of the cell's soil,
+  against the observed soil temperature, beside that climatology alone: ``borrowed``, the mean
+  climatology of the ``neighbours`` nearest training-tile cells, and ``regressed``, a ridge from
+  the cell's statics and its drivers' monthly climatology to its 48 soil-climatology values,
+  fitted on the training cells (alpha by leaving one training tile out). The networks' inputs
+  hold no soil temperature (drivers, soil water, their anomalies from the cell's own DRIVER
+  climatology, which an unseen cell does have, and statics).
 * Baselines (``BASELINES``), on the same windows: the climatology (an anomaly of 0), the
   persistence of last month's soil-temperature anomaly (it READS the observed soil of month t-1,
   which no network input holds: a reference for what a local soil observation is worth, not a
@@ -64,6 +67,7 @@ BASELINES: dict[str, str] = {
 REFERENCES: dict[str, str] = {
     "own": "the cell's own climatology 2001-2018 (reads its observed soil temperature)",
     "borrowed": "the mean climatology of the nearest training-tile cells (no soil observation of the cell)",
+    "regressed": "a ridge from the cell's statics and driver climatology, fitted on the training cells (no soil)",
 }
 _KEY = re.compile(r"^r(\d+)c(\d+)$")
 
@@ -293,36 +297,51 @@ def fit_cell_ridge(
     return CellRidge(lags, alpha, coef, intercept, scores)
 
 
-# --- a climatology borrowed from the nearest training cells ------------------------------------
+# --- a climatology for a cell without a soil record ---------------------------------------------
 
 
 @dataclass(frozen=True)
 class CellClimatology:
-    """Cells' coordinates and their monthly soil climatology (cell, 12 calendar months, 4 layers)."""
+    """Cells' coordinates and their monthly soil climatology (cell, 12 calendar months, 4 layers);
+    ``features`` (cell, F): what an unseen cell has, its statics (``STATICS``) and the monthly
+    climatology of its drivers (12 x ``DRIVERS``); ``group``: the tile (shard) of each cell."""
 
     cell: np.ndarray
     latitude: np.ndarray
     longitude: np.ndarray
     climatology: np.ndarray
+    features: np.ndarray | None = None
+    group: np.ndarray | None = None
 
 
 def cell_climatology(paths: Sequence[str | Path]) -> CellClimatology:
-    """From shard files: each cell's latitude, longitude and target climatology by calendar month."""
+    """From shard files: each cell's latitude, longitude, target climatology by calendar month and
+    ``features`` (the drivers' climatology is a driver minus its anomaly)."""
     frames = []
-    for path in paths:
-        frame = pl.read_parquet(path, columns=["cell", "month", "latitude", "longitude", *ct.CLIMATOLOGY])
+    for g, path in enumerate(paths):
+        frame = pl.read_parquet(
+            path, columns=["cell", "month", *ct.STATICS, *ct.DRIVERS, *ct.ANOMALIES, *ct.CLIMATOLOGY]
+        )
         frames.append(
-            frame.with_columns(calendar=pl.col("month").dt.month() - 1)
+            frame.with_columns(
+                calendar=pl.col("month").dt.month() - 1,
+                group=pl.lit(g),
+                **{f"{n}_clim": pl.col(n).cast(pl.Float64) - pl.col(f"{n}_anomaly") for n in ct.DRIVERS},
+            )
             .group_by("cell", "calendar")
-            .agg(pl.col("latitude", "longitude", *ct.CLIMATOLOGY).first())
+            .agg(pl.col("group", *ct.STATICS, *ct.CLIMATOLOGY, *(f"{n}_clim" for n in ct.DRIVERS)).first())
         )
     rows = pl.concat(frames).sort("cell", "calendar")
     cells = rows["cell"].unique(maintain_order=True).to_numpy()
     if rows.height != 12 * len(cells):
         raise ValueError("every cell's shard must hold every calendar month")
     values = rows.select(ct.CLIMATOLOGY).to_numpy().reshape(len(cells), 12, len(ct.CLIMATOLOGY))
+    drivers = rows.select(f"{n}_clim" for n in ct.DRIVERS).to_numpy().reshape(len(cells), -1)
     first = rows.filter(pl.col("calendar") == 0)
-    return CellClimatology(cells, first["latitude"].to_numpy(), first["longitude"].to_numpy(), values)
+    features = np.concatenate([first.select(ct.STATICS).to_numpy().astype(np.float64), drivers], axis=1)
+    return CellClimatology(
+        cells, first["latitude"].to_numpy(), first["longitude"].to_numpy(), values, features, first["group"].to_numpy()
+    )
 
 
 def borrowed_climatology(
@@ -336,6 +355,38 @@ def borrowed_climatology(
     dx = (longitude[:, None] - source.longitude[None, :]) * np.cos(np.radians(latitude))[:, None]
     nearest = np.argsort(dx**2 + dy**2, axis=1, kind="stable")[:, :k]
     return source.climatology[nearest].mean(axis=1)
+
+
+def regressed_climatology(
+    features: np.ndarray, source: CellClimatology, alphas: Sequence[float] = RIDGE_ALPHAS
+) -> tuple[np.ndarray, float]:
+    """(n, 12, 4) and alpha: a ridge from the source cells' ``features`` (standardised over them)
+    to their 48 climatology values, alpha chosen by leaving one group (tile) out at a time."""
+    mean, std = source.features.mean(axis=0), source.features.std(axis=0)
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    x = (source.features - mean) / std
+    y = source.climatology.reshape(len(x), -1)
+    groups = np.unique(source.group)
+    parts = {g: RidgeSums().add(x[source.group == g], y[source.group == g]) for g in groups}
+    total = RidgeSums()
+    for part in parts.values():
+        total = total + part
+    alpha = float(alphas[0])
+    if len(groups) > 1:
+        errors = {}
+        for a in alphas:
+            squared = 0.0
+            for part in parts.values():
+                rest = RidgeSums(total.n - part.n)
+                rest.sx, rest.sy, rest.xx, rest.xy, rest.yy = (
+                    t - p for t, p in zip(total.parts, part.parts, strict=True)
+                )
+                squared += part.squared_error(*rest.solve(a)).sum()
+            errors[float(a)] = squared
+        alpha = min(errors, key=errors.get)
+    coef, intercept = total.solve(alpha)
+    predicted = ((np.asarray(features, dtype=np.float64) - mean) / std) @ coef + intercept
+    return predicted.reshape(len(predicted), 12, -1), alpha
 
 
 # --- scores ----------------------------------------------------------------------------------
@@ -358,10 +409,10 @@ class _Errors:
 def score_rows(errors: Mapping[tuple[str, str, str], _Errors], run: Mapping[str, object]) -> list[dict]:
     """Rows region, reference, model, layer, rmse_K, reference_rmse_K, ratio, windows and ``run``'s
     fields, from squared errors keyed by (region, reference, model); the reference model of
-    reference ``own`` is ``climatology``, of ``borrowed`` ``borrowed_climatology``."""
+    reference ``own`` is ``climatology``, of another ``<reference>_climatology``."""
     rows = []
     for (region, reference, model), err in errors.items():
-        base = errors.get((region, reference, "climatology" if reference == "own" else "borrowed_climatology"))
+        base = errors.get((region, reference, "climatology" if reference == "own" else f"{reference}_climatology"))
         if base is None:
             raise ValueError(f"no climatology for region {region}, reference {reference}")
         for k, layer in enumerate(catalog.TARGETS):
@@ -492,7 +543,7 @@ def evaluate_cells(
     """Split the tiles of ``files`` (tile key -> (shard rows, moments)), train every
     architecture x seed and the ridge on the training tiles, score them and the baselines on
     every region (``REGIONS``) against the cells' own climatology and, on the held-out tiles,
-    against the one borrowed from the training tiles' cells."""
+    against climatologies that read no soil of theirs (``REFERENCES``)."""
     config = config or EvaluationConfig()
     split = tile_split(files, config.held_out_fraction, config.split_seed)
     rows = {k: Path(f[0]) for k, f in files.items()}
@@ -503,25 +554,37 @@ def evaluate_cells(
     y_mean, y_std = (v.astype(np.float64) for v in stats.of(ct.TARGET_ANOMALIES))
     source = cell_climatology(train_paths)
     held = cell_climatology([rows[k] for k in split.held_out])
-    borrowed = borrowed_climatology(held.latitude, held.longitude, source, config.neighbours)  # held.cell sorted
+    regressed, alpha = regressed_climatology(held.features, source)
+    log(f"regressed climatology: alpha {alpha} (leave one training tile out)")
+    climatologies = {  # (held-out cell, 12, 4); held.cell is sorted
+        "borrowed": borrowed_climatology(held.latitude, held.longitude, source, config.neighbours),
+        "regressed": regressed,
+    }
 
-    def borrowed_offset(windows: RegionWindows) -> np.ndarray:
-        """The borrowed minus the own climatology of each window's cell and calendar month."""
+    def offset(windows: RegionWindows, reference: str) -> np.ndarray:
+        """The reference's minus the own climatology of each window's cell and calendar month."""
         calendar = windows.target_month.astype(np.int64) % 12
-        return borrowed[np.searchsorted(held.cell, windows.cell), calendar] - windows.climatology
+        return climatologies[reference][np.searchsorted(held.cell, windows.cell), calendar] - windows.climatology
 
-    offsets = {r: [borrowed_offset(w) for w in ws] for r, ws in regions.items() if r != "years"}
+    offsets = {
+        (r, reference): [offset(w, reference) for w in ws]
+        for r, ws in regions.items()
+        if r != "years"
+        for reference in climatologies
+    }
 
     def add(errors: dict, region: str, model: str, anomaly_error: list[np.ndarray]) -> None:
-        """An anomaly-predicting model's errors against the own and, held-out tiles, the borrowed climatology."""
+        """An anomaly-predicting model's errors against the own and, held-out tiles, the other climatologies."""
         errors.setdefault((region, "own", model), _Errors())
         for e in anomaly_error:
             errors[(region, "own", model)].add(e)
-        if region in offsets:
-            key = (region, "borrowed", "borrowed_climatology" if model == "climatology" else model)
+        for reference in climatologies:
+            if (region, reference) not in offsets:
+                continue
+            key = (region, reference, f"{reference}_climatology" if model == "climatology" else model)
             errors.setdefault(key, _Errors())
-            for e, offset in zip(anomaly_error, offsets[region], strict=True):
-                errors[key].add(e + offset)
+            for e, shift in zip(anomaly_error, offsets[(region, reference)], strict=True):
+                errors[key].add(e + shift)
 
     started = time.perf_counter()
     ridge = fit_cell_ridge(train_paths, stats, config.ridge_lags, validation_months=config.training.validation_months)

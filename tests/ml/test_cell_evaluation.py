@@ -140,6 +140,29 @@ def test_a_borrowed_climatology_is_the_mean_of_the_nearest_cells():
     assert np.allclose(two[0], source.climatology[:2].mean(axis=0))
 
 
+def test_a_regressed_climatology_recovers_a_linear_dependence_on_the_features():
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(80, 6)) * 3.0 + 10.0
+    weights, offset = rng.normal(size=(6, 48)), rng.normal(size=48)
+    truth = (features @ weights + offset).reshape(80, 12, 4)
+    source = ce.CellClimatology(
+        cell=np.arange(60),
+        latitude=np.zeros(60),
+        longitude=np.zeros(60),
+        climatology=truth[:60],
+        features=features[:60],
+        group=np.repeat(np.arange(6), 10),
+    )
+    predicted, alpha = ce.regressed_climatology(features[60:], source)
+    assert alpha == min(ce.RIDGE_ALPHAS)  # exact linear data: the least shrinkage wins out of tile
+    assert np.abs(predicted - truth[60:]).max() < 0.05 * np.abs(truth[60:]).mean()
+    # a constant target is predicted as that constant, whatever the features
+    flat = ce.CellClimatology(
+        source.cell, source.latitude, source.longitude, np.ones((60, 12, 4)), source.features, source.group
+    )
+    assert np.allclose(ce.regressed_climatology(features[60:], flat)[0], 1.0)
+
+
 def test_the_summary_over_seeds_has_the_mean_sample_sd_and_range():
     ratios = {"gru": [0.4, 0.5, 0.9], "tcn": [0.7, 0.6, 0.8]}
     rows = [
@@ -203,6 +226,8 @@ def test_an_evaluation_scores_every_region_model_and_seed(shards):
             assert borrowed.is_empty()
             continue
         assert set(borrowed["model"]) == {"borrowed_climatology", "ridge", "gru"}
+        regressed = summary.filter((pl.col("region") == region) & (pl.col("reference") == "regressed"))
+        assert set(regressed["model"]) == {"regressed_climatology", "ridge", "gru"}
     # the borrowed climatology of 2019-2023: each held-out cell's nearest training cell's own
     borrowed = summary.filter((pl.col("model") == "borrowed_climatology") & (pl.col("region") == "tiles_years"))
     train = pl.concat(pl.read_parquet(shards["files"][k][0]) for k in result.split.train).sort("cell", "month")
