@@ -154,8 +154,8 @@ def print_tables(summary, architectures: Sequence[str], neighbours: int) -> None
             ("regressed", "regressed on the statics and the drivers' climatology over the training cells"),
         ):
             print(f"\n{region}: ratio to a climatology {what}")
-            models = [f"{reference}_climatology", "ridge", *architectures]
-            print(ce.summary_table(summary, region, reference, models))
+            others = [f"{reference}_climatology", "ridge", *architectures]
+            print(ce.summary_table(summary, region, reference, others))
 
 
 def tables_from_scores(paths: Sequence[str], neighbours: int) -> None:
