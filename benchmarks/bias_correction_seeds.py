@@ -154,7 +154,17 @@ def scenario_inputs(lake: Path):
     return history, raw_runs, corrected, inputs
 
 
-def floors(lake: Path, seed: int, world: str, draws: int, blocks: list[int], bootstrap_seed: int) -> list[dict]:
+def floors(
+    lake: Path,
+    seed: int,
+    world: str,
+    draws: int,
+    blocks: list[int],
+    bootstrap_seed: int,
+    method_sets: tuple[str, ...] = ("qdm+mean_delta",),
+) -> list[dict]:
+    """Rows per RCP, bias-correction methods (members take the methods of a set joined by `+`
+    in turn, as `scenario_windows`' config `bias_methods`) and block length."""
     from ml.scenario_members import bootstrap_block, mean_delta_correction, member_drivers
 
     source = DemoClimateModelSource(DemoSettings(seed=seed, world=world))
@@ -163,10 +173,11 @@ def floors(lake: Path, seed: int, world: str, draws: int, blocks: list[int], boo
     for scenario in catalog.RCP_EXPERIMENTS:
         truth = truth_level(source, scenario)  # (band, layer)
         qdm, raw = corrected[scenario], raw_runs[scenario]
-        methods = [qdm, mean_delta_correction(raw, history, qdm, inputs, list(raw_runs.values()))]
+        grids = {"qdm": qdm, "mean_delta": mean_delta_correction(raw, history, qdm, inputs, list(raw_runs.values()))}
         keep = qdm.months >= np.datetime64("2001-01")
         rho, auto_block = bootstrap_block(history, raw, inputs, 0)
-        for requested in blocks:
+        for method_set, requested in ((m, b) for m in method_sets for b in blocks):
+            methods = [grids[name] for name in method_set.split("+")]
             block = auto_block if requested == 0 else requested
             started = time.perf_counter()
             values = member_drivers(methods, history, raw, draws, bootstrap_seed, inputs, block)[:, keep]
@@ -178,6 +189,7 @@ def floors(lake: Path, seed: int, world: str, draws: int, blocks: list[int], boo
                 {
                     "seed": seed,
                     "scenario": scenario,
+                    "methods": method_set,
                     "block_years": requested,
                     "block_used": block,
                     "persistence": rho,
@@ -205,11 +217,14 @@ def floors(lake: Path, seed: int, world: str, draws: int, blocks: list[int], boo
 def summary(table: pl.DataFrame) -> list[str]:
     """One line per bootstrap over every seed x RCP case."""
     lines = []
-    for (requested,), part in table.group_by(["block_years"], maintain_order=True):
+    if "methods" not in table.columns:  # written before method sets were compared
+        table = table.with_columns(pl.lit("qdm+mean_delta").alias("methods"))
+    for (method_set, requested), part in table.group_by(["methods", "block_years"], maintain_order=True):
         spread_ratio = np.sqrt(part["cell_error_ms"].mean() / part["cell_draws_var"].mean())
         per_seed = part.group_by("seed", maintain_order=True).agg(pl.col("coverage").mean())
         lines.append(
-            f"block_years {requested} (used {sorted(set(part['block_used'].to_list()))}): {part.height} seed x RCP "
+            f"methods {method_set}, block_years {requested} (used {sorted(set(part['block_used'].to_list()))}): "
+            f"{part.height} seed x RCP "
             f"cases: unperturbed floor error mean {part['floor_error_unperturbed'].mean():+.3f} K, "
             f"sd {part['floor_error_unperturbed'].std():.3f} K; draws' sd {part['draws_sd'].mean():.3f} K; "
             f"coverage of the draws' 5-95% range {part['coverage'].mean():.3f} "
@@ -231,6 +246,12 @@ def main() -> None:
         default=[1, 0],
         help="bootstraps to compare: 1 the year bootstrap, n >= 2 blocks of n years, 0 from the measured persistence",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["qdm+mean_delta"],
+        help="bias-correction method sets, each the members' methods in turn joined by + (qdm, mean_delta)",
+    )
     parser.add_argument("--bootstrap-seed", type=int, default=catalog.DEFAULT_SEED, help="as scenario_windows'")
     parser.add_argument("--world", default="default")
     parser.add_argument("--reuse", action="store_true", help="keep a seed's lake already built under --out")
@@ -240,7 +261,9 @@ def main() -> None:
     for seed in args.seeds:
         folder = args.out / f"seed{seed}"
         print(f"seed {seed}: built up to cmip5_bias_corrected in {build(seed, folder, args.reuse):.0f} s", flush=True)
-        rows += floors(folder / "data", seed, args.world, args.draws, args.block_years, args.bootstrap_seed)
+        rows += floors(
+            folder / "data", seed, args.world, args.draws, args.block_years, args.bootstrap_seed, tuple(args.methods)
+        )
         pl.DataFrame(rows).write_csv(args.out / "bias_correction_seeds.csv")  # after every seed: a partial run counts
     for line in summary(pl.DataFrame(rows)):
         print(line)
