@@ -286,7 +286,7 @@ def scenario_windows(
 ) -> MaterializeResult:
     from ml.model_inputs import with_derived
     from ml.residual import ResidualScaler
-    from ml.scenario_members import build_members, training_range_shares
+    from ml.scenario_members import bootstrap_block, build_members, training_range_shares
     from ml.thermal_core import ThermalCore
     from ml.unit_arrays import history_grid, unit_grid, unit_scenarios
     from ml.windows import NormalizationStats, scenario_hindcast_windows, target_span, windows_summary
@@ -337,6 +337,7 @@ def scenario_windows(
                 config.bootstrap_seed,
                 variants,
                 config.core_structures,
+                config.bias_block_years,
             )
             batch.file(lake.layout.scenario_members(scenario), members.save)
             physical[scenario], clipped[scenario] = training_range_shares(history, in_train, corrected, members, scaler)
@@ -347,6 +348,9 @@ def scenario_windows(
                 "members": len(members.drivers),
                 "member_months": span,
                 "structures": {name: members.structure.count(name) for name in dict.fromkeys(members.structure)},
+                "bootstrap_block_years": bootstrap_block(history, raw_runs[scenario], inputs, config.bias_block_years)[
+                    1
+                ],
             }
             batch.parquet(
                 lake.layout.windows_summary(scenario),

@@ -78,6 +78,10 @@ class ScenarioWindowsConfig(Config):
     # s * architectures + a, ml.ensemble.bias_draw)
     bias_draws: int = len(architecture_catalog.ARCHITECTURES) * TrainingConfig().seeds
     bootstrap_seed: int = catalog.DEFAULT_SEED
+    # years the bootstrap resamples together (ml.forcing_bootstrap): 1 single years (the year
+    # bootstrap), n >= 2 blocks of n consecutive years (circular), 0 the block length of the
+    # overlap's measured persistence across years (benchmarks/README.md, bias_correction_seeds.py)
+    bias_block_years: int = 1
     # bias-correction methods the members take in turn (draw k: method k mod the number of
     # methods; draw 0 the first, unperturbed): "qdm" the pipeline's cmip5_bias_corrected,
     # "mean_delta" the raw scenario shifted (scaled) by the mean difference per band and month
@@ -93,6 +97,13 @@ class ScenarioWindowsConfig(Config):
     def _at_least_one_draw(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"bias_draws must be >= 1 (draw 0 is the unperturbed correction), got {value}")
+        return value
+
+    @field_validator("bias_block_years")
+    @classmethod
+    def _block_years_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"bias_block_years must be >= 0 (0: from the overlap's persistence), got {value}")
         return value
 
     @field_validator("core_structures")

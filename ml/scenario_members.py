@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, perturb
+from ml.forcing_bootstrap import MULTIPLICATIVE, offset_perturbation, overlap_block_years, perturb
 from ml.model_inputs import ModelInputs, core_surface_temperature, derived_snowfall
 from ml.thermal_core import DEFAULT_STRUCTURE, CoreInputs, CoreStructure, ThermalCore
 from ml.training_config import BIAS_METHODS, CORE_STRUCTURES
@@ -204,6 +204,19 @@ def mean_delta_correction(
     return UnitGrid(like.months, rederive(values, like.names, inputs), like.names, like.units)
 
 
+def bootstrap_block(
+    history: UnitGrid, raw_scenario: UnitGrid, inputs: ModelInputs, block_years: int
+) -> tuple[float | None, int]:
+    """(persistence, block length) of the bias correction's bootstrap: ``block_years`` >= 1 as
+    given (persistence not measured: None), 0 the block length of the overlap's measured
+    persistence (``ml.forcing_bootstrap.overlap_block_years``)."""
+    if block_years < 0:
+        raise ValueError(f"block_years must be >= 0 (0: from the overlap's persistence), got {block_years}")
+    if block_years:
+        return None, block_years
+    return overlap_block_years(*overlap(history, raw_scenario, inputs.measured))
+
+
 def member_drivers(
     corrected: UnitGrid | list[UnitGrid],
     history: UnitGrid,
@@ -211,17 +224,20 @@ def member_drivers(
     draws: int,
     seed: int,
     inputs: ModelInputs,
+    block_years: int = 1,
 ) -> np.ndarray:
     """(draws, T, U, V) drivers (``names`` order) of members 0..draws-1: member k starts from
     ``corrected[k % len(corrected)]`` (one grid per bias-correction method; draw 0 uses the
-    first) and carries bootstrap draw k of the correction of each measured driver (draw 0 none);
-    derived drivers are derived again from the perturbed ones."""
+    first) and carries bootstrap draw k of the correction of each measured driver (draw 0 none),
+    resampling ``block_years`` consecutive years together (``bootstrap_block``; 1: single
+    years); derived drivers are derived again from the perturbed ones."""
     methods = corrected if isinstance(corrected, list) else [corrected]
     reference, model, calendar = overlap(history, raw_scenario, inputs.measured)
+    _, block = bootstrap_block(history, raw_scenario, inputs, block_years)
     out = np.stack([methods[k % len(methods)].values for k in range(draws)]).astype(np.float32)
     for draw in range(1, draws):
         base = methods[draw % len(methods)]
-        perturbation = offset_perturbation(reference, model, calendar, draw, seed)
+        perturbation = offset_perturbation(reference, model, calendar, draw, seed, block)
         for v in inputs.measured:
             k = base.names.index(v)
             out[draw, ..., k] = perturb(base.values[..., k], perturbation[v], base.calendar_month, v)
@@ -418,13 +434,15 @@ def build_members(
     seed: int = catalog.DEFAULT_SEED,
     variants: Mapping[str, ThermalCore] | None = None,
     structures: Sequence[str] = (DEFAULT_STRUCTURE_NAME,),
+    block_years: int = 1,
 ) -> ScenarioMembers:
     """The members of ``scenario``: its quantile-mapped drivers ``corrected`` (and the raw run
     ``raw_runs[scenario]``; every run of the model pools the mean-delta correction's means),
     corrected by ``methods`` in turn with bootstrap draws 0..draws-1, and the fitted ``core``
     (the default structure) run on each with the training months' (``train`` of ``history``)
     water climatology, in the climate model's own ``calendar``; draws take ``structures`` in
-    turn, whose fitted cores ``variants`` gives (``structure_offsets``). Every grid is over the
+    turn, whose fitted cores ``variants`` gives (``structure_offsets``); the bootstrap resamples
+    ``block_years`` consecutive years together (``bootstrap_block``). Every grid is over the
     same units, in the same order."""
     unknown = sorted(set(methods) - set(BIAS_METHODS))
     if unknown or not methods:
@@ -437,7 +455,7 @@ def build_members(
         "qdm": lambda: corrected,
         "mean_delta": lambda: mean_delta_correction(raw, history, corrected, inputs, list(raw_runs.values())),
     }
-    drivers = member_drivers([corrections[name]() for name in methods], history, raw, draws, seed, inputs)
+    drivers = member_drivers([corrections[name]() for name in methods], history, raw, draws, seed, inputs, block_years)
     days = days_in_month(corrected.months, calendar)
     water = water_climatology(history, train)
     cores = member_cores(core, drivers, corrected.names, corrected.calendar_month, water, days, inputs)

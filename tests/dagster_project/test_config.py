@@ -22,6 +22,7 @@ from ml.training_config import TrainingConfig
         (ScenarioWindowsConfig, {"bias_draws": 0}, "bias_draws must be >= 1.*got 0"),
         (ScenarioWindowsConfig, {"bias_methods": ["qdm", "eqm"]}, r"bias_methods must name.*got \['qdm', 'eqm'\]"),
         (ScenarioWindowsConfig, {"bias_methods": []}, r"bias_methods must name.*got \[\]"),
+        (ScenarioWindowsConfig, {"bias_block_years": -1}, r"bias_block_years must be >= 0.*got -1"),
         (BiasCorrectionConfig, {"n_quantiles": 0}, "n_quantiles must be a positive number of quantiles, got 0"),
         (BiasCorrectionConfig, {"method": "isimip"}, "method"),
         (TrainingRunConfig, {"seeds": 0}, "TrainingConfig.seeds must be a positive int, got 0"),
@@ -38,6 +39,7 @@ def test_a_bad_value_is_refused_naming_field_and_value(config, values, message):
 
 def test_defaults_hold_one_draw_per_network_and_fill_the_training_dataclass():
     assert ScenarioWindowsConfig().bias_draws == len(architecture_catalog.names()) * TrainingConfig().seeds == 25
+    assert ScenarioWindowsConfig().bias_block_years == 1  # the year bootstrap, as before blocks existed
     assert HyperparameterSearchConfig().trials == 0  # the search is off unless asked for
     assert ScenarioWindowsConfig(bias_methods=["mean_delta"]).bias_methods == ["mean_delta"]
     assert to_source(TrainingRunConfig(seeds=2, epochs=3), TrainingConfig) == TrainingConfig(seeds=2, epochs=3)

@@ -5,7 +5,14 @@ import pytest
 
 from ml.model_inputs import ModelInputs
 from ml.residual import DRIVERS
-from ml.scenario_members import member_cores, member_drivers, outside_training_range, overlap, water_climatology
+from ml.scenario_members import (
+    bootstrap_block,
+    member_cores,
+    member_drivers,
+    outside_training_range,
+    overlap,
+    water_climatology,
+)
 from ml.thermal_core import NAMES, PARAMETERS, ThermalCore
 from ml.unit_arrays import UnitGrid, Units
 from sources import catalog
@@ -55,6 +62,23 @@ def test_draw_zero_is_the_corrected_scenario_and_others_differ():
     assert not np.allclose(drivers[1], drivers[0]) and not np.allclose(drivers[1], drivers[2])
     again = member_drivers(corrected, history, raw, draws=2, seed=7, inputs=INPUTS)
     assert np.array_equal(again[1], drivers[1])  # a smaller ensemble draws the same
+
+
+def test_block_bootstrap_of_members_keeps_draw_zero_and_the_year_bootstrap_by_default():
+    history = grid("2001-01", 120, 1)
+    raw = grid("2001-01", 240, 2, offset=-1.0, names=DRIVERS)
+    corrected = grid("2001-01", 240, 3, names=DRIVERS)
+    single = member_drivers(corrected, history, raw, draws=3, seed=7, inputs=INPUTS)
+    assert np.array_equal(single, member_drivers(corrected, history, raw, 3, 7, INPUTS, block_years=1))
+    blocks = member_drivers(corrected, history, raw, draws=3, seed=7, inputs=INPUTS, block_years=3)
+    assert np.array_equal(blocks[0], single[0])  # draw 0 stays the unperturbed correction
+    assert not np.allclose(blocks[1], single[1])
+    # independent weather: no persistence measured, so the automatic block is a single year
+    rho, block = bootstrap_block(history, raw, INPUTS, 0)
+    assert abs(rho) < 0.2 and block == 1
+    assert bootstrap_block(history, raw, INPUTS, 4) == (None, 4)
+    with pytest.raises(ValueError, match="block_years must be >= 0"):
+        bootstrap_block(history, raw, INPUTS, -1)
 
 
 def test_members_run_side_by_side_as_they_would_alone():
