@@ -264,7 +264,7 @@ def _map_tiles_to_objects(kernel, tasks, targets, client, retries, name, root) -
             tile: {output: batch.reserve(path) for output, path in outputs.items()} for tile, outputs in targets.items()
         }
         upload = functools.partial(_upload_tile, fs=batch.lake.fs)
-        staged, failures = _run_tiles(upload, kernel, tasks, keys, client, retries, name)
+        _, failures = _run_tiles(upload, kernel, tasks, keys, client, retries, name)
         _raise_failures(failures, len(tasks))
         batch.commit()
     finally:
