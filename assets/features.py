@@ -53,6 +53,23 @@ def _marts(warehouse: WarehouseResource):
     return modelling_marts(*(warehouse.read_table(table) for table in (HISTORY_MART, SCENARIO_MART, UNITS_DIMENSION)))
 
 
+def raw_scenario_runs(raw_marts: pl.DataFrame, units, inputs) -> dict:
+    """Every run of the climate model in the scenario mart (``raw_marts``), uncorrected, as a unit
+    grid of the model inputs' channels (derived ones included), by scenario name."""
+    from ml.model_inputs import with_derived
+    from ml.unit_arrays import unit_grid, unit_scenarios
+
+    return {
+        s: unit_grid(
+            with_derived(unit_scenarios(raw_marts.filter(pl.col("scenario") == s), units), inputs),
+            inputs.channels,
+            f"scenario mart {s}",
+            units,
+        )
+        for s in sorted(set(raw_marts["scenario"].to_list()))
+    }
+
+
 def _figure_unit(units) -> int:
     """The unit a bias-correction figure shows: band 3 on bands, else the largest unit."""
     return 3 if units.are_bands else int(units.frame.sort("area_km2", descending=True)["unit"][0])
@@ -284,11 +301,10 @@ def _scenario_calendar(warehouse: WarehouseResource, scenario: str) -> str:
 def scenario_windows(
     context: AssetExecutionContext, config: ScenarioWindowsConfig, lake: LakeResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    from ml.model_inputs import with_derived
     from ml.residual import ResidualScaler
     from ml.scenario_members import bootstrap_block, build_members, training_range_shares
     from ml.thermal_core import ThermalCore
-    from ml.unit_arrays import history_grid, unit_grid, unit_scenarios
+    from ml.unit_arrays import history_grid, unit_grid
     from ml.windows import NormalizationStats, scenario_hindcast_windows, target_span, windows_summary
 
     files = lake.layout.training_windows()
@@ -307,15 +323,7 @@ def scenario_windows(
     history = history_grid(history_frame, units, (*channels, *catalog.TARGETS))
     in_train = history.months <= catalog.month64(catalog.TRAIN_LAST_TARGET_MONTH)
     # every run of the climate model: the mean-delta correction pools their overlap means
-    raw_runs = {
-        s: unit_grid(
-            with_derived(unit_scenarios(raw_marts.filter(pl.col("scenario") == s), units), inputs),
-            channels,
-            f"scenario mart {s}",
-            units,
-        )
-        for s in sorted(set(raw_marts["scenario"].to_list()))
-    }
+    raw_runs = raw_scenario_runs(raw_marts, units, inputs)
     shapes, physical, clipped = {}, {}, {}
     with lake.batch() as batch:
         for scenario in context.partition_keys:

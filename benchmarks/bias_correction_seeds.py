@@ -124,24 +124,15 @@ def floor_levels(drivers: np.ndarray, names: list[str], months: np.ndarray, worl
 def scenario_inputs(lake: Path):
     """What `scenario_windows` draws its members from: (history grid, raw runs, corrected
     scenarios by name, model inputs), read from the lake's warehouse and files."""
-    from assets.features import _marts
+    from assets.features import _marts, raw_scenario_runs
     from dagster_project.resources import WarehouseResource
-    from ml.model_inputs import with_derived
-    from ml.unit_arrays import history_grid, unit_grid, unit_scenarios
+    from ml.unit_arrays import history_grid, unit_grid
 
     warehouse = WarehouseResource(path=str(lake / "warehouse.duckdb"))
     history_frame, units, inputs, raw_marts = _marts(warehouse)
     channels = inputs.channels
     history = history_grid(history_frame, units, (*channels, *catalog.TARGETS))
-    raw_runs = {
-        s: unit_grid(
-            with_derived(unit_scenarios(raw_marts.filter(pl.col("scenario") == s), units), inputs),
-            channels,
-            f"scenario mart {s}",
-            units,
-        )
-        for s in sorted(set(raw_marts["scenario"].to_list()))
-    }
+    raw_runs = raw_scenario_runs(raw_marts, units, inputs)
     corrected = {
         s: unit_grid(
             pl.read_parquet(lake / "features" / "cmip5_bias_corrected" / f"{s}.parquet"),
