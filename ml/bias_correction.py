@@ -15,7 +15,10 @@ xsdba is imported only when a correction runs: it takes seconds to import.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -133,6 +136,32 @@ def bias_correct(
     )
 
 
+@contextmanager
+def recorded_warnings() -> Iterator[list[str]]:
+    """The messages of the warnings this thread raises while the block runs, every one (filter
+    "always"), in the order raised.
+
+    Not another thread's (a dask worker's event loop, fsspec's IO thread), whose warnings are
+    shown as usual, and not ``ResourceWarning``: the garbage collector raises those in whichever
+    thread it runs, about a socket or file some other code left open, so a record of them would
+    depend on timing and not on the data."""
+    here = threading.get_ident()
+    messages: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ResourceWarning)
+        show = warnings.showwarning
+
+        def record(message, category, filename, lineno, file=None, line=None):
+            if threading.get_ident() == here:
+                messages.append(str(message))
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = record  # catch_warnings puts the original back
+        yield messages
+
+
 SOIL_WATER_SPLITS: tuple[str, ...] = ("lagged", "dirichlet")
 
 
@@ -169,8 +198,7 @@ def correct_scenario(
         raise ValueError(f"unknown soil-water split {soil_water_split!r}; expected one of {SOIL_WATER_SPLITS}")
     if soil_water_split == "dirichlet" and shares is None:
         raise ValueError("the Dirichlet soil-water split needs the reanalysis' layer shares")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         result = bias_correct(
             reference, scenario, method=method, n_quantiles=n_quantiles, variables=(*inputs.measured, SOIL_WATER_TOTAL)
         )
@@ -178,7 +206,7 @@ def correct_scenario(
         frame = split_soil_water_lagged(result.corrected, reference)
     else:
         frame = split_soil_water(result.corrected, shares, seed=soil_water_seed)
-    return CorrectedScenario(with_derived(frame, inputs), result, [str(warning.message) for warning in caught])
+    return CorrectedScenario(with_derived(frame, inputs), result, caught)
 
 
 def diagnostics_summary(diagnostics: pl.DataFrame) -> pl.DataFrame:

@@ -14,14 +14,13 @@ neither regridded nor corrected here.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from ml.bias_correction import CORRECTED, bias_correct, diagnostics_summary
+from ml.bias_correction import CORRECTED, bias_correct, diagnostics_summary, recorded_warnings
 from ml.regrid import regrid_bands
 from ml.tile_projection import SCENARIO_DRIVERS, ScenarioDrivers
 from ml.tiles import TileSeries
@@ -86,8 +85,7 @@ def tile_scenario_frames(task: TileScenarioTask) -> dict[str, pl.DataFrame]:
         where = f"tile {task.tile}, {scenario} band scenario"
         bands = task.bands.filter(pl.col("scenario") == scenario)
         regridded = regrid_bands(bands, SCENARIO_VARIABLES, history.cells, task.cell_lat, where)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded_warnings() as caught:
             result = bias_correct(
                 reference,
                 regridded.with_columns(pl.lit(scenario).alias("scenario")),
@@ -95,7 +93,7 @@ def tile_scenario_frames(task: TileScenarioTask) -> dict[str, pl.DataFrame]:
                 n_quantiles=task.n_quantiles,
                 variables=SCENARIO_VARIABLES,
             )
-        notes = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or None
+        notes = "; ".join(dict.fromkeys(caught)) or None
         corrected = result.corrected.sort("unit", "month")
         drivers.append(
             corrected.select(

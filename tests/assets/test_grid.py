@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
+from polars.testing import assert_frame_equal
 from synthetic_cells import cell_series
 
 from assets.grid import grid_assets
@@ -363,8 +364,8 @@ def test_the_grid_runs_on_a_lake_on_an_object_store(flow, s3_root, s3_endpoint, 
             expected = dataclasses.asdict(getattr(local, files)(tile.key))
             for output, target in dataclasses.asdict(getattr(on_s3, files)(tile.key)).items():
                 assert target.path[len(s3_root.path) + 1 :] in objects
-                stored = lake.read_parquet(target)
-                assert stored.equals(pl.read_parquet(expected[output])), (files, tile.key, output)
+                # exact, and on a difference it names the column and the values
+                assert_frame_equal(lake.read_parquet(target), pl.read_parquet(expected[output]), check_exact=True)
     netcdf = on_s3.grid_maps().netcdf
     with (
         lake.local_copy(netcdf) as path,

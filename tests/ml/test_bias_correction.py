@@ -281,6 +281,30 @@ def test_a_scenario_corrected_with_its_soil_water_split_and_the_warnings_kept(re
         correct_scenario(reference, scenarios["rcp26"], soil_water_split="dirichlet")
 
 
+def test_recorded_warnings_are_this_threads_and_not_the_garbage_collectors():
+    """A dask worker runs other threads (its event loop, fsspec's IO) and collects garbage
+    whenever: their warnings must not land in a tile's record, or it depends on timing."""
+    import threading
+    import warnings
+
+    from ml.bias_correction import recorded_warnings
+
+    def elsewhere():
+        warnings.warn("from another thread", UserWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with recorded_warnings() as caught:
+            warnings.warn("overlap is short", UserWarning, stacklevel=1)
+            worker = threading.Thread(target=elsewhere)
+            worker.start()
+            worker.join()
+            warnings.warn("unclosed <socket>", ResourceWarning, stacklevel=1)
+            warnings.warn("overlap is short", UserWarning, stacklevel=1)  # every one, not once per place
+    assert caught == ["overlap is short", "overlap is short"]
+    assert [str(w.message) for w in shown] == ["from another thread"]  # shown as usual, not recorded
+
+
 def test_diagnostics_summary_averages_over_bands_per_scenario(corrections):
     from ml.bias_correction import diagnostics_summary
 
