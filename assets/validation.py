@@ -5,6 +5,8 @@ Only a simulated world knows what its own soil did under a pathway; the demo sou
 so in its metadata and writes nothing. The scores are `ml.perfect_model`'s.
 """
 
+import math
+
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
@@ -97,7 +99,8 @@ def perfect_model_validation(
             "worst_member_per_architecture": MetadataValue.md(
                 markdown_table(perfect_model.worst_members(result.scores), float_precision=3)
             ),
-            "coverage": MetadataValue.json({k: round(v, 3) for k, v in result.coverage.items()}),
+            # with the members' error over their spread (inf where the members agree: left out)
+            "coverage": MetadataValue.json({k: round(v, 3) for k, v in result.coverage.items() if math.isfinite(v)}),
             "truth_ordered_cells": result.truth_ordered_cells,
             "projected_months": int(
                 (perfect_model.validation_months() >= catalog.month64(catalog.PROJECTION_FIRST_MONTH)).sum()

@@ -37,6 +37,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ml.perfect_model import calibrated_coverage  # noqa: E402
 from sources import catalog  # noqa: E402
 from sources.demo import DemoClimateModelSource, DemoSettings  # noqa: E402
 
@@ -67,13 +68,6 @@ def build(seed: int, folder: Path, reuse: bool = False) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"seed {seed}: the demo failed (rc {result.returncode}):\n{result.stdout[-3000:]}")
     return time.perf_counter() - started
-
-
-def calibrated_coverage(draws: int) -> float:
-    """Expected share of truths inside the 5-95% range (numpy's linear quantiles) of ``draws``
-    draws when the truth is one more draw of the same distribution: the q-quantile of n draws sits
-    at order statistic q (n - 1) + 1, whose expected distribution value is that over n + 1."""
-    return 0.9 * (draws - 1) / (draws + 1)
 
 
 def late_level(t_soil: np.ndarray, months: np.ndarray) -> np.ndarray:

@@ -260,6 +260,10 @@ def test_perfect_model_validation_on_unbiased_forcing_lands_near_the_truth(model
     cells = pl.read_parquet(layout.validation().cells)
     assert cells.height == 4 * 6 * 4 and (cells["change_q05"] <= cells["change_q95"]).all()
     assert "coverage_change" in meta["targets"].value
+    spread = meta["coverage"].value  # beside the coverage, what it needs to be read by
+    assert spread["error_over_spread_level"] > 0 and 0 < spread["calibrated_coverage"] < 0.9
+    ensemble = scores.filter(pl.col("kind") == "ensemble").row(0, named=True)
+    assert ensemble["error_over_spread_level"] == pytest.approx(spread["error_over_spread_level"], abs=5e-4)
 
 
 def test_validation_says_so_and_writes_nothing_on_a_source_without_truth(tmp_path, monkeypatch):

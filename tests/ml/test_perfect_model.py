@@ -68,6 +68,27 @@ def test_coverage_counts_cells_inside_the_members_range():
         coverage(members[:1], truth)
 
 
+def test_error_over_spread_is_one_when_the_truth_is_one_more_member():
+    """The members' error over their spread does not depend on how many there are: the truth
+    drawn as one more member gives sqrt(1 + 1/n); a biased or over-wide ensemble moves it."""
+    rng = np.random.default_rng(3)
+    n, cells = 25, (40, 6, 4)
+    draws = rng.normal(size=(n + 1, *cells))
+    truth = Signals(draws[0], draws[0], draws[0])
+    members = [Signals(d, d, d) for d in draws[1:]]
+    result = coverage(members, truth)
+    assert result["error_over_spread_level"] == pytest.approx(np.sqrt(1 + 1 / n), rel=0.06)
+    assert result["calibrated_coverage"] == pytest.approx(0.9 * 24 / 26)
+    assert result["coverage_level"] == pytest.approx(result["calibrated_coverage"], abs=0.03)
+    biased = coverage([Signals(d, d + 1.0, d) for d in draws[1:]], truth)
+    assert biased["error_over_spread_level"] == pytest.approx(np.sqrt(2 + 1 / n), rel=0.06)  # bias 1 sd
+    assert biased["error_over_spread_change"] == pytest.approx(result["error_over_spread_change"])
+    wide = coverage([Signals(d, 3.0 * d, d) for d in draws[1:]], truth)
+    assert wide["error_over_spread_level"] < 0.5 and wide["coverage_level"] > 0.99
+    same = Signals(draws[1], draws[1], draws[1])
+    assert coverage([same, same], truth)["error_over_spread_level"] == float("inf")
+
+
 # --- the validation of a set of projections ---------------------------------------------------
 
 SCENARIOS = ["rcp26", "rcp85"]
@@ -96,6 +117,8 @@ def test_validation_scores_members_architectures_ensemble_references_and_floor()
     assert result.coverage["coverage_level"] == 1.0
     assert scores.filter(pl.col("kind") == "ensemble")["coverage_level"].to_list() == [1.0]
     assert scores.filter(pl.col("kind") == "member")["coverage_level"].null_count() == 2
+    # two members at -0.2 and +0.2 K: their mean is the truth, so the error over the spread is 0
+    assert scores.filter(pl.col("kind") == "ensemble")["error_over_spread_level"].to_list() == [pytest.approx(0.0)]
     assert result.truth_ordered_cells == 1 and result.achieved["ensemble_ordered_cells"] == 1
     cells = result.cells
     assert cells.height == 2 and cells["scenario"].to_list() == SCENARIOS
