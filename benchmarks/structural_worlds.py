@@ -86,6 +86,12 @@ def over_seeds(rows: list[dict[str, object]]) -> list[dict[str, object]]:
             values = [row[name] for row in own]
             if name != "seed" and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 mean[name] = sum(map(float, values)) / len(own)
+        for signal in ("change", "level"):  # pooled: rms error over rms spread over every seed's cells
+            errors = [row[f"ensemble_{signal}_rmse"] for row in own]
+            ratios = [row.get(f"error_over_spread_{signal}") for row in own]
+            if all(isinstance(r, float) and r > 0 for r in ratios):
+                spread = sum((e / r) ** 2 for e, r in zip(errors, ratios, strict=True)) / len(own)
+                mean[f"error_over_spread_{signal}"] = (sum(e**2 for e in errors) / len(own) / spread) ** 0.5
         mean["all_targets_met"] = verdicts(mean, f"{world} mean of {len(own)} seeds")
         means.append(mean)
     return means
