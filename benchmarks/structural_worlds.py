@@ -84,7 +84,9 @@ def over_seeds(rows: list[dict[str, object]]) -> list[dict[str, object]]:
         mean = {"world": world, "seed": f"mean of {len(own)}"}
         for name in own[0]:
             values = [row[name] for row in own]
-            if name != "seed" and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            pooled = name.startswith("error_over_spread_")  # pooled below, not averaged
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            if name != "seed" and not pooled and numeric:
                 mean[name] = sum(map(float, values)) / len(own)
         for signal in ("change", "level"):  # pooled: rms error over rms spread over every seed's cells
             errors = [row[f"ensemble_{signal}_rmse"] for row in own]
